@@ -1,0 +1,142 @@
+/* Public interface of the uringsync C engine.
+ *
+ * This file is read twice: by the C compiler (through engine.h) and by cffi's
+ * cdef parser (through build_ffi.py).  Keep it to plain declarations: no
+ * #include, no include guards, no function-like macros.
+ *
+ * Every function that can fail returns a negative errno; nothing here prints.
+ */
+
+/* ---- file types (US_T_*) as carried in us_entry.type and us_job.type ---- */
+#define US_T_UNKNOWN 0
+#define US_T_REG 1
+#define US_T_DIR 2
+#define US_T_LNK 3
+#define US_T_FIFO 4
+#define US_T_CHR 5
+#define US_T_BLK 6
+#define US_T_SOCK 7
+
+/* ---- what to preserve (us_job.flags) ---- */
+#define US_P_OWNER 1
+#define US_P_MODE 2
+#define US_P_TIMES 4
+/* running as root: a failed chown is an error, not a silent downgrade */
+#define US_F_STRICT_OWNER 8
+
+/* ---- the step that failed (us_job.op) ---- */
+#define US_OP_NONE 0
+#define US_OP_OPEN_SRC 1
+#define US_OP_OPEN_DST 2
+#define US_OP_READ 3
+#define US_OP_WRITE 4
+#define US_OP_COPY_RANGE 5
+#define US_OP_CHOWN 6
+#define US_OP_CHMOD 7
+#define US_OP_UTIMES 8
+#define US_OP_CLOSE 9
+#define US_OP_READLINK 10
+#define US_OP_SYMLINK 11
+#define US_OP_UNLINK 12
+#define US_OP_STAT 13
+#define US_OP_TYPE 14
+#define US_OP_SRC_CHANGED 15
+
+/* ---- data path chosen for a file (us_job.path) ---- */
+#define US_PATH_NONE 0
+#define US_PATH_URING 1
+#define US_PATH_COPY_RANGE 2
+
+/* A compact lstat: what the walker decides on and what cp -a preserves. */
+struct us_stat {
+    uint64_t ino;
+    uint64_t size;
+    uint64_t blocks;
+    uint32_t dev_major, dev_minor;
+    uint32_t rdev_major, rdev_minor;
+    uint32_t mode;
+    uint32_t uid, gid;
+    uint32_t nlink;
+    int64_t atime_sec, mtime_sec, ctime_sec;
+    uint32_t atime_nsec, mtime_nsec, ctime_nsec;
+    uint32_t type; /* US_T_* */
+};
+
+/* One directory entry found by us_scan_dir. */
+struct us_entry {
+    uint32_t name_off; /* into us_scan.names, NUL-terminated bytes */
+    uint32_t name_len;
+    int32_t err;       /* 0, or -errno of its statx (-ENOENT: vanished) */
+    uint32_t pad;
+    struct us_stat st;
+};
+
+/* Result of listing one directory; memory is owned by C, freed by us_scan_free. */
+struct us_scan {
+    struct us_entry *ents;
+    size_t n, cap;
+    char *names;
+    size_t names_len, names_cap;
+};
+
+/* One unit of per-file work.  Names are relative to directory fds, never
+ * full paths, so neither depth nor name bytes are limited by PATH_MAX. */
+struct us_job {
+    int32_t src_dirfd;
+    int32_t dst_dirfd;
+    const char *src_name;
+    const char *dst_name;
+    const struct us_stat *st; /* the source's lstat, from the walker */
+    uint32_t flags;           /* US_P_* | US_F_* */
+    uint32_t type;            /* US_T_REG or US_T_LNK */
+    uint32_t mode_mask;       /* final mode = st->mode & mode_mask */
+    uint32_t pad0;
+    /* results, written by us_run */
+    int64_t bytes; /* bytes written to the destination */
+    int32_t err;   /* 0, or -errno */
+    int32_t op;    /* US_OP_* of the failing step */
+    int32_t path;  /* US_PATH_* used for the data */
+    int32_t pad;
+};
+
+struct us_ring;
+
+struct us_config {
+    uint32_t queue_depth;     /* files in flight at once */
+    uint32_t buf_size;        /* bytes per registered buffer */
+    uint32_t nbufs;           /* registered buffers (shared by files in flight) */
+    uint32_t chunks_per_file; /* read/write chunks in flight for one big file */
+    uint64_t copy_range_min;  /* files at least this big try copy_file_range */
+};
+
+struct us_ring_info {
+    uint32_t sq_entries;
+    uint32_t fixed_buffers; /* 1: buffers are registered (READ/WRITE_FIXED) */
+    uint32_t nops;          /* opcodes the kernel knows, from io_uring_get_probe */
+    uint32_t max_inflight;  /* current limit, lowered after EMFILE */
+};
+
+struct us_ring *us_ring_new(const struct us_config *cfg, int *err);
+void us_ring_free(struct us_ring *r);
+void us_ring_get_info(struct us_ring *r, struct us_ring_info *info);
+/* 1 when the kernel supports io_uring opcode `op`, per the start-up probe. */
+int us_ring_has_op(struct us_ring *r, int op);
+/* Cap on files in flight; the walker lowers it to fit RLIMIT_NOFILE. */
+void us_ring_set_max_inflight(struct us_ring *r, uint32_t n);
+
+/* List `dirfd` (getdents64, a plain syscall) and lstat every entry with
+ * io_uring STATX, many in flight.  Returns the number of entries or -errno. */
+long us_scan_dir(struct us_ring *r, int dirfd, struct us_scan *sc);
+void us_scan_free(struct us_scan *sc);
+/* lstat one name relative to dirfd (statx, follow=0) or follow symlinks. */
+int us_stat_at(int dirfd, const char *name, int follow, struct us_stat *st);
+
+/* Copy `n` jobs with up to max_inflight of them in flight.  Per-job results
+ * are in the jobs; returns the number of failed jobs, or -errno when the ring
+ * itself failed. */
+long us_run(struct us_ring *r, struct us_job *jobs, size_t n);
+
+/* Apply owner, mode and times (as `flags` says) to an open fd, in cp's order:
+ * owner, mode, times.  Returns 0 or -errno with *op set to the step. */
+int us_set_meta_fd(int fd, const struct us_stat *st, uint32_t flags,
+                   uint32_t mode_mask, int *op);

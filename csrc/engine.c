@@ -1,0 +1,1087 @@
+/* uringsync engine: many files in flight on one io_uring.
+ *
+ * Each file being copied owns a slot that moves through a small state
+ * machine driven by completions:
+ *
+ *   OPENAT src --link--> OPENAT dst (O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600)
+ *   data:  copy_file_range (plain syscall; io_uring has no op for it) for big
+ *          files, or READ(_FIXED)/WRITE(_FIXED) over registered buffers with
+ *          several chunks of one file in flight
+ *   meta:  fchown, fchmod, futimens (plain syscalls: no io_uring ops)
+ *   CLOSE dst (waited for: a close error means lost data), CLOSE src
+ *
+ * A destination that could not be written completely is unlinked, so nothing
+ * is left that looks complete.  Every failure is kept in the job as -errno and
+ * the step (US_OP_*), and the run goes on with the other jobs.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "engine.h"
+
+#define MAX_CHUNKS 8
+#define MIN_BUF (64u * 1024u)
+
+enum tag {
+    T_OPEN_SRC = 1,
+    T_OPEN_DST,
+    T_READ,
+    T_WRITE,
+    T_SYMLINK,
+    T_CLOSE_DST,
+    T_IGNORE,
+};
+
+struct chunk {
+    int buf;       /* index into the buffer pool, -1 when not held */
+    uint64_t off;  /* file offset of this chunk */
+    uint32_t len;  /* bytes asked for */
+    uint32_t got;  /* bytes read */
+    uint32_t put;  /* bytes written so far */
+};
+
+struct slot {
+    struct us_job *job;
+    int sfd, dfd;
+    int pending; /* SQEs of this slot not yet completed */
+    bool failed, dst_created, dst_retried, need_replace, emfile;
+    int fail_op, fail_err;
+    uint64_t next_off, eof_off, bytes;
+    int nchunks;
+    struct chunk ch[MAX_CHUNKS];
+};
+
+struct us_ring {
+    struct io_uring ring;
+    struct us_config cfg;
+    uint8_t ops[256];
+    unsigned nops;
+    bool fixed;
+    char *bufmem;
+    size_t bufmem_len;
+    int *freebufs;
+    unsigned nfree;
+    struct slot *slots;
+    unsigned nslots;
+    unsigned *freeslots;
+    unsigned nfreeslots;
+    unsigned inflight, max_inflight;
+    struct us_job **retry;
+    unsigned nretry;
+    long failed_jobs;
+    unsigned closes_pending; /* fire-and-forget CLOSEs not yet reaped */
+    struct statx *sx;
+    unsigned *freesx;
+};
+
+/* ------------------------------------------------------------------ utils */
+
+static uint32_t type_of(uint32_t mode)
+{
+    switch (mode & S_IFMT) {
+    case S_IFREG: return US_T_REG;
+    case S_IFDIR: return US_T_DIR;
+    case S_IFLNK: return US_T_LNK;
+    case S_IFIFO: return US_T_FIFO;
+    case S_IFCHR: return US_T_CHR;
+    case S_IFBLK: return US_T_BLK;
+    case S_IFSOCK: return US_T_SOCK;
+    default: return US_T_UNKNOWN;
+    }
+}
+
+static void fill_stat(struct us_stat *o, const struct statx *x)
+{
+    o->ino = x->stx_ino;
+    o->size = x->stx_size;
+    o->blocks = x->stx_blocks;
+    o->dev_major = x->stx_dev_major;
+    o->dev_minor = x->stx_dev_minor;
+    o->rdev_major = x->stx_rdev_major;
+    o->rdev_minor = x->stx_rdev_minor;
+    o->mode = x->stx_mode;
+    o->uid = x->stx_uid;
+    o->gid = x->stx_gid;
+    o->nlink = x->stx_nlink;
+    o->atime_sec = x->stx_atime.tv_sec;
+    o->atime_nsec = x->stx_atime.tv_nsec;
+    o->mtime_sec = x->stx_mtime.tv_sec;
+    o->mtime_nsec = x->stx_mtime.tv_nsec;
+    o->ctime_sec = x->stx_ctime.tv_sec;
+    o->ctime_nsec = x->stx_ctime.tv_nsec;
+    o->type = type_of(x->stx_mode);
+}
+
+static void times_of(const struct us_stat *st, struct timespec ts[2])
+{
+    ts[0].tv_sec = st->atime_sec;
+    ts[0].tv_nsec = st->atime_nsec;
+    ts[1].tv_sec = st->mtime_sec;
+    ts[1].tv_nsec = st->mtime_nsec;
+}
+
+static inline uint64_t udata(unsigned slot, unsigned chunk, enum tag t)
+{
+    return ((uint64_t)slot << 32) | ((uint64_t)chunk << 8) | (uint64_t)t;
+}
+
+static struct io_uring_sqe *get_sqe(struct us_ring *r)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
+    while (!sqe) {
+        io_uring_submit(&r->ring);
+        sqe = io_uring_get_sqe(&r->ring);
+    }
+    return sqe;
+}
+
+/* Make room for `n` SQEs that must go to the kernel in one submission
+ * (a linked chain). */
+static void reserve_sqes(struct us_ring *r, unsigned n)
+{
+    if (io_uring_sq_space_left(&r->ring) < n)
+        io_uring_submit(&r->ring);
+}
+
+static int take_buf(struct us_ring *r)
+{
+    return r->nfree ? r->freebufs[--r->nfree] : -1;
+}
+
+static void give_buf(struct us_ring *r, int b)
+{
+    r->freebufs[r->nfree++] = b;
+}
+
+static inline char *buf_addr(struct us_ring *r, int b)
+{
+    return r->bufmem + (size_t)b * r->cfg.buf_size;
+}
+
+/* ------------------------------------------------------------- metadata */
+
+static bool chown_failure_ok(uint32_t flags, int e)
+{
+    /* cp -a as a non-root user: not being allowed to give a file away is
+     * not an error; cp then keeps the group if it can and drops set-id bits. */
+    return !(flags & US_F_STRICT_OWNER) && (e == EPERM || e == EINVAL);
+}
+
+int us_set_meta_fd(int fd, const struct us_stat *st, uint32_t flags,
+                   uint32_t mode_mask, int *op)
+{
+    int first = 0;
+    uint32_t mode = st->mode & mode_mask & 07777;
+
+    *op = US_OP_NONE;
+    if (flags & US_P_OWNER) {
+        if (fchown(fd, st->uid, st->gid) < 0) {
+            int e = errno;
+            if (chown_failure_ok(flags, e)) {
+                if (fchown(fd, (uid_t)-1, st->gid) < 0)
+                    mode &= ~(uint32_t)S_ISGID;
+                mode &= ~(uint32_t)S_ISUID;
+            } else {
+                first = -e;
+                *op = US_OP_CHOWN;
+            }
+        }
+    }
+    if (fchmod(fd, mode) < 0 && !first) {
+        first = -errno;
+        *op = US_OP_CHMOD;
+    }
+    if (flags & US_P_TIMES) {
+        struct timespec ts[2];
+        times_of(st, ts);
+        if (futimens(fd, ts) < 0 && !first) {
+            first = -errno;
+            *op = US_OP_UTIMES;
+        }
+    }
+    return first;
+}
+
+/* Symlinks: owner and times on the link itself; links have no mode. */
+static int set_meta_link(int dirfd, const char *name, const struct us_stat *st,
+                         uint32_t flags, int *op)
+{
+    int first = 0;
+
+    *op = US_OP_NONE;
+    if ((flags & US_P_OWNER) &&
+        fchownat(dirfd, name, st->uid, st->gid, AT_SYMLINK_NOFOLLOW) < 0) {
+        int e = errno;
+        if (chown_failure_ok(flags, e)) {
+            (void)!fchownat(dirfd, name, (uid_t)-1, st->gid, AT_SYMLINK_NOFOLLOW);
+        } else {
+            first = -e;
+            *op = US_OP_CHOWN;
+        }
+    }
+    if (flags & US_P_TIMES) {
+        struct timespec ts[2];
+        times_of(st, ts);
+        if (utimensat(dirfd, name, ts, AT_SYMLINK_NOFOLLOW) < 0 && !first) {
+            first = -errno;
+            *op = US_OP_UTIMES;
+        }
+    }
+    return first;
+}
+
+int us_stat_at(int dirfd, const char *name, int follow, struct us_stat *st)
+{
+    struct statx x;
+    int fl = follow ? 0 : AT_SYMLINK_NOFOLLOW;
+
+    if (name[0] == '\0')
+        fl |= AT_EMPTY_PATH;
+    if (statx(dirfd, name, fl, STATX_BASIC_STATS, &x) < 0)
+        return -errno;
+    fill_stat(st, &x);
+    return 0;
+}
+
+/* ------------------------------------------------------------- the ring */
+
+static int ring_init(struct us_ring *r, unsigned entries)
+{
+    /* Newest, cheapest mode first; older kernels refuse unknown flags. */
+    static const unsigned flag_sets[] = {
+        IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN |
+            IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+        IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN,
+        0,
+    };
+    int ret = -EINVAL;
+
+    for (size_t i = 0; i < sizeof flag_sets / sizeof flag_sets[0]; i++) {
+        struct io_uring_params p;
+        memset(&p, 0, sizeof p);
+        p.flags = flag_sets[i] | IORING_SETUP_CLAMP;
+        ret = io_uring_queue_init_params(entries, &r->ring, &p);
+        if (ret != -EINVAL)
+            break;
+    }
+    return ret;
+}
+
+void us_ring_free(struct us_ring *r)
+{
+    if (!r)
+        return;
+    if (r->ring.ring_fd > 0)
+        io_uring_queue_exit(&r->ring);
+    if (r->bufmem)
+        munmap(r->bufmem, r->bufmem_len);
+    free(r->freebufs);
+    free(r->slots);
+    free(r->freeslots);
+    free(r->retry);
+    free(r->sx);
+    free(r->freesx);
+    free(r);
+}
+
+struct us_ring *us_ring_new(const struct us_config *cfg, int *err)
+{
+    struct us_ring *r = calloc(1, sizeof *r);
+    struct io_uring_probe *probe;
+    struct iovec *iov;
+    unsigned entries;
+    int ret;
+
+    if (!r) {
+        *err = -ENOMEM;
+        return NULL;
+    }
+    r->cfg = *cfg;
+    if (r->cfg.queue_depth == 0)
+        r->cfg.queue_depth = 64;
+    if (r->cfg.queue_depth > 1024)
+        r->cfg.queue_depth = 1024;
+    if (r->cfg.buf_size < MIN_BUF)
+        r->cfg.buf_size = MIN_BUF;
+    r->cfg.buf_size = (r->cfg.buf_size + 4095u) & ~4095u;
+    if (r->cfg.chunks_per_file == 0)
+        r->cfg.chunks_per_file = 4;
+    if (r->cfg.chunks_per_file > MAX_CHUNKS)
+        r->cfg.chunks_per_file = MAX_CHUNKS;
+    /* Every file in flight holds one buffer; the rest serve extra chunks. */
+    if (r->cfg.nbufs < r->cfg.queue_depth)
+        r->cfg.nbufs = r->cfg.queue_depth;
+
+    r->nslots = r->cfg.queue_depth;
+    r->max_inflight = r->nslots;
+    entries = r->nslots * (r->cfg.chunks_per_file + 2);
+    if (entries > 4096)
+        entries = 4096;
+
+    ret = ring_init(r, entries);
+    if (ret < 0) {
+        r->ring.ring_fd = -1;
+        goto fail;
+    }
+
+    probe = io_uring_get_probe_ring(&r->ring);
+    if (!probe) {
+        ret = -ENOSYS;
+        goto fail;
+    }
+    for (int op = 0; op < IORING_OP_LAST && op < 256; op++) {
+        r->ops[op] = (uint8_t)io_uring_opcode_supported(probe, op);
+        r->nops += r->ops[op];
+    }
+    io_uring_free_probe(probe);
+    if (!r->ops[IORING_OP_OPENAT] || !r->ops[IORING_OP_READ] ||
+        !r->ops[IORING_OP_WRITE] || !r->ops[IORING_OP_CLOSE] ||
+        !r->ops[IORING_OP_STATX]) {
+        ret = -ENOSYS;
+        goto fail;
+    }
+
+    r->bufmem_len = (size_t)r->cfg.nbufs * r->cfg.buf_size;
+    r->bufmem = mmap(NULL, r->bufmem_len, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (r->bufmem == MAP_FAILED) {
+        r->bufmem = NULL;
+        ret = -errno;
+        goto fail;
+    }
+    iov = calloc(r->cfg.nbufs, sizeof *iov);
+    r->freebufs = calloc(r->cfg.nbufs, sizeof *r->freebufs);
+    r->slots = calloc(r->nslots, sizeof *r->slots);
+    r->freeslots = calloc(r->nslots, sizeof *r->freeslots);
+    r->retry = calloc(r->nslots, sizeof *r->retry);
+    r->sx = calloc(r->nslots, sizeof *r->sx);
+    r->freesx = calloc(r->nslots, sizeof *r->freesx);
+    if (!iov || !r->freebufs || !r->slots || !r->freeslots || !r->retry || !r->sx ||
+        !r->freesx) {
+        free(iov);
+        ret = -ENOMEM;
+        goto fail;
+    }
+    for (unsigned i = 0; i < r->cfg.nbufs; i++) {
+        iov[i].iov_base = buf_addr(r, (int)i);
+        iov[i].iov_len = r->cfg.buf_size;
+        r->freebufs[i] = (int)(r->cfg.nbufs - 1 - i);
+    }
+    r->nfree = r->cfg.nbufs;
+    /* Registration pins the pages; without it (RLIMIT_MEMLOCK) plain
+     * READ/WRITE on the same buffers still work. */
+    r->fixed = r->ops[IORING_OP_READ_FIXED] && r->ops[IORING_OP_WRITE_FIXED] &&
+               io_uring_register_buffers(&r->ring, iov, r->cfg.nbufs) == 0;
+    free(iov);
+    for (unsigned i = 0; i < r->nslots; i++)
+        r->freeslots[i] = r->nslots - 1 - i;
+    r->nfreeslots = r->nslots;
+    *err = 0;
+    return r;
+
+fail:
+    us_ring_free(r);
+    *err = ret;
+    return NULL;
+}
+
+void us_ring_get_info(struct us_ring *r, struct us_ring_info *info)
+{
+    info->sq_entries = r->ring.sq.ring_entries;
+    info->fixed_buffers = r->fixed;
+    info->nops = r->nops;
+    info->max_inflight = r->max_inflight;
+}
+
+int us_ring_has_op(struct us_ring *r, int op)
+{
+    return op >= 0 && op < 256 && r->ops[op];
+}
+
+void us_ring_set_max_inflight(struct us_ring *r, uint32_t n)
+{
+    if (n < 1)
+        n = 1;
+    r->max_inflight = n < r->nslots ? n : r->nslots;
+}
+
+/* ------------------------------------------------------------- scanning */
+
+struct linux_dirent64 {
+    uint64_t d_ino;
+    int64_t d_off;
+    unsigned short d_reclen;
+    unsigned char d_type;
+    char d_name[];
+};
+
+static int scan_append(struct us_scan *sc, const char *name, size_t len)
+{
+    if (sc->n == sc->cap) {
+        size_t cap = sc->cap ? sc->cap * 2 : 64;
+        struct us_entry *e = realloc(sc->ents, cap * sizeof *e);
+        if (!e)
+            return -ENOMEM;
+        sc->ents = e;
+        sc->cap = cap;
+    }
+    if (sc->names_len + len + 1 > sc->names_cap) {
+        size_t cap = sc->names_cap ? sc->names_cap * 2 : 4096;
+        while (cap < sc->names_len + len + 1)
+            cap *= 2;
+        char *p = realloc(sc->names, cap);
+        if (!p)
+            return -ENOMEM;
+        sc->names = p;
+        sc->names_cap = cap;
+    }
+    struct us_entry *e = &sc->ents[sc->n++];
+    memset(e, 0, sizeof *e);
+    e->name_off = (uint32_t)sc->names_len;
+    e->name_len = (uint32_t)len;
+    memcpy(sc->names + sc->names_len, name, len + 1);
+    sc->names_len += len + 1;
+    return 0;
+}
+
+static int scan_list(int dirfd, struct us_scan *sc)
+{
+    char buf[32768] __attribute__((aligned(8)));
+
+    if (lseek(dirfd, 0, SEEK_SET) < 0)
+        return -errno;
+    for (;;) {
+        long nread = syscall(SYS_getdents64, dirfd, buf, sizeof buf);
+        if (nread < 0)
+            return -errno;
+        if (nread == 0)
+            return 0;
+        for (long pos = 0; pos < nread;) {
+            struct linux_dirent64 *d = (struct linux_dirent64 *)(void *)(buf + pos);
+            const char *n = d->d_name;
+            pos += d->d_reclen;
+            if (n[0] == '.' && (n[1] == '\0' || (n[1] == '.' && n[2] == '\0')))
+                continue;
+            int ret = scan_append(sc, n, strlen(n));
+            if (ret < 0)
+                return ret;
+        }
+    }
+}
+
+long us_scan_dir(struct us_ring *r, int dirfd, struct us_scan *sc)
+{
+    size_t next = 0;
+    unsigned inflight = 0, nfree = r->nslots;
+    unsigned *freesx = r->freesx;
+    int ret;
+
+    for (unsigned i = 0; i < r->nslots; i++)
+        freesx[i] = i;
+
+    sc->n = 0;
+    sc->names_len = 0;
+    ret = scan_list(dirfd, sc);
+    if (ret < 0)
+        return ret;
+
+    /* STATX has no fast path in io_uring: each one runs in a kernel worker.
+     * That is what a cold tree wants: many inode reads in flight at once. */
+    while (next < sc->n || inflight) {
+        while (nfree && next < sc->n) {
+            unsigned s = freesx[--nfree];
+            struct io_uring_sqe *sqe = get_sqe(r);
+            io_uring_prep_statx(sqe, dirfd, sc->names + sc->ents[next].name_off,
+                                AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, &r->sx[s]);
+            io_uring_sqe_set_data64(sqe, ((uint64_t)next << 16) | s);
+            next++;
+            inflight++;
+        }
+        ret = io_uring_submit_and_wait(&r->ring, 1);
+        if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY)
+            return ret;
+        struct io_uring_cqe *cqe;
+        unsigned head, seen = 0;
+        io_uring_for_each_cqe(&r->ring, head, cqe) {
+            uint64_t d = io_uring_cqe_get_data64(cqe);
+            unsigned s = (unsigned)(d & 0xffff);
+            struct us_entry *e = &sc->ents[d >> 16];
+            if (cqe->res < 0)
+                e->err = cqe->res;
+            else
+                fill_stat(&e->st, &r->sx[s]);
+            freesx[nfree++] = s;
+            inflight--;
+            seen++;
+        }
+        io_uring_cq_advance(&r->ring, seen);
+    }
+    return (long)sc->n;
+}
+
+void us_scan_free(struct us_scan *sc)
+{
+    free(sc->ents);
+    free(sc->names);
+    memset(sc, 0, sizeof *sc);
+}
+
+/* ------------------------------------------------------------- copying */
+
+static inline unsigned slot_index(struct us_ring *r, struct slot *s)
+{
+    return (unsigned)(s - r->slots);
+}
+
+static void fail(struct slot *s, int op, int err)
+{
+    if (!s->failed) {
+        s->failed = true;
+        s->fail_op = op;
+        s->fail_err = err;
+    }
+}
+
+static void release_slot(struct us_ring *r, struct slot *s)
+{
+    for (int c = 0; c < s->nchunks; c++)
+        if (s->ch[c].buf >= 0)
+            give_buf(r, s->ch[c].buf);
+    s->nchunks = 0;
+    s->job = NULL;
+    r->freeslots[r->nfreeslots++] = slot_index(r, s);
+    r->inflight--;
+}
+
+/* The job is over, one way or the other. */
+static void finish(struct us_ring *r, struct slot *s)
+{
+    struct us_job *j = s->job;
+
+    if (s->failed) {
+        if (s->sfd >= 0)
+            close(s->sfd);
+        if (s->dfd >= 0)
+            close(s->dfd);
+        /* Never leave a partial file behind under the final name. */
+        if (s->dst_created)
+            unlinkat(j->dst_dirfd, j->dst_name, 0);
+        j->err = s->fail_err;
+        j->op = s->fail_op;
+        r->failed_jobs++;
+    } else if (j->err) {
+        r->failed_jobs++; /* complete data, but metadata not kept */
+    }
+    j->bytes = s->failed ? 0 : (int64_t)s->bytes;
+    release_slot(r, s);
+}
+
+/* Too many open files: put the job back and keep fewer in flight. */
+static void requeue(struct us_ring *r, struct slot *s)
+{
+    if (s->sfd >= 0)
+        close(s->sfd);
+    if (s->dfd >= 0)
+        close(s->dfd);
+    if (s->dst_created)
+        unlinkat(s->job->dst_dirfd, s->job->dst_name, 0);
+    r->retry[r->nretry++] = s->job;
+    if (r->max_inflight > 1)
+        r->max_inflight = r->inflight > 1 ? r->inflight - 1 : 1;
+    release_slot(r, s);
+}
+
+static void submit_close_src(struct us_ring *r, struct slot *s)
+{
+    struct io_uring_sqe *sqe = get_sqe(r);
+    io_uring_prep_close(sqe, s->sfd);
+    io_uring_sqe_set_data64(sqe, udata(0, 0, T_IGNORE));
+    r->closes_pending++;
+    s->sfd = -1;
+}
+
+static void submit_read(struct us_ring *r, struct slot *s, int c)
+{
+    struct chunk *ch = &s->ch[c];
+    struct io_uring_sqe *sqe = get_sqe(r);
+    char *addr = buf_addr(r, ch->buf);
+
+    if (r->fixed)
+        io_uring_prep_read_fixed(sqe, s->sfd, addr, ch->len, ch->off, ch->buf);
+    else
+        io_uring_prep_read(sqe, s->sfd, addr, ch->len, ch->off);
+    io_uring_sqe_set_data64(sqe, udata(slot_index(r, s), (unsigned)c, T_READ));
+    s->pending++;
+}
+
+static void submit_write(struct us_ring *r, struct slot *s, int c)
+{
+    struct chunk *ch = &s->ch[c];
+    struct io_uring_sqe *sqe = get_sqe(r);
+    char *addr = buf_addr(r, ch->buf) + ch->put;
+    uint32_t len = ch->got - ch->put;
+
+    if (r->fixed)
+        io_uring_prep_write_fixed(sqe, s->dfd, addr, len, ch->off + ch->put, ch->buf);
+    else
+        io_uring_prep_write(sqe, s->dfd, addr, len, ch->off + ch->put);
+    io_uring_sqe_set_data64(sqe, udata(slot_index(r, s), (unsigned)c, T_WRITE));
+    s->pending++;
+}
+
+/* Data is all written: metadata in cp's order, then close. */
+static void finish_data(struct us_ring *r, struct slot *s)
+{
+    struct us_job *j = s->job;
+    int op;
+    int ret = us_set_meta_fd(s->dfd, j->st, j->flags, j->mode_mask, &op);
+    struct io_uring_sqe *sqe;
+
+    if (ret < 0) {
+        j->err = ret;
+        j->op = op;
+    }
+    submit_close_src(r, s);
+    sqe = get_sqe(r);
+    io_uring_prep_close(sqe, s->dfd);
+    io_uring_sqe_set_data64(sqe, udata(slot_index(r, s), 0, T_CLOSE_DST));
+    s->pending++;
+}
+
+static bool copy_range_fallback(int e)
+{
+    return e == EXDEV || e == EINVAL || e == ENOSYS || e == EOPNOTSUPP ||
+           e == EBADF || e == ETXTBSY;
+}
+
+/* In-kernel copy, no user-space buffers.  Returns 1 when the caller must use
+ * the read/write path instead (nothing copied yet), 0 done, <0 -errno. */
+static int copy_range(struct slot *s)
+{
+    loff_t in = 0, out = 0;
+
+    for (;;) {
+        ssize_t n = copy_file_range(s->sfd, &in, s->dfd, &out, 1u << 30, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (s->bytes == 0 && copy_range_fallback(errno))
+                return 1;
+            return -errno;
+        }
+        if (n == 0)
+            return 0;
+        s->bytes += (uint64_t)n;
+    }
+}
+
+/* Every chunk still in use has an op in flight, so once nothing is pending
+ * the data is either all written or given up on. */
+static void maybe_done(struct us_ring *r, struct slot *s)
+{
+    if (s->pending)
+        return;
+    if (s->failed)
+        finish(r, s);
+    else
+        finish_data(r, s);
+}
+
+static void start_data(struct us_ring *r, struct slot *s)
+{
+    const struct us_stat *st = s->job->st;
+    uint64_t bs = r->cfg.buf_size;
+
+    if (st->size >= r->cfg.copy_range_min) {
+        int ret = copy_range(s);
+        if (ret == 0) {
+            s->job->path = US_PATH_COPY_RANGE;
+            finish_data(r, s);
+            return;
+        }
+        if (ret < 0) {
+            fail(s, US_OP_COPY_RANGE, ret);
+            finish(r, s);
+            return;
+        }
+    }
+    s->job->path = US_PATH_URING;
+    s->eof_off = UINT64_MAX;
+    s->next_off = 0;
+    /* The slot holds one buffer already; big files take more if free. */
+    uint64_t want = st->size / bs + (st->size % bs ? 1 : 0);
+    if (want < 1)
+        want = 1;
+    if (want > r->cfg.chunks_per_file)
+        want = r->cfg.chunks_per_file;
+    while ((uint64_t)s->nchunks < want) {
+        int b = take_buf(r);
+        if (b < 0)
+            break;
+        s->ch[s->nchunks++].buf = b;
+    }
+    for (int c = 0; c < s->nchunks; c++) {
+        s->ch[c].off = s->next_off;
+        s->ch[c].len = (uint32_t)bs;
+        s->ch[c].got = s->ch[c].put = 0;
+        s->next_off += bs;
+        submit_read(r, s, c);
+    }
+}
+
+static void release_chunk(struct us_ring *r, struct slot *s, int c)
+{
+    /* Keep the slot's first buffer: the file may still need a chunk later
+     * (a short read to finish); give the others back at once. */
+    if (c > 0 && s->ch[c].buf >= 0) {
+        give_buf(r, s->ch[c].buf);
+        s->ch[c].buf = -1;
+    } else {
+        s->ch[c].len = 0;
+    }
+}
+
+static void on_read(struct us_ring *r, struct slot *s, int c, int res)
+{
+    struct chunk *ch = &s->ch[c];
+    uint64_t end;
+
+    s->pending--;
+    if (res < 0)
+        fail(s, US_OP_READ, res);
+    if (s->failed || res == 0) {
+        if (res == 0 && ch->off < s->eof_off)
+            s->eof_off = ch->off;
+        release_chunk(r, s, c);
+        maybe_done(r, s);
+        return;
+    }
+    ch->got = (uint32_t)res;
+    ch->put = 0;
+    /* Reaching the size statx saw is the end: saves a read that would
+     * return 0.  A file that grew past it is read on until EOF. */
+    end = ch->off + (uint64_t)res;
+    if (end == s->job->st->size && end < s->eof_off)
+        s->eof_off = end;
+    submit_write(r, s, c);
+}
+
+static void on_write(struct us_ring *r, struct slot *s, int c, int res)
+{
+    struct chunk *ch = &s->ch[c];
+
+    s->pending--;
+    if (s->failed || res <= 0) {
+        if (!s->failed)
+            fail(s, US_OP_WRITE, res < 0 ? res : -EIO);
+        release_chunk(r, s, c);
+        maybe_done(r, s);
+        return;
+    }
+    ch->put += (uint32_t)res;
+    s->bytes += (uint64_t)res;
+    if (ch->put < ch->got) {
+        submit_write(r, s, c); /* short write: the rest */
+        return;
+    }
+    if (ch->got < ch->len && ch->off + ch->got < s->eof_off) {
+        /* Short read not known to be the end: read the rest of this chunk. */
+        ch->off += ch->got;
+        ch->len -= ch->got;
+        ch->got = ch->put = 0;
+        submit_read(r, s, c);
+        return;
+    }
+    if (s->next_off < s->eof_off) {
+        ch->off = s->next_off;
+        ch->len = r->cfg.buf_size;
+        ch->got = ch->put = 0;
+        s->next_off += r->cfg.buf_size;
+        submit_read(r, s, c);
+        return;
+    }
+    release_chunk(r, s, c);
+    maybe_done(r, s);
+}
+
+static bool is_emfile(int res)
+{
+    return res == -EMFILE || res == -ENFILE;
+}
+
+/* Replace what is in the way at the destination name, never following it:
+ * a symlink or file there is unlinked, a directory is an error. */
+static int clear_dst(struct us_job *j)
+{
+    struct stat sb;
+
+    if (fstatat(j->dst_dirfd, j->dst_name, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+        S_ISDIR(sb.st_mode))
+        return -EISDIR;
+    if (unlinkat(j->dst_dirfd, j->dst_name, 0) < 0 && errno != ENOENT)
+        return -errno;
+    return 0;
+}
+
+static void submit_open_dst(struct us_ring *r, struct slot *s)
+{
+    struct us_job *j = s->job;
+    struct io_uring_sqe *sqe = get_sqe(r);
+
+    io_uring_prep_openat(sqe, j->dst_dirfd, j->dst_name,
+                         O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    io_uring_sqe_set_data64(sqe, udata(slot_index(r, s), 0, T_OPEN_DST));
+    s->pending++;
+}
+
+static void after_open(struct us_ring *r, struct slot *s)
+{
+    if (s->pending)
+        return;
+    if (s->emfile && !s->failed && r->inflight > 1) {
+        requeue(r, s);
+        return;
+    }
+    if (s->emfile)
+        fail(s, s->sfd < 0 ? US_OP_OPEN_SRC : US_OP_OPEN_DST, -EMFILE);
+    if (s->failed) {
+        finish(r, s);
+        return;
+    }
+    if (s->need_replace) {
+        int ret = clear_dst(s->job);
+        s->need_replace = false;
+        s->dst_retried = true;
+        if (ret < 0) {
+            fail(s, ret == -EISDIR ? US_OP_OPEN_DST : US_OP_UNLINK, ret);
+            finish(r, s);
+            return;
+        }
+        submit_open_dst(r, s);
+        return;
+    }
+    start_data(r, s);
+}
+
+static void on_open(struct us_ring *r, struct slot *s, enum tag t, int res)
+{
+    s->pending--;
+    if (t == T_OPEN_SRC) {
+        if (res >= 0)
+            s->sfd = res;
+        else if (is_emfile(res))
+            s->emfile = true;
+        else
+            fail(s, US_OP_OPEN_SRC, res);
+    } else {
+        if (res >= 0) {
+            s->dfd = res;
+            s->dst_created = true;
+        } else if (res == -ECANCELED) {
+            /* the source open failed and took the linked open with it */
+        } else if (is_emfile(res)) {
+            s->emfile = true;
+        } else if (res == -EEXIST && !s->dst_retried) {
+            s->need_replace = true;
+        } else {
+            fail(s, US_OP_OPEN_DST, res);
+        }
+    }
+    after_open(r, s);
+}
+
+static void submit_symlink(struct us_ring *r, struct slot *s)
+{
+    struct us_job *j = s->job;
+    struct io_uring_sqe *sqe = get_sqe(r);
+
+    io_uring_prep_symlinkat(sqe, buf_addr(r, s->ch[0].buf), j->dst_dirfd, j->dst_name);
+    io_uring_sqe_set_data64(sqe, udata(slot_index(r, s), 0, T_SYMLINK));
+    s->pending++;
+}
+
+static void on_symlink(struct us_ring *r, struct slot *s, int res);
+
+static void start_symlink(struct us_ring *r, struct slot *s)
+{
+    struct us_job *j = s->job;
+    char *target = buf_addr(r, s->ch[0].buf);
+    ssize_t n = readlinkat(j->src_dirfd, j->src_name, target, r->cfg.buf_size - 1);
+
+    if (n < 0 || (size_t)n >= r->cfg.buf_size - 1) {
+        fail(s, US_OP_READLINK, n < 0 ? -errno : -ENAMETOOLONG);
+        finish(r, s);
+        return;
+    }
+    target[n] = '\0';
+    if (!r->ops[IORING_OP_SYMLINKAT]) {
+        /* old kernel: the same steps as plain syscalls */
+        s->pending = 1;
+        on_symlink(r, s, symlinkat(target, j->dst_dirfd, j->dst_name) < 0 ? -errno : 0);
+        return;
+    }
+    submit_symlink(r, s);
+}
+
+static void on_symlink(struct us_ring *r, struct slot *s, int res)
+{
+    struct us_job *j = s->job;
+
+    s->pending--;
+    if (res == -EEXIST && !s->dst_retried) {
+        int ret = clear_dst(j);
+        s->dst_retried = true;
+        if (ret == 0) {
+            if (r->ops[IORING_OP_SYMLINKAT]) {
+                submit_symlink(r, s);
+                return;
+            }
+            s->pending = 1;
+            ret = symlinkat(buf_addr(r, s->ch[0].buf), j->dst_dirfd, j->dst_name) < 0 ? -errno : 0;
+            on_symlink(r, s, ret);
+            return;
+        }
+        res = ret;
+    }
+    if (res < 0) {
+        fail(s, res == -EISDIR ? US_OP_OPEN_DST : US_OP_SYMLINK, res);
+    } else {
+        int op;
+        int ret = set_meta_link(j->dst_dirfd, j->dst_name, j->st, j->flags, &op);
+        if (ret < 0) {
+            j->err = ret;
+            j->op = op;
+        }
+    }
+    finish(r, s);
+}
+
+static void start_job(struct us_ring *r, struct us_job *j)
+{
+    unsigned idx = r->freeslots[--r->nfreeslots];
+    struct slot *s = &r->slots[idx];
+
+    memset(s, 0, sizeof *s);
+    s->job = j;
+    s->sfd = s->dfd = -1;
+    s->ch[0].buf = take_buf(r); /* guaranteed: nbufs >= slots */
+    s->nchunks = 1;
+    for (int c = 1; c < MAX_CHUNKS; c++)
+        s->ch[c].buf = -1;
+    j->err = 0;
+    j->op = US_OP_NONE;
+    j->bytes = 0;
+    j->path = US_PATH_NONE;
+    r->inflight++;
+
+    switch (j->type) {
+    case US_T_REG: {
+        struct io_uring_sqe *sqe;
+        reserve_sqes(r, 2);
+        sqe = get_sqe(r);
+        io_uring_prep_openat(sqe, j->src_dirfd, j->src_name,
+                             O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
+        sqe->flags |= IOSQE_IO_LINK;
+        io_uring_sqe_set_data64(sqe, udata(idx, 0, T_OPEN_SRC));
+        s->pending = 1;
+        submit_open_dst(r, s);
+        break;
+    }
+    case US_T_LNK:
+        start_symlink(r, s);
+        break;
+    default:
+        fail(s, US_OP_TYPE, -EOPNOTSUPP);
+        finish(r, s);
+    }
+}
+
+static void on_cqe(struct us_ring *r, uint64_t d, int res)
+{
+    enum tag t = (enum tag)(d & 0xff);
+    int c = (int)((d >> 8) & 0xff);
+    struct slot *s = &r->slots[d >> 32];
+
+    switch (t) {
+    case T_OPEN_SRC:
+    case T_OPEN_DST:
+        on_open(r, s, t, res);
+        break;
+    case T_READ:
+        on_read(r, s, c, res);
+        break;
+    case T_WRITE:
+        on_write(r, s, c, res);
+        break;
+    case T_SYMLINK:
+        on_symlink(r, s, res);
+        break;
+    case T_CLOSE_DST:
+        s->pending--;
+        s->dfd = -1;
+        if (res < 0)
+            fail(s, US_OP_CLOSE, res);
+        finish(r, s);
+        break;
+    case T_IGNORE:
+        r->closes_pending--;
+        break;
+    }
+}
+
+long us_run(struct us_ring *r, struct us_job *jobs, size_t n)
+{
+    size_t next = 0;
+
+    r->failed_jobs = 0;
+    r->nretry = 0;
+    for (;;) {
+        while (r->inflight < r->max_inflight && r->nfreeslots) {
+            struct us_job *j;
+            if (r->nretry)
+                j = r->retry[--r->nretry];
+            else if (next < n)
+                j = &jobs[next++];
+            else
+                break;
+            start_job(r, j);
+        }
+        if (r->inflight == 0 && next >= n && r->nretry == 0)
+            break;
+        int ret = io_uring_submit_and_wait(&r->ring, 1);
+        if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY)
+            return ret;
+        struct io_uring_cqe *cqe;
+        unsigned head, seen = 0;
+        io_uring_for_each_cqe(&r->ring, head, cqe) {
+            on_cqe(r, io_uring_cqe_get_data64(cqe), cqe->res);
+            seen++;
+        }
+        io_uring_cq_advance(&r->ring, seen);
+    }
+    /* Let the fire-and-forget closes land before the caller closes the
+     * directory fds or counts its open files. */
+    while (r->closes_pending) {
+        int ret = io_uring_submit_and_wait(&r->ring, 1);
+        if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY)
+            return ret;
+        struct io_uring_cqe *cqe;
+        unsigned head, seen = 0;
+        io_uring_for_each_cqe(&r->ring, head, cqe) {
+            on_cqe(r, io_uring_cqe_get_data64(cqe), cqe->res);
+            seen++;
+        }
+        io_uring_cq_advance(&r->ring, seen);
+    }
+    return r->failed_jobs;
+}

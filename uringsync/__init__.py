@@ -1,0 +1,1 @@
+"""uringsync: cp -a on io_uring."""
