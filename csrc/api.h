@@ -47,6 +47,26 @@
 #define US_PATH_URING 1
 #define US_PATH_COPY_RANGE 2
 
+/* ---- io_uring opcodes the engine asks the probe about (kernel ABI values;
+ *      engine.c checks them against liburing's enum at compile time) ---- */
+#define US_IORING_OP_READ_FIXED 4
+#define US_IORING_OP_WRITE_FIXED 5
+#define US_IORING_OP_FALLOCATE 17
+#define US_IORING_OP_OPENAT 18
+#define US_IORING_OP_CLOSE 19
+#define US_IORING_OP_STATX 21
+#define US_IORING_OP_READ 22
+#define US_IORING_OP_WRITE 23
+#define US_IORING_OP_FADVISE 24
+#define US_IORING_OP_SPLICE 30
+#define US_IORING_OP_RENAMEAT 35
+#define US_IORING_OP_UNLINKAT 36
+#define US_IORING_OP_MKDIRAT 37
+#define US_IORING_OP_SYMLINKAT 38
+#define US_IORING_OP_LINKAT 39
+#define US_IORING_OP_FSETXATTR 41
+#define US_IORING_OP_FGETXATTR 43
+
 /* A compact lstat: what the walker decides on and what cp -a preserves. */
 struct us_stat {
     uint64_t ino;

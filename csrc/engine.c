@@ -29,6 +29,24 @@
 
 #include "engine.h"
 
+_Static_assert(US_IORING_OP_READ_FIXED == IORING_OP_READ_FIXED, "opcode READ_FIXED");
+_Static_assert(US_IORING_OP_WRITE_FIXED == IORING_OP_WRITE_FIXED, "opcode WRITE_FIXED");
+_Static_assert(US_IORING_OP_FALLOCATE == IORING_OP_FALLOCATE, "opcode FALLOCATE");
+_Static_assert(US_IORING_OP_OPENAT == IORING_OP_OPENAT, "opcode OPENAT");
+_Static_assert(US_IORING_OP_CLOSE == IORING_OP_CLOSE, "opcode CLOSE");
+_Static_assert(US_IORING_OP_STATX == IORING_OP_STATX, "opcode STATX");
+_Static_assert(US_IORING_OP_READ == IORING_OP_READ, "opcode READ");
+_Static_assert(US_IORING_OP_WRITE == IORING_OP_WRITE, "opcode WRITE");
+_Static_assert(US_IORING_OP_FADVISE == IORING_OP_FADVISE, "opcode FADVISE");
+_Static_assert(US_IORING_OP_SPLICE == IORING_OP_SPLICE, "opcode SPLICE");
+_Static_assert(US_IORING_OP_RENAMEAT == IORING_OP_RENAMEAT, "opcode RENAMEAT");
+_Static_assert(US_IORING_OP_UNLINKAT == IORING_OP_UNLINKAT, "opcode UNLINKAT");
+_Static_assert(US_IORING_OP_MKDIRAT == IORING_OP_MKDIRAT, "opcode MKDIRAT");
+_Static_assert(US_IORING_OP_SYMLINKAT == IORING_OP_SYMLINKAT, "opcode SYMLINKAT");
+_Static_assert(US_IORING_OP_LINKAT == IORING_OP_LINKAT, "opcode LINKAT");
+_Static_assert(US_IORING_OP_FSETXATTR == IORING_OP_FSETXATTR, "opcode FSETXATTR");
+_Static_assert(US_IORING_OP_FGETXATTR == IORING_OP_FGETXATTR, "opcode FGETXATTR");
+
 #define MAX_CHUNKS 8
 #define MIN_BUF (64u * 1024u)
 

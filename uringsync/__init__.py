@@ -1,1 +1,30 @@
-"""uringsync: cp -a on io_uring."""
+"""uringsync: ``cp -a`` results at io_uring speed.
+
+>>> import uringsync
+>>> res = uringsync.copy(["src"], "dst", archive=True)   # doctest: +SKIP
+>>> res.exit_code, res.files, res.errors                  # doctest: +SKIP
+"""
+
+from uringsync.api import (
+    EXIT_FATAL,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    EXIT_VANISHED,
+    CopyError,
+    Result,
+    copy,
+)
+from uringsync.walker import Event, FileError
+
+__all__ = [
+    "EXIT_FATAL",
+    "EXIT_OK",
+    "EXIT_PARTIAL",
+    "EXIT_VANISHED",
+    "CopyError",
+    "Event",
+    "FileError",
+    "Result",
+    "copy",
+]
+__version__ = "0.1.0"

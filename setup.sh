@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# One set-up path for a fresh Debian 12 machine (root or sudo):
+#   system packages (liburing-dev to build; rsync, acl, attr for the tests),
+#   the package itself with its test extra, and the cffi C extension.
+# Then:  bash setup.sh demo   -> copy a built-in sample tree and check it
+#        bash setup.sh test   -> run the whole test suite
+set -euo pipefail
+cd "$(dirname "$0")"
+
+need=()
+for pkg in liburing-dev rsync acl attr gcc; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
+done
+if ((${#need[@]})); then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    echo "setup: installing ${need[*]} with apt-get"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+PY="${PYTHON:-python3}"
+echo "setup: pip install -e .[test] (builds the C extension)"
+"$PY" -m pip install -q --root-user-action=ignore --disable-pip-version-check -e ".[test]"
+if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
+"$PY" -c "import uringsync._uring" # fails loudly if the extension did not build
+
+case "${1:-}" in
+    demo) exec "$PY" -m uringsync demo ;;
+    test) exec "$PY" -m pytest tests ;;
+    "") ;;
+    *) echo "usage: bash setup.sh [demo|test]" >&2; exit 1 ;;
+esac

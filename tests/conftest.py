@@ -1,0 +1,45 @@
+"""Fixtures for the uringsync tests; the plain helpers live in helpers.py."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from helpers import (  # noqa: E402
+    as_user,
+    assert_same_tree,
+    rsync_clean,
+    run_cli,
+    snapshot,
+    world_tmpdir,
+)
+
+__all__ = ["as_user", "assert_same_tree", "rsync_clean", "run_cli", "snapshot"]
+
+
+@pytest.fixture(autouse=True)
+def _umask() -> Iterator[None]:
+    """cp and uringsync must see the same umask (it matters for -r)."""
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+@pytest.fixture
+def tmp(tmp_path) -> bytes:  # type: ignore[no-untyped-def]
+    """tmp_path as bytes."""
+    return os.fsencode(tmp_path)
+
+
+@pytest.fixture
+def world() -> Iterator[bytes]:
+    """A 0777 directory under /tmp that user nobody can use."""
+    with world_tmpdir() as d:
+        yield d

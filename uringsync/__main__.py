@@ -1,0 +1,3 @@
+from uringsync.cli import main
+
+main()

@@ -1,0 +1,244 @@
+"""The Python API: ``uringsync.copy(srcs, dst, archive=True)``.
+
+Command-line paths are checked up front with cp's rules; a problem with any of
+them raises :class:`CopyError` before anything is written.  Per-file failures
+do not raise: they are collected in :attr:`Result.errors` and the copy goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import stat as S
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from uringsync import engine
+from uringsync.engine import Ring
+from uringsync.walker import Dir, Event, FileError, Options, Walker, join, show
+
+PathLike = str | bytes | os.PathLike[str] | os.PathLike[bytes]
+
+EXIT_OK = 0
+EXIT_FATAL = 1
+EXIT_PARTIAL = 23
+EXIT_VANISHED = 24
+
+PRESERVE_NAMES = ("mode", "ownership", "timestamps", "links", "context", "xattr", "all")
+
+
+class CopyError(Exception):
+    """A usage or fatal error: nothing was copied.  ``str()`` is the message."""
+
+
+@dataclass
+class Result:
+    exit_code: int
+    errors: list[FileError] = field(default_factory=list)
+    files: int = 0
+    dirs: int = 0
+    symlinks: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Plan:
+    src: bytes  # as given, for messages
+    src_parent: bytes
+    src_name: bytes
+    dst_parent: bytes
+    dst_name: bytes
+    is_dir: bool
+    dst_shown: bytes  # the destination's parent as the user would write it
+
+
+def _shown_parent(parent: bytes, given: bytes) -> bytes:
+    """'f' rather than './f' in messages when the user typed 'f'."""
+    return b"" if parent == b"." and not given.startswith(b"./") else parent
+
+
+def parse_preserve(spec: str) -> set[str]:
+    """``--preserve=mode,ownership,...`` as cp takes it."""
+    out: set[str] = set()
+    for word in filter(None, (w.strip() for w in spec.split(","))):
+        if word not in PRESERVE_NAMES:
+            raise CopyError(f"invalid argument {word!r} for '--preserve'")
+        out.update(PRESERVE_NAMES[:-1] if word == "all" else (word,))
+    return out
+
+
+def _split(path: bytes) -> tuple[bytes, bytes]:
+    """(parent, name) of a path given on the command line."""
+    stripped = path.rstrip(b"/") or b"/"
+    parent, name = os.path.split(stripped)
+    if not name:  # "/"
+        return b"/", b"."
+    return parent or b".", name
+
+
+def _same(a: os.stat_result, b: os.stat_result | None) -> bool:
+    return b is not None and (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _try_stat(path: bytes, follow: bool) -> os.stat_result | None:
+    try:
+        return os.stat(path, follow_symlinks=follow)
+    except OSError:
+        return None
+
+
+def plan(srcs: Sequence[bytes], dst: bytes, recursive: bool, deref_top: bool) -> list[_Plan]:
+    """Apply cp's rules to the command-line paths; raise CopyError on any problem."""
+    if not srcs:
+        raise CopyError(f"missing destination file operand after {show(dst)}")
+    dst_st = _try_stat(dst, follow=True)
+    dst_is_dir = dst_st is not None and S.S_ISDIR(dst_st.st_mode)
+    if len(srcs) > 1 and not dst_is_dir:
+        raise CopyError(f"target {show(dst)} is not a directory")
+    plans = []
+    for src in srcs:
+        try:
+            sst = os.stat(src, follow_symlinks=deref_top)
+        except OSError as e:
+            raise CopyError(f"cannot stat {show(src)}: {os.strerror(e.errno or 0)}") from None
+        src_parent, src_name = _split(src)
+        if dst_is_dir:
+            dst_parent, dst_name = dst, src_name
+            target = join(dst, src_name)
+        else:
+            dst_parent, dst_name = _split(dst)
+            target = dst
+        if src_name in (b".", b"..") and not dst_is_dir:
+            dst_parent, dst_name = _split(dst)
+        t_l = _try_stat(target, follow=False)
+        if _same(sst, t_l) or _same(sst, _try_stat(target, follow=True)):
+            raise CopyError(f"{show(src)} and {show(target)} are the same file")
+        pst = _try_stat(dst_parent, follow=True)
+        if pst is None or not S.S_ISDIR(pst.st_mode):
+            kind = "directory" if S.S_ISDIR(sst.st_mode) else "regular file"
+            reason = os.strerror(2 if pst is None else 20)
+            raise CopyError(f"cannot create {kind} {show(target)}: {reason}")
+        is_dir = S.S_ISDIR(sst.st_mode)
+        if is_dir:
+            if not recursive:
+                raise CopyError(f"-r not specified; omitting directory {show(src)}")
+            if t_l is not None and not S.S_ISDIR(t_l.st_mode):
+                raise CopyError(
+                    f"cannot overwrite non-directory {show(target)} with directory {show(src)}"
+                )
+            real_src = os.path.realpath(src)
+            real_dst = os.path.join(os.path.realpath(dst_parent), dst_name)
+            real_dst = os.path.normpath(real_dst)
+            if real_dst == real_src or real_dst.startswith(real_src.rstrip(b"/") + b"/"):
+                raise CopyError(
+                    f"cannot copy a directory, {show(src)}, into itself, {show(target)}"
+                )
+        elif t_l is not None and S.S_ISDIR(t_l.st_mode):
+            raise CopyError(
+                f"cannot overwrite directory {show(target)} with non-directory {show(src)}"
+            )
+        shown = dst_parent if dst_is_dir else _shown_parent(dst_parent, dst)
+        plans.append(_Plan(src, src_parent, src_name, dst_parent, dst_name, is_dir, shown))
+    return plans
+
+
+def copy(
+    srcs: Sequence[PathLike] | PathLike,
+    dst: PathLike,
+    *,
+    archive: bool = False,
+    recursive: bool = False,
+    preserve: str | None = None,
+    one_file_system: bool = False,
+    verbose: bool = False,
+    queue_depth: int = engine.DEFAULT_QUEUE_DEPTH,
+    progress: Callable[[Event], None] | None = None,
+    on_error: Callable[[FileError], None] | None = None,
+    on_verbose: Callable[[str], None] | None = None,
+) -> Result:
+    """Copy like ``cp``: ``archive=True`` is ``cp -a``.
+
+    Raises CopyError for usage errors (nothing copied).  Per-file failures are
+    in ``Result.errors``; ``Result.exit_code`` follows rsync: 0 all copied,
+    23 some failed, 24 only vanished source files.
+    """
+    started = time.monotonic()
+    src_list = [srcs] if isinstance(srcs, (str, bytes, os.PathLike)) else list(srcs)
+    src_b = [os.fsencode(s) for s in src_list]
+    dst_b = os.fsencode(dst)
+    keep: set[str] = set()
+    if archive:
+        keep = set(PRESERVE_NAMES[:-1])
+    if preserve:
+        keep |= parse_preserve(preserve)
+    recursive = recursive or archive
+    plans = plan(src_b, dst_b, recursive, deref_top=not recursive)
+    if verbose and on_verbose is None:
+
+        def on_verbose(line: str) -> None:
+            print(line)
+
+    opts = Options(
+        preserve_owner="ownership" in keep,
+        preserve_mode="mode" in keep,
+        preserve_times="timestamps" in keep,
+        recursive=recursive,
+        one_file_system=one_file_system,
+        queue_depth=queue_depth,
+        progress=progress,
+        on_error=on_error,
+        on_verbose=on_verbose if verbose else None,
+    )
+    with Ring(queue_depth=queue_depth) as ring:
+        walker = Walker(ring, opts)
+        for p in plans:
+            _copy_one_arg(walker, p, follow=not recursive)
+    t = walker.totals
+    if not t.errors:
+        code = EXIT_OK
+    elif all(e.vanished for e in t.errors):
+        code = EXIT_VANISHED
+    else:
+        code = EXIT_PARTIAL
+    return Result(
+        exit_code=code,
+        errors=t.errors,
+        files=t.files,
+        dirs=t.dirs,
+        symlinks=t.symlinks,
+        bytes=t.bytes,
+        seconds=time.monotonic() - started,
+    )
+
+
+def _copy_one_arg(walker: Walker, p: _Plan, follow: bool) -> None:
+    o_dir = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+    top = Dir(None, b"", b"", _shown_parent(p.src_parent, p.src), p.dst_shown, None)
+    top.top = True
+    top.scanned = True
+    try:
+        top.src_fd = os.open(p.src_parent, o_dir)
+        top.dst_fd = os.open(p.dst_parent, o_dir)
+        st = engine.stat_at(top.src_fd, p.src_name, follow=follow)
+    except OSError as e:
+        for fd in (top.src_fd, top.dst_fd):
+            if fd >= 0:
+                os.close(fd)
+        raise CopyError(f"cannot access {show(p.src)}: {os.strerror(e.errno or 0)}") from None
+    try:
+        if p.is_dir:
+            root = Dir(
+                top,
+                p.src_name,
+                p.dst_name,
+                p.src.rstrip(b"/") or p.src,
+                join(p.dst_shown, p.dst_name),
+                st,
+            )
+            walker.copy_dir(top, root)
+        else:
+            walker.copy_one(top, p.src_name, p.dst_name, st)
+    finally:
+        os.close(top.src_fd)
+        os.close(top.dst_fd)

@@ -1,0 +1,119 @@
+"""``uringsync`` command line: thin typer commands over uringsync.api.
+
+Exit codes (rsync's conventions):
+  0   everything was copied
+  1   usage or fatal error (nothing was copied)
+  23  some files could not be copied (each one is reported on stderr)
+  24  the only failures were source files that vanished during the copy
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import click
+import typer
+
+from uringsync import api, engine
+from uringsync.walker import FileError
+
+EXIT_HELP = """Exit codes: 0 all copied; 1 usage or fatal error; 23 some files failed
+(each reported on stderr as path, operation and reason); 24 only vanished source files."""
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Copy trees like cp -a, with many files in flight on io_uring.\n\n" + EXIT_HELP,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def err(message: str) -> None:
+    print(f"uringsync: {message}", file=sys.stderr, flush=True)
+
+
+def _report(e: FileError) -> None:
+    err(e.message)
+
+
+@app.command("cp", help="Copy SRC to DST, or several SRCs into directory DST.\n\n" + EXIT_HELP)
+def cp(
+    paths: Annotated[list[str], typer.Argument(metavar="SRC... DST", show_default=False)],
+    archive: Annotated[
+        bool, typer.Option("-a", "--archive", help="Same as -dR --preserve=all.")
+    ] = False,
+    recursive: Annotated[
+        bool, typer.Option("-r", "-R", "--recursive", help="Copy directories recursively.")
+    ] = False,
+    keep: Annotated[
+        bool, typer.Option("-p", help="Same as --preserve=mode,ownership,timestamps.")
+    ] = False,
+    preserve: Annotated[
+        str | None,
+        typer.Option(
+            "--preserve",
+            metavar="LIST",
+            help="Preserve these attributes: mode,ownership,timestamps,links,context,xattr,all.",
+        ),
+    ] = None,
+    one_file_system: Annotated[
+        bool, typer.Option("-x", "--one-file-system", help="Stay on the source file systems.")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Explain what is done.")] = False,
+    queue_depth: Annotated[
+        int,
+        typer.Option("--queue-depth", min=1, max=1024, help="Files in flight at once."),
+    ] = engine.DEFAULT_QUEUE_DEPTH,
+) -> None:
+    if len(paths) < 2:
+        err(
+            f"missing destination file operand after '{paths[0]}'"
+            if paths
+            else "missing file operand"
+        )
+        raise typer.Exit(api.EXIT_FATAL)
+    if keep:
+        preserve = "mode,ownership,timestamps" + ("," + preserve if preserve else "")
+    try:
+        res = api.copy(
+            paths[:-1],
+            paths[-1],
+            archive=archive,
+            recursive=recursive,
+            preserve=preserve,
+            one_file_system=one_file_system,
+            verbose=verbose,
+            queue_depth=queue_depth,
+            on_error=_report,
+        )
+    except api.CopyError as e:
+        err(str(e))
+        raise typer.Exit(api.EXIT_FATAL) from None
+    except OSError as e:
+        err(f"{e.strerror}" + (f": {e.filename!r}" if e.filename else ""))
+        raise typer.Exit(api.EXIT_FATAL) from None
+    raise typer.Exit(res.exit_code)
+
+
+@app.command("demo", help="Build a sample tree, copy it with cp -a semantics, and check the copy.")
+def demo(
+    keep: Annotated[bool, typer.Option(help="Keep the sample directory.")] = False,
+) -> None:
+    from uringsync.demo import run
+
+    raise typer.Exit(run(keep=keep, say=print))
+
+
+def main() -> None:
+    """Console entry point: usage errors exit 1 (not click's 2), Ctrl-C 130."""
+    try:
+        code = app(standalone_mode=False)
+    except click.exceptions.UsageError as e:
+        e.show()
+        sys.exit(api.EXIT_FATAL)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        sys.exit(130)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

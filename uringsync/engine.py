@@ -1,0 +1,233 @@
+"""Thin, typed layer over the C engine (``uringsync._uring``).
+
+This is the raw binding kept apart from the copy logic: it owns the C memory
+(rings, scans, job arrays) and turns C's ``-errno`` returns into ``OSError``.
+Nothing here walks trees or prints.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from uringsync._uring import ffi, lib
+
+# File types (US_T_*)
+T_UNKNOWN: int = lib.US_T_UNKNOWN
+T_REG: int = lib.US_T_REG
+T_DIR: int = lib.US_T_DIR
+T_LNK: int = lib.US_T_LNK
+T_FIFO: int = lib.US_T_FIFO
+T_CHR: int = lib.US_T_CHR
+T_BLK: int = lib.US_T_BLK
+T_SOCK: int = lib.US_T_SOCK
+
+# What to preserve (US_P_*) and flags
+P_OWNER: int = lib.US_P_OWNER
+P_MODE: int = lib.US_P_MODE
+P_TIMES: int = lib.US_P_TIMES
+F_STRICT_OWNER: int = lib.US_F_STRICT_OWNER
+
+# io_uring opcodes probed at ring creation, by name
+IORING_OPS: dict[str, int] = {
+    name[len("US_IORING_OP_") :]: getattr(lib, name)
+    for name in dir(lib)
+    if name.startswith("US_IORING_OP_")
+}
+
+# Failing step (US_OP_*) -> short name used in errors and JSON
+OPS: dict[int, str] = {
+    lib.US_OP_NONE: "none",
+    lib.US_OP_OPEN_SRC: "open",
+    lib.US_OP_OPEN_DST: "create",
+    lib.US_OP_READ: "read",
+    lib.US_OP_WRITE: "write",
+    lib.US_OP_COPY_RANGE: "copy_file_range",
+    lib.US_OP_CHOWN: "chown",
+    lib.US_OP_CHMOD: "chmod",
+    lib.US_OP_UTIMES: "utimens",
+    lib.US_OP_CLOSE: "close",
+    lib.US_OP_READLINK: "readlink",
+    lib.US_OP_SYMLINK: "symlink",
+    lib.US_OP_UNLINK: "unlink",
+    lib.US_OP_STAT: "stat",
+    lib.US_OP_TYPE: "type",
+}
+
+DEFAULT_QUEUE_DEPTH = 64
+DEFAULT_BUF_SIZE = 128 * 1024
+DEFAULT_CHUNKS_PER_FILE = 4
+# Files at least this big go through copy_file_range (see docs/design.md).
+DEFAULT_COPY_RANGE_MIN = 8 * 1024 * 1024
+
+Stat = Any  # cdata 'struct us_stat *'
+
+
+def check(ret: int, what: str, path: bytes | str | None = None) -> int:
+    """Raise OSError for a negative errno from C, naming the syscall."""
+    if ret < 0:
+        err = -ret
+        raise OSError(err, f"{what}: {os.strerror(err)}", path)
+    return ret
+
+
+def copy_stat(st: Stat) -> Stat:
+    """Copy a ``struct us_stat`` out of memory that C may free."""
+    out = ffi.new("struct us_stat *")
+    ffi.memmove(out, st, ffi.sizeof("struct us_stat"))
+    return out
+
+
+def stat_at(dirfd: int, name: bytes, follow: bool = False) -> Stat:
+    st = ffi.new("struct us_stat *")
+    check(lib.us_stat_at(dirfd, name, int(follow), st), "statx", name)
+    return st
+
+
+def set_meta_fd(fd: int, st: Stat, flags: int, mode_mask: int) -> tuple[int, str]:
+    """Owner, mode, times on an open fd.  Returns (-errno or 0, failing op)."""
+    op = ffi.new("int *")
+    ret: int = lib.us_set_meta_fd(fd, st, flags, mode_mask, op)
+    return ret, OPS.get(op[0], "meta")
+
+
+@dataclass(frozen=True)
+class RingInfo:
+    sq_entries: int
+    fixed_buffers: bool
+    nops: int
+    max_inflight: int
+
+
+class Scan:
+    """One directory's entries, with their lstat, in C memory."""
+
+    def __init__(self) -> None:
+        self._sc = ffi.gc(ffi.new("struct us_scan *"), lib.us_scan_free)
+        self.n = 0
+
+    def name_ptr(self, i: int) -> Any:
+        return self._sc.names + self._sc.ents[i].name_off
+
+    def name(self, i: int) -> bytes:
+        e = self._sc.ents[i]
+        return bytes(ffi.buffer(self._sc.names + e.name_off, e.name_len))
+
+    def entry(self, i: int) -> Any:
+        return self._sc.ents[i]
+
+    def __iter__(self) -> Iterator[Any]:
+        ents = self._sc.ents
+        for i in range(self.n):
+            yield ents[i]
+
+    def free(self) -> None:
+        lib.us_scan_free(self._sc)
+        self.n = 0
+
+
+class Batch:
+    """A fixed-capacity array of jobs; ``keep`` holds what their pointers use."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.jobs = ffi.new("struct us_job[]", capacity)
+        self.n = 0
+        self.keep: list[object] = []
+
+    def add(
+        self,
+        src_dirfd: int,
+        src_name: Any,
+        dst_dirfd: int,
+        dst_name: Any,
+        st: Stat,
+        ftype: int,
+        flags: int,
+        mode_mask: int,
+    ) -> int:
+        i = self.n
+        j = self.jobs[i]
+        j.src_dirfd = src_dirfd
+        j.dst_dirfd = dst_dirfd
+        j.src_name = src_name
+        j.dst_name = dst_name
+        j.st = st
+        j.type = ftype
+        j.flags = flags
+        j.mode_mask = mode_mask
+        self.n = i + 1
+        return i
+
+    @property
+    def full(self) -> bool:
+        return self.n >= self.capacity
+
+    def clear(self) -> None:
+        self.n = 0
+        self.keep.clear()
+
+
+class Ring:
+    """An io_uring with registered buffers and the per-file state machines."""
+
+    def __init__(
+        self,
+        queue_depth: int = DEFAULT_QUEUE_DEPTH,
+        buf_size: int = DEFAULT_BUF_SIZE,
+        chunks_per_file: int = DEFAULT_CHUNKS_PER_FILE,
+        copy_range_min: int = DEFAULT_COPY_RANGE_MIN,
+    ) -> None:
+        cfg = ffi.new(
+            "struct us_config *",
+            {
+                "queue_depth": queue_depth,
+                "buf_size": buf_size,
+                "nbufs": queue_depth + 2 * chunks_per_file * 4,
+                "chunks_per_file": chunks_per_file,
+                "copy_range_min": copy_range_min,
+            },
+        )
+        err = ffi.new("int *")
+        ring = lib.us_ring_new(cfg, err)
+        if ring == ffi.NULL:
+            check(err[0], "io_uring_queue_init")
+        self._ring: Any = ring
+
+    def close(self) -> None:
+        if self._ring is not None:
+            lib.us_ring_free(self._ring)
+            self._ring = None
+
+    def __enter__(self) -> Ring:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def info(self) -> RingInfo:
+        info = ffi.new("struct us_ring_info *")
+        lib.us_ring_get_info(self._ring, info)
+        return RingInfo(
+            int(info.sq_entries), bool(info.fixed_buffers), int(info.nops), int(info.max_inflight)
+        )
+
+    def has_op(self, opcode: int | str) -> bool:
+        """Whether the kernel has this io_uring opcode (number or name)."""
+        if isinstance(opcode, str):
+            opcode = IORING_OPS[opcode]
+        return bool(lib.us_ring_has_op(self._ring, opcode))
+
+    def set_max_inflight(self, n: int) -> None:
+        lib.us_ring_set_max_inflight(self._ring, n)
+
+    def scan(self, dirfd: int, path: bytes | None = None) -> Scan:
+        sc = Scan()
+        sc.n = check(lib.us_scan_dir(self._ring, dirfd, sc._sc), "getdents64", path)
+        return sc
+
+    def run(self, batch: Batch) -> int:
+        """Copy every job in the batch; returns how many failed."""
+        return check(lib.us_run(self._ring, batch.jobs, batch.n), "io_uring_enter")
