@@ -12,7 +12,6 @@ from __future__ import annotations
 import sys
 from typing import Annotated
 
-import click
 import typer
 
 from uringsync import api, engine
@@ -109,11 +108,15 @@ def main() -> None:
     """Console entry point: usage errors exit 1 (not click's 2), Ctrl-C 130."""
     try:
         code = app(standalone_mode=False)
-    except click.exceptions.UsageError as e:
-        e.show()
-        sys.exit(api.EXIT_FATAL)
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        sys.exit(130)
-    except click.exceptions.Exit as e:
+    except typer.Exit as e:
         sys.exit(e.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        sys.exit(130)
+    except typer.TyperException as e:  # usage errors: bad option, missing argument
+        show = getattr(e, "show", None)
+        if callable(show):
+            show()
+        else:
+            err(str(e))
+        sys.exit(api.EXIT_FATAL)
     sys.exit(code if isinstance(code, int) else 0)

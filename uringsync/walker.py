@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno as E
 import os
+import resource
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -97,6 +98,7 @@ class Dir:
         "dst_name",
         "dst_path",
         "jobs",
+        "no_src",
         "parent",
         "pending",
         "scan",
@@ -131,6 +133,7 @@ class Dir:
         self.scan: Scan | None = None
         self.scanned = False
         self.skip_contents = False
+        self.no_src = False  # the source could not be opened: copy it empty
         self.top = False  # the parents of the command-line paths: never closed here
 
 
@@ -144,8 +147,6 @@ def join(a: bytes, b: bytes) -> bytes:
 def fd_budget() -> tuple[int, int]:
     """How many directories may stay open, and how many files in flight,
     within RLIMIT_NOFILE (raised to the hard limit first)."""
-    import resource
-
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and soft < hard:
         try:
@@ -219,18 +220,19 @@ class Walker:
         name from the nearest open ancestor."""
         chain: list[Dir] = []
         cur: Dir | None = d
-        while cur is not None and cur.src_fd < 0:
+        while cur is not None and cur.dst_fd < 0:
             chain.append(cur)
             cur = cur.parent
         for node in reversed(chain):
             parent = node.parent
             assert parent is not None
             self._evict(keep=parent)
-            src_fd = os.open(node.src_name, O_DIR, dir_fd=parent.src_fd)
+            src_fd = -1 if node.no_src else os.open(node.src_name, O_DIR, dir_fd=parent.src_fd)
             try:
                 dst_fd = os.open(node.dst_name, O_DIR, dir_fd=parent.dst_fd)
             except OSError:
-                os.close(src_fd)
+                if src_fd >= 0:
+                    os.close(src_fd)
                 raise
             node.src_fd, node.dst_fd = src_fd, dst_fd
             self.lru[node] = None
@@ -260,13 +262,18 @@ class Walker:
             self.error(
                 d.src_path, "opendir", e.errno or E.EIO, f"cannot open directory {show(d.src_path)}"
             )
-            return False
+            if e.errno == E.ENOENT:
+                return False
+            # As cp does: the directory is still made, empty, with its metadata.
+            d.no_src = d.skip_contents = True
+            src_fd = -1
         try:
             os.mkdir(d.dst_name, 0o700, dir_fd=pdst)
         except FileExistsError:
             pass
         except OSError as e:
-            os.close(src_fd)
+            if src_fd >= 0:
+                os.close(src_fd)
             self.error(
                 d.dst_path, "mkdir", e.errno or E.EIO, f"cannot create directory {show(d.dst_path)}"
             )
@@ -274,7 +281,8 @@ class Walker:
         try:
             dst_fd = os.open(d.dst_name, O_DIR, dir_fd=pdst)
         except OSError as e:
-            os.close(src_fd)
+            if src_fd >= 0:
+                os.close(src_fd)
             if e.errno in (E.ENOTDIR, E.ELOOP):
                 msg = (
                     f"cannot overwrite non-directory {show(d.dst_path)}"
