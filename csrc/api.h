@@ -23,6 +23,9 @@
 #define US_P_TIMES 4
 /* running as root: a failed chown is an error, not a silent downgrade */
 #define US_F_STRICT_OWNER 8
+/* open the source following a symlink (cp without -r/-a on a command-line
+ * SRC); never set for anything found while walking */
+#define US_F_FOLLOW_SRC 16
 
 /* ---- the step that failed (us_job.op) ---- */
 #define US_OP_NONE 0

@@ -1008,7 +1008,9 @@ static void start_job(struct us_ring *r, struct us_job *j)
         reserve_sqes(r, 2);
         sqe = get_sqe(r);
         io_uring_prep_openat(sqe, j->src_dirfd, j->src_name,
-                             O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
+                             O_RDONLY | O_CLOEXEC |
+                                 ((j->flags & US_F_FOLLOW_SRC) ? 0 : O_NOFOLLOW),
+                             0);
         sqe->flags |= IOSQE_IO_LINK;
         io_uring_sqe_set_data64(sqe, udata(idx, 0, T_OPEN_SRC));
         s->pending = 1;

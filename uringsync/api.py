@@ -238,7 +238,7 @@ def _copy_one_arg(walker: Walker, p: _Plan, follow: bool) -> None:
             )
             walker.copy_dir(top, root)
         else:
-            walker.copy_one(top, p.src_name, p.dst_name, st)
+            walker.copy_one(top, p.src_name, p.dst_name, st, follow=follow)
     finally:
         os.close(top.src_fd)
         os.close(top.dst_fd)

@@ -29,6 +29,7 @@ P_OWNER: int = lib.US_P_OWNER
 P_MODE: int = lib.US_P_MODE
 P_TIMES: int = lib.US_P_TIMES
 F_STRICT_OWNER: int = lib.US_F_STRICT_OWNER
+F_FOLLOW_SRC: int = lib.US_F_FOLLOW_SRC
 
 # io_uring opcodes probed at ring creation, by name
 IORING_OPS: dict[str, int] = {

@@ -294,6 +294,8 @@ class Walker:
             return False
         d.src_fd, d.dst_fd = src_fd, dst_fd
         self.lru[d] = None
+        if self.opts.on_verbose:
+            self.verbose(d.src_path, d.dst_path)
         return True
 
     def _finish_dir(self, d: Dir) -> None:
@@ -407,8 +409,11 @@ class Walker:
             self._finish_dir(d)
         return subdirs
 
-    def copy_one(self, top: Dir, src_name: bytes, dst_name: bytes, st: Stat) -> None:
-        """A command-line SRC that is a file or a symlink."""
+    def copy_one(
+        self, top: Dir, src_name: bytes, dst_name: bytes, st: Stat, follow: bool = False
+    ) -> None:
+        """A command-line SRC that is a file or a symlink (``follow``: the
+        symlink's target, as cp does without -r)."""
         src_c = ffi.new("char[]", src_name)
         dst_c = ffi.new("char[]", dst_name)
         self.batch.keep.extend((src_c, dst_c, st))
@@ -416,9 +421,8 @@ class Walker:
             path = join(top.src_path, src_name)
             self.error(path, "type", E.EOPNOTSUPP, f"cannot copy special file {show(path)}")
             return
-        self.batch.add(
-            top.src_fd, src_c, top.dst_fd, dst_c, st, st.type, self.flags, self.mode_mask
-        )
+        flags = self.flags | (engine.F_FOLLOW_SRC if follow else 0)
+        self.batch.add(top.src_fd, src_c, top.dst_fd, dst_c, st, st.type, flags, self.mode_mask)
         self.owners.append(top)
         top.jobs += 1
         top.pending += 1

@@ -1,0 +1,37 @@
+"""The package stays clean under the project's static checks (run in CI via pytest)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(*cmd: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
+
+
+@pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff is not installed")
+def test_ruff() -> None:
+    r = run("ruff", "check", "uringsync", "build_ffi.py")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_mypy_strict() -> None:
+    r = run(sys.executable, "-m", "mypy", "--strict", "uringsync")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_c_builds_with_warnings_as_errors(tmp_path: Path) -> None:
+    """Every csrc/*.c compiles alone with -Wall -Wextra -Werror (also -Wshadow)."""
+    for src in sorted((ROOT / "csrc").glob("*.c")):
+        r = run(
+            "cc", "-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror", "-Wshadow",
+            "-c", str(src), "-o", str(tmp_path / (src.stem + ".o")),
+        )
+        assert r.returncode == 0, f"{src.name}:\n{r.stderr}"
