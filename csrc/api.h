@@ -119,7 +119,7 @@ struct us_job {
     int32_t err;   /* 0, or -errno */
     int32_t op;    /* US_OP_* of the failing step */
     int32_t path;  /* US_PATH_* used for the data */
-    int32_t pad;
+    uint32_t tries; /* engine-internal: opens retried after EMFILE */
 };
 
 struct us_ring;

@@ -48,6 +48,7 @@ _Static_assert(US_IORING_OP_FSETXATTR == IORING_OP_FSETXATTR, "opcode FSETXATTR"
 _Static_assert(US_IORING_OP_FGETXATTR == IORING_OP_FGETXATTR, "opcode FGETXATTR");
 
 #define MAX_CHUNKS 8
+#define EMFILE_TRIES 4
 #define MIN_BUF (64u * 1024u)
 
 enum tag {
@@ -73,6 +74,8 @@ struct slot {
     int sfd, dfd;
     int pending; /* SQEs of this slot not yet completed */
     bool failed, dst_created, dst_retried, need_replace, emfile;
+    bool replaced;           /* an existing file was replaced: old_* are its */
+    uint32_t old_mode, old_uid, old_gid;
     int fail_op, fail_err;
     uint64_t next_off, eof_off, bytes;
     int nchunks;
@@ -93,7 +96,8 @@ struct us_ring {
     unsigned nslots;
     unsigned *freeslots;
     unsigned nfreeslots;
-    unsigned inflight, max_inflight;
+    unsigned inflight, max_inflight, cap_inflight;
+    unsigned ok_since_emfile; /* finished jobs since the last EMFILE */
     struct us_job **retry;
     unsigned nretry;
     long failed_jobs;
@@ -206,9 +210,12 @@ int us_set_meta_fd(int fd, const struct us_stat *st, uint32_t flags,
         if (fchown(fd, st->uid, st->gid) < 0) {
             int e = errno;
             if (chown_failure_ok(flags, e)) {
-                if (fchown(fd, (uid_t)-1, st->gid) < 0)
-                    mode &= ~(uint32_t)S_ISGID;
-                mode &= ~(uint32_t)S_ISUID;
+                /* as cp -a: no set-id bits on a file we could not give away,
+                 * and no sticky bit on a non-directory */
+                (void)!fchown(fd, (uid_t)-1, st->gid);
+                mode &= ~(uint32_t)(S_ISUID | S_ISGID);
+                if (!S_ISDIR(st->mode))
+                    mode &= ~(uint32_t)S_ISVTX;
             } else {
                 first = -e;
                 *op = US_OP_CHOWN;
@@ -341,7 +348,7 @@ struct us_ring *us_ring_new(const struct us_config *cfg, int *err)
         r->cfg.nbufs = r->cfg.queue_depth;
 
     r->nslots = r->cfg.queue_depth;
-    r->max_inflight = r->nslots;
+    r->max_inflight = r->cap_inflight = r->nslots;
     entries = r->nslots * (r->cfg.chunks_per_file + 2);
     if (entries > 4096)
         entries = 4096;
@@ -430,7 +437,7 @@ void us_ring_set_max_inflight(struct us_ring *r, uint32_t n)
 {
     if (n < 1)
         n = 1;
-    r->max_inflight = n < r->nslots ? n : r->nslots;
+    r->max_inflight = r->cap_inflight = n < r->nslots ? n : r->nslots;
 }
 
 /* ------------------------------------------------------------- scanning */
@@ -600,6 +607,11 @@ static void finish(struct us_ring *r, struct slot *s)
     } else if (j->err) {
         r->failed_jobs++; /* complete data, but metadata not kept */
     }
+    /* after EMFILE, grow back one slot per window of finished jobs */
+    if (r->max_inflight < r->cap_inflight && ++r->ok_since_emfile >= r->max_inflight) {
+        r->max_inflight++;
+        r->ok_since_emfile = 0;
+    }
     j->bytes = s->failed ? 0 : (int64_t)s->bytes;
     release_slot(r, s);
 }
@@ -613,9 +625,10 @@ static void requeue(struct us_ring *r, struct slot *s)
         close(s->dfd);
     if (s->dst_created)
         unlinkat(s->job->dst_dirfd, s->job->dst_name, 0);
+    s->job->tries++;
     r->retry[r->nretry++] = s->job;
-    if (r->max_inflight > 1)
-        r->max_inflight = r->inflight > 1 ? r->inflight - 1 : 1;
+    r->max_inflight = r->inflight > 1 ? r->inflight - 1 : 1;
+    r->ok_since_emfile = 0;
     release_slot(r, s);
 }
 
@@ -661,9 +674,21 @@ static void submit_write(struct us_ring *r, struct slot *s, int c)
 static void finish_data(struct us_ring *r, struct slot *s)
 {
     struct us_job *j = s->job;
-    int op;
-    int ret = us_set_meta_fd(s->dfd, j->st, j->flags, j->mode_mask, &op);
+    struct us_stat want = *j->st;
+    uint32_t flags = j->flags, mask = j->mode_mask;
     struct io_uring_sqe *sqe;
+    int op, ret;
+
+    if (s->replaced && !(flags & US_P_MODE)) {
+        want.mode = s->old_mode;
+        mask = 07777;
+    }
+    if (s->replaced && !(flags & US_P_OWNER) && geteuid() == 0) {
+        want.uid = s->old_uid;
+        want.gid = s->old_gid;
+        flags |= US_P_OWNER;
+    }
+    ret = us_set_meta_fd(s->dfd, &want, flags, mask, &op);
 
     if (ret < 0) {
         j->err = ret;
@@ -742,12 +767,10 @@ static void start_data(struct us_ring *r, struct slot *s)
         want = 1;
     if (want > r->cfg.chunks_per_file)
         want = r->cfg.chunks_per_file;
-    while ((uint64_t)s->nchunks < want) {
-        int b = take_buf(r);
-        if (b < 0)
-            break;
-        s->ch[s->nchunks++].buf = b;
-    }
+    /* Leave one buffer for every slot that is free, so a job can always
+     * start: start_job relies on it. */
+    while ((uint64_t)s->nchunks < want && r->nfree > r->nfreeslots)
+        s->ch[s->nchunks++].buf = take_buf(r);
     for (int c = 0; c < s->nchunks; c++) {
         s->ch[c].off = s->next_off;
         s->ch[c].len = (uint32_t)bs;
@@ -839,13 +862,22 @@ static bool is_emfile(int res)
 
 /* Replace what is in the way at the destination name, never following it:
  * a symlink or file there is unlinked, a directory is an error. */
-static int clear_dst(struct us_job *j)
+static int clear_dst(struct slot *s)
 {
+    struct us_job *j = s->job;
     struct stat sb;
 
-    if (fstatat(j->dst_dirfd, j->dst_name, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
-        S_ISDIR(sb.st_mode))
-        return -EISDIR;
+    if (fstatat(j->dst_dirfd, j->dst_name, &sb, AT_SYMLINK_NOFOLLOW) == 0) {
+        if (S_ISDIR(sb.st_mode))
+            return -EISDIR;
+        if (S_ISREG(sb.st_mode)) {
+            /* cp without -p overwrites in place and so keeps these */
+            s->replaced = true;
+            s->old_mode = sb.st_mode;
+            s->old_uid = sb.st_uid;
+            s->old_gid = sb.st_gid;
+        }
+    }
     if (unlinkat(j->dst_dirfd, j->dst_name, 0) < 0 && errno != ENOENT)
         return -errno;
     return 0;
@@ -866,7 +898,9 @@ static void after_open(struct us_ring *r, struct slot *s)
 {
     if (s->pending)
         return;
-    if (s->emfile && !s->failed && r->inflight > 1) {
+    /* Other files in flight (or closes still landing) hold fds: wait for
+     * them.  Alone and still out of fds after a few tries is an error. */
+    if (s->emfile && !s->failed && (r->inflight > 1 || s->job->tries < EMFILE_TRIES)) {
         requeue(r, s);
         return;
     }
@@ -877,7 +911,7 @@ static void after_open(struct us_ring *r, struct slot *s)
         return;
     }
     if (s->need_replace) {
-        int ret = clear_dst(s->job);
+        int ret = clear_dst(s);
         s->need_replace = false;
         s->dst_retried = true;
         if (ret < 0) {
@@ -957,7 +991,7 @@ static void on_symlink(struct us_ring *r, struct slot *s, int res)
 
     s->pending--;
     if (res == -EEXIST && !s->dst_retried) {
-        int ret = clear_dst(j);
+        int ret = clear_dst(s);
         s->dst_retried = true;
         if (ret == 0) {
             if (r->ops[IORING_OP_SYMLINKAT]) {
@@ -992,7 +1026,7 @@ static void start_job(struct us_ring *r, struct us_job *j)
     memset(s, 0, sizeof *s);
     s->job = j;
     s->sfd = s->dfd = -1;
-    s->ch[0].buf = take_buf(r); /* guaranteed: nbufs >= slots */
+    s->ch[0].buf = take_buf(r); /* never -1: start_data keeps one per free slot */
     s->nchunks = 1;
     for (int c = 1; c < MAX_CHUNKS; c++)
         s->ch[c].buf = -1;
@@ -1065,6 +1099,8 @@ long us_run(struct us_ring *r, struct us_job *jobs, size_t n)
 
     r->failed_jobs = 0;
     r->nretry = 0;
+    for (size_t i = 0; i < n; i++)
+        jobs[i].tries = 0;
     for (;;) {
         while (r->inflight < r->max_inflight && r->nfreeslots) {
             struct us_job *j;

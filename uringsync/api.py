@@ -112,7 +112,11 @@ def plan(srcs: Sequence[bytes], dst: bytes, recursive: bool, deref_top: bool) ->
         if src_name in (b".", b"..") and not dst_is_dir:
             dst_parent, dst_name = _split(dst)
         t_l = _try_stat(target, follow=False)
-        if _same(sst, t_l) or _same(sst, _try_stat(target, follow=True)):
+        t_f = _try_stat(target, follow=True)
+        s_f = sst if deref_top else _try_stat(src, follow=True)
+        # the same inode, or a SRC symlink resolving to DST (copying it over
+        # DST would leave a link to itself): cp refuses both
+        if _same(sst, t_l) or _same(sst, t_f) or (s_f is not None and _same(s_f, t_l)):
             raise CopyError(f"{show(src)} and {show(target)} are the same file")
         pst = _try_stat(dst_parent, follow=True)
         if pst is None or not S.S_ISDIR(pst.st_mode):
@@ -156,8 +160,12 @@ def copy(
     progress: Callable[[Event], None] | None = None,
     on_error: Callable[[FileError], None] | None = None,
     on_verbose: Callable[[str], None] | None = None,
+    copy_range_min: int = engine.DEFAULT_COPY_RANGE_MIN,
 ) -> Result:
     """Copy like ``cp``: ``archive=True`` is ``cp -a``.
+
+    ``copy_range_min``: files at least this big use copy_file_range, smaller
+    ones io_uring READ/WRITE (a tuning knob; see docs/design.md).
 
     Raises CopyError for usage errors (nothing copied).  Per-file failures are
     in ``Result.errors``; ``Result.exit_code`` follows rsync: 0 all copied,
@@ -190,7 +198,7 @@ def copy(
         on_error=on_error,
         on_verbose=on_verbose if verbose else None,
     )
-    with Ring(queue_depth=queue_depth) as ring:
+    with Ring(queue_depth=queue_depth, copy_range_min=copy_range_min) as ring:
         walker = Walker(ring, opts)
         for p in plans:
             _copy_one_arg(walker, p, follow=not recursive)

@@ -32,8 +32,9 @@ O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 _META_OPS = frozenset({lib.US_OP_CHOWN, lib.US_OP_CHMOD, lib.US_OP_UTIMES})
 
-# Source-side steps whose ENOENT means "vanished while we copied".
-_SOURCE_OPS = frozenset({"open", "stat", "readlink", "opendir", "readdir"})
+# Source-side steps: their errors name the source path, and their ENOENT
+# means "vanished while we copied".
+_SOURCE_OPS = frozenset({"open", "read", "stat", "readlink", "opendir", "readdir"})
 
 
 def show(path: bytes) -> str:
@@ -169,6 +170,7 @@ class Walker:
         self.totals = Totals()
         self.batch = Batch(opts.batch_size)
         self.owners: list[Dir] = []
+        self.pinned = 0  # directories with jobs in the current batch
         self.lru: OrderedDict[Dir, None] = OrderedDict()
         self.max_dirs, inflight = fd_budget()
         ring.set_max_inflight(min(inflight, opts.queue_depth))
@@ -176,11 +178,14 @@ class Walker:
         os.umask(umask)
         self.flags = (
             (engine.P_OWNER if opts.preserve_owner else 0)
+            | (engine.P_MODE if opts.preserve_mode else 0)
             | (engine.P_TIMES if opts.preserve_times else 0)
             | (engine.F_STRICT_OWNER if os.geteuid() == 0 else 0)
         )
-        # Without --preserve=mode a new file gets the source's mode less umask.
+        # Without --preserve=mode, as cp: a new file gets the source's mode less
+        # umask and no special bits; a directory keeps only its sticky bit.
         self.mode_mask = 0o7777 if opts.preserve_mode else 0o777 & ~umask
+        self.dir_mode_mask = 0o7777 if opts.preserve_mode else 0o1777 & ~umask
 
     # ---------------------------------------------------------- reporting
     def error(self, path: bytes, op: str, err: int, what: str) -> None:
@@ -199,13 +204,13 @@ class Walker:
 
     # -------------------------------------------------------- directories
     def _evict(self, keep: Dir | None) -> None:
+        """Make room for one more open directory.  Never flushes (callers
+        hold fds across it); the walk loop flushes before too many
+        directories are pinned by queued jobs, so a victim is there."""
         while len(self.lru) >= self.max_dirs:
             victim = next((d for d in self.lru if d.jobs == 0 and d is not keep), None)
             if victim is None:
-                self.flush()  # every open directory is pinned by queued jobs
-                victim = next((d for d in self.lru if d is not keep), None)
-                if victim is None:
-                    return
+                return  # briefly over budget; EMFILE handling covers the rest
             self._close(victim)
 
     def _close(self, d: Dir) -> None:
@@ -316,7 +321,7 @@ class Walker:
                     f"cannot open directory {show(cur.dst_path)}",
                 )
             else:
-                ret, op = engine.set_meta_fd(dst_fd, cur.st, self.flags, self.mode_mask)
+                ret, op = engine.set_meta_fd(dst_fd, cur.st, self.flags, self.dir_mode_mask)
                 if ret < 0:
                     self.error(cur.dst_path, op, -ret, _meta_what(op, cur.dst_path))
                 self.totals.dirs += 1
@@ -343,6 +348,8 @@ class Walker:
         assert root.st is not None
         root_dev = (root.st.dev_major, root.st.dev_minor)
         while stack:
+            if self.pinned >= self.max_dirs // 2:
+                self.flush()  # queued jobs hold half the directory budget
             d = stack.pop()
             if not self._create(d):
                 self._abandon(d)
@@ -399,6 +406,8 @@ class Walker:
                     src_fd, nm, dst_fd, nm, ffi.addressof(ent, "st"), t, self.flags, self.mode_mask
                 )
                 self.owners.append(d)
+                if d.jobs == 0:
+                    self.pinned += 1
                 d.jobs += 1
                 d.pending += 1
             else:
@@ -459,6 +468,7 @@ class Walker:
         t.bytes += nbytes
         b.clear()
         self.owners.clear()
+        self.pinned = 0
         for d in touched:
             if d.jobs == 0 and d.scan is not None and d.scanned:
                 d.scan.free()
