@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from helpers import (  # noqa: E402
+from helpers import (
     as_user,
     assert_same_tree,
     rsync_clean,

@@ -80,8 +80,6 @@ def _hash_at(dirfd: int, name: bytes) -> str:
         os.close(fd)
 
 
-
-
 def _record(dirfd: int, name: bytes, st: os.stat_result) -> Rec:
     t = _TYPES.get(stat.S_IFMT(st.st_mode), "unknown")
     sha = _hash_at(dirfd, name) if t == "reg" else None
@@ -138,7 +136,18 @@ def _walk(dirfd: int, rel: bytes, out: dict[bytes, Rec]) -> None:
                 os.close(fd)
 
 
-FIELDS_ALL = ("type", "mode", "uid", "gid", "size", "mtime_ns", "atime_ns", "sha256", "link", "rdev")
+FIELDS_ALL = (
+    "type",
+    "mode",
+    "uid",
+    "gid",
+    "size",
+    "mtime_ns",
+    "atime_ns",
+    "sha256",
+    "link",
+    "rdev",
+)
 FIELDS_NO_ATIME = tuple(f for f in FIELDS_ALL if f != "atime_ns")
 FIELDS_CONTENT = ("type", "size", "sha256", "link", "rdev")
 
@@ -248,7 +257,9 @@ def set_tree_times(
         os.close(pfd)
 
 
-def _times_for(st: os.stat_result, rel: bytes, mtimes: dict[bytes, int], rng: random.Random, keep: bool) -> tuple[int, int]:
+def _times_for(
+    st: os.stat_result, rel: bytes, mtimes: dict[bytes, int], rng: random.Random, keep: bool
+) -> tuple[int, int]:
     if rel in mtimes:
         m = mtimes[rel]
     elif keep:
@@ -261,7 +272,9 @@ def _times_for(st: os.stat_result, rel: bytes, mtimes: dict[bytes, int], rng: ra
     return a, m
 
 
-def _set_times_at(dirfd: int, name: bytes, rel: bytes, mtimes: dict[bytes, int], rng: random.Random, keep: bool) -> None:
+def _set_times_at(
+    dirfd: int, name: bytes, rel: bytes, mtimes: dict[bytes, int], rng: random.Random, keep: bool
+) -> None:
     st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
     if stat.S_ISDIR(st.st_mode):
         fd = os.open(name, O_DIR, dir_fd=dirfd)
@@ -317,7 +330,7 @@ def run_cp(*args: PathLike, cwd: PathLike | None = None) -> tuple[int, bytes, by
 
 
 def check_cp(*args: PathLike, cwd: PathLike | None = None) -> None:
-    rc, out, err = run_cp(*args, cwd=cwd)
+    rc, _out, err = run_cp(*args, cwd=cwd)
     assert rc == 0, f"cp {args!r} failed: {err!r}"
 
 
@@ -332,19 +345,54 @@ class ChildError(Exception):
     """An exception raised in an as_user child that could not be pickled."""
 
 
-def as_user(fn: Callable[[], Any], uid: int = NOBODY, gid: int = NOBODY, timeout: float = 240) -> Any:
+_warmed = False
+
+
+def _warm_imports() -> None:
+    """Import, before forking, everything the child may need.
+
+    The interpreter's library lives under /root (mode 700), so a module that is
+    first imported in the child (as nobody) cannot be read: do it here.
+    """
+    global _warmed
+    if _warmed:
+        return
+    import traceback  # noqa: F401
+
+    import uringsync
+
+    with contextlib.suppress(ImportError):
+        from typer.testing import CliRunner
+
+        import uringsync.cli
+
+        # runs the lazy imports of typer/click (help option, formatting, ...)
+        CliRunner().invoke(uringsync.cli.app, ["cp", "--help"])
+        CliRunner().invoke(uringsync.cli.app, ["cp", "--bogus-option"])
+    _warmed = True
+
+
+def as_user(fn: Callable[[], Any], uid: int = NOBODY, gid: int = NOBODY) -> Any:
     """Run fn() in a forked child as uid/gid (default nobody); return its result.
 
     No exec: the child uses the modules already imported in this process
     (/root is mode 700, so a fresh interpreter as nobody could not start).
     The child's exception is re-raised here.
     """
-    import uringsync  # noqa: F401  (imported before the fork on purpose)
 
-    with contextlib.suppress(ImportError):
-        import typer.testing  # noqa: F401
+    def become() -> None:
+        os.setgroups([])
+        os.setgid(gid)
+        os.setuid(uid)
 
-        import uringsync.cli  # noqa: F401
+    return in_child(fn, setup=become)
+
+
+def in_child(fn: Callable[[], Any], setup: Callable[[], None] | None = None) -> Any:
+    """Run setup() then fn() in a forked child; return fn's (picklable) result
+    or re-raise its exception.  For tests that change process-wide state
+    (rlimits, signals, credentials)."""
+    _warm_imports()
     r, w = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -354,26 +402,25 @@ def as_user(fn: Callable[[], Any], uid: int = NOBODY, gid: int = NOBODY, timeout
         try:
             os.close(r)
             try:
-                os.setgroups([])
-                os.setgid(gid)
-                os.setuid(uid)
+                if setup is not None:
+                    setup()
                 res: tuple[str, Any] = ("ok", fn())
-            except BaseException as e:  # noqa: BLE001
+            except BaseException as e:
                 import traceback
 
                 tb = traceback.format_exc()
                 try:
                     pickle.dumps(e)
                     res = ("err", (e, tb))
-                except Exception:  # noqa: BLE001
+                except Exception:
                     res = ("err", (ChildError(f"{type(e).__name__}: {e}"), tb))
             try:
                 data = pickle.dumps(res)
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 data = pickle.dumps(("err", (ChildError(f"unpicklable result: {e!r}"), "")))
             with os.fdopen(w, "wb") as f:
                 f.write(data)
-        except BaseException:  # noqa: BLE001
+        except BaseException:
             code = 70
         finally:
             os._exit(code)
@@ -409,12 +456,20 @@ def _force_rmtree(d: bytes) -> None:
             func(path)
 
     with contextlib.suppress(FileNotFoundError):
-        shutil.rmtree(d, onexc=onexc) if sys.version_info >= (3, 12) else shutil.rmtree(d, onerror=onexc)
+        shutil.rmtree(d, onexc=onexc) if sys.version_info >= (3, 12) else shutil.rmtree(
+            d, onerror=onexc
+        )
 
 
 def rsync_itemize(src: PathLike, dst: PathLike) -> bytes:
     p = subprocess.run(
-        [b"rsync", b"-naHAXc", b"--itemize-changes", b(src).rstrip(b"/") + b"/", b(dst).rstrip(b"/") + b"/"],
+        [
+            b"rsync",
+            b"-naHAXc",
+            b"--itemize-changes",
+            b(src).rstrip(b"/") + b"/",
+            b(dst).rstrip(b"/") + b"/",
+        ],
         capture_output=True,
         check=False,
     )
@@ -436,7 +491,9 @@ def rsync_clean(src: PathLike, dst: PathLike) -> None:
 def mount_tmpfs(path: PathLike, size: str | None = None) -> str | None:
     """Mount a tmpfs at path; return None on success, else the reason."""
     opts = ["-o", f"size={size}"] if size else []
-    p = subprocess.run(["mount", "-t", "tmpfs", *opts, "tmpfs", b(path)], capture_output=True, check=False)
+    p = subprocess.run(
+        ["mount", "-t", "tmpfs", *opts, "tmpfs", b(path)], capture_output=True, check=False
+    )
     if p.returncode != 0:
         return f"mount -t tmpfs failed: {p.stderr.decode(errors='replace').strip()}"
     return None

@@ -22,6 +22,7 @@ from helpers import (
     root_only,
     rsync_clean,
     run_cli,
+    run_cp,
     set_tree_times,
     snapshot,
     umount,
@@ -150,7 +151,7 @@ def build_varied_tree(root: bytes, seed: int = 1, big: bool = True) -> dict[byte
 def tree_counts(root: bytes) -> dict[str, int]:
     snap = snapshot(root)
     c = {"reg": 0, "dir": 0, "lnk": 0, "bytes": 0}
-    for rel, r in snap.items():
+    for r in snap.values():
         if r.type in c:
             c[r.type] += 1
         if r.type == "reg":
@@ -175,7 +176,13 @@ def small(tmp_path_factory) -> bytes:
     return src
 
 
-def copy_both(src_args: list[bytes], d_us: bytes, d_cp: bytes, flags: tuple[bytes, ...] = (b"-a",), cwd: bytes | None = None) -> tuple[bytes, bytes]:
+def copy_both(
+    src_args: list[bytes],
+    d_us: bytes,
+    d_cp: bytes,
+    flags: tuple[bytes, ...] = (b"-a",),
+    cwd: bytes | None = None,
+) -> tuple[bytes, bytes]:
     out = check_cli(b"cp", *flags, *src_args, d_us, cwd=cwd)
     check_cp(*flags, *src_args, d_cp, cwd=cwd)
     return out
@@ -239,9 +246,19 @@ def test_several_sources_into_dir(varied: bytes, tmp: bytes) -> None:
 
 @root_only
 def test_single_file(varied: bytes, tmp: bytes) -> None:
-    for rel in (b"sizes/s_131073", b"sizes/s_0", b"modes/f2755", b"owners/suid_owned", b"times/neg", b"times/y2200"):
+    for rel in (
+        b"sizes/s_131073",
+        b"sizes/s_0",
+        b"modes/f2755",
+        b"owners/suid_owned",
+        b"times/neg",
+        b"times/y2200",
+    ):
         src = varied + b"/" + rel
-        d_us, d_cp = tmp + b"/us_" + rel.replace(b"/", b"_"), tmp + b"/cp_" + rel.replace(b"/", b"_")
+        d_us, d_cp = (
+            tmp + b"/us_" + rel.replace(b"/", b"_"),
+            tmp + b"/cp_" + rel.replace(b"/", b"_"),
+        )
         copy_both([src], d_us, d_cp)
         assert_same_tree(d_cp, d_us)
         assert_same_tree(src, d_us)
@@ -260,7 +277,10 @@ def test_single_file_into_dir(varied: bytes, tmp: bytes) -> None:
 
 
 @root_only
-@pytest.mark.parametrize("link", [b"links/abs", b"links/dangling", b"links/to_dir", b"owners/link_owned", b"times/link_neg"])
+@pytest.mark.parametrize(
+    "link",
+    [b"links/abs", b"links/dangling", b"links/to_dir", b"owners/link_owned", b"times/link_neg"],
+)
 def test_symlink_source_copied_as_link(varied: bytes, tmp: bytes, link: bytes) -> None:
     src = varied + b"/" + link
     d_us, d_cp = tmp + b"/us", tmp + b"/cp"
@@ -352,7 +372,12 @@ def test_recursive_into_existing_files_keeps_their_mode(small: bytes, tmp: bytes
 
 @root_only
 def test_p_files(varied: bytes, tmp: bytes) -> None:
-    srcs = [varied + b"/owners/f1234", varied + b"/modes/f4755", varied + b"/times/neg", varied + b"/sizes/s_65536"]
+    srcs = [
+        varied + b"/owners/f1234",
+        varied + b"/modes/f4755",
+        varied + b"/times/neg",
+        varied + b"/sizes/s_65536",
+    ]
     d_us, d_cp = tmp + b"/us", tmp + b"/cp"
     os.mkdir(d_us)
     os.mkdir(d_cp)
@@ -450,6 +475,7 @@ def test_one_file_system(tmp: bytes) -> None:
 # ------------------------------------------- parts of cp -a beyond stat
 
 
+@pytest.mark.xfail(strict=True, reason="hard links: issue [2 of 3], not built yet")
 @root_only
 def test_hard_links_preserved(tmp: bytes) -> None:
     src = tmp + b"/src"
@@ -474,6 +500,7 @@ def _have_xattr_tools() -> bool:
     return shutil.which("setfattr") is not None and shutil.which("setfacl") is not None
 
 
+@pytest.mark.xfail(strict=True, reason="xattrs and ACLs: issue [2 of 3], not built yet")
 @root_only
 @pytest.mark.skipif(not _have_xattr_tools(), reason="setfattr/setfacl not installed")
 def test_xattrs_and_acls_preserved(tmp: bytes) -> None:
@@ -497,6 +524,7 @@ def test_xattrs_and_acls_preserved(tmp: bytes) -> None:
     rsync_clean(src, d_us)
 
 
+@pytest.mark.xfail(strict=True, reason="FIFOs, devices and sockets: issue [2 of 3], not built yet")
 @root_only
 def test_special_files(tmp: bytes) -> None:
     src = tmp + b"/src"
@@ -566,3 +594,67 @@ def test_api_str_paths(small: bytes, tmp: bytes) -> None:
     res = uringsync.copy([os.fsdecode(small) + "/sizes"], dst, archive=True, recursive=True)
     assert res.exit_code == 0, res.errors
     assert_same_tree(small + b"/sizes", os.fsencode(dst))
+
+
+@root_only
+@pytest.mark.parametrize("flags", [(b"-r",), (), (b"-p",)], ids=["r", "none", "p"])
+@pytest.mark.parametrize("link", [b"links/rel", b"links/to_dir"])
+def test_symlink_source_without_a(
+    varied: bytes, tmp: bytes, flags: tuple[bytes, ...], link: bytes
+) -> None:
+    """Without -a a command-line symlink follows cp's rules (-r: copied as a link;
+    otherwise dereferenced, and a link to a directory needs -r)."""
+    src = varied + b"/" + link
+    d_us, d_cp = tmp + b"/us", tmp + b"/cp"
+    rc_cp, _, err_cp = run_cp(*flags, src, d_cp)
+    rc_us, _, err_us = run_cli(b"cp", *flags, src, d_us)
+    assert (rc_us != 0) == (rc_cp != 0), (rc_us, err_us, rc_cp, err_cp)
+    if rc_cp == 0:
+        fields = FIELDS_ALL if b"-p" in flags else CONTENT_AND_MODE
+        assert_same_tree(d_cp, d_us, fields=fields)
+    else:
+        assert_error_lines(err_us, 1)
+        assert not os.path.lexists(d_us)
+
+
+@root_only
+def test_dst_is_symlink_to_dir(small: bytes, tmp: bytes) -> None:
+    """Like cp, a DST that is a symlink to a directory is a directory: copy into it."""
+    for side in (b"us", b"cp"):
+        os.mkdir(tmp + b"/real_" + side)
+        os.symlink(b"real_" + side, tmp + b"/link_" + side)
+    copy_both([small], tmp + b"/link_us", tmp + b"/link_cp")
+    assert os.path.islink(tmp + b"/link_us")
+    assert_same_tree(tmp + b"/real_cp/src", tmp + b"/real_us/src")
+    assert_same_tree(small, tmp + b"/real_us/src")
+
+
+@root_only
+def test_archive_as_unprivileged_user_matches_cp(world: bytes) -> None:
+    """cp -a run by a user: owners can't be kept, set-id bits are dropped
+    when the owner/group can't be kept; uringsync must do the same."""
+    from helpers import as_user
+
+    src = world + b"/src"
+    os.makedirs(src + b"/d")
+    for m in (0o4755, 0o2755, 0o6755, 0o1755, 0o644, 0o600):
+        write_file(src + b"/f%o" % m, b"m%o" % m, m)
+    write_file(src + b"/nobody_setgid", b"x")
+    os.chown(src + b"/nobody_setgid", 65534, 65534)
+    os.chmod(src + b"/nobody_setgid", 0o2755)
+    os.chmod(src + b"/f600", 0o604)  # readable by nobody
+    os.chmod(src + b"/d", 0o2775)
+    os.symlink(b"f644", src + b"/lnk")
+    set_tree_times(src, keep_mtime=False)
+
+    def child() -> tuple[int, int, bytes]:
+        import uringsync
+
+        res = uringsync.copy([src], world + b"/us", archive=True)
+        p = subprocess.run([b"cp", b"-a", src, world + b"/cp"], capture_output=True, check=False)
+        return res.exit_code, p.returncode, p.stderr
+
+    rc_us, rc_cp, err_cp = as_user(child)
+    assert rc_cp == 0, err_cp
+    assert rc_us == 0
+    assert_same_tree(world + b"/cp", world + b"/us")
