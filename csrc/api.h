@@ -144,6 +144,10 @@ void us_ring_free(struct us_ring *r);
 void us_ring_get_info(struct us_ring *r, struct us_ring_info *info);
 /* 1 when the kernel supports io_uring opcode `op`, per the start-up probe. */
 int us_ring_has_op(struct us_ring *r, int op);
+/* Files at least this big use copy_file_range (UINT64_MAX: never). */
+void us_ring_set_copy_range_min(struct us_ring *r, uint64_t n);
+/* The file system type (statfs f_type magic) of an open fd, or -errno. */
+int us_fs_type(int fd, uint64_t *magic);
 /* Cap on files in flight; the walker lowers it to fit RLIMIT_NOFILE. */
 void us_ring_set_max_inflight(struct us_ring *r, uint32_t n);
 

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -431,6 +432,21 @@ void us_ring_get_info(struct us_ring *r, struct us_ring_info *info)
 int us_ring_has_op(struct us_ring *r, int op)
 {
     return op >= 0 && op < 256 && r->ops[op];
+}
+
+void us_ring_set_copy_range_min(struct us_ring *r, uint64_t n)
+{
+    r->cfg.copy_range_min = n;
+}
+
+int us_fs_type(int fd, uint64_t *magic)
+{
+    struct statfs sf;
+
+    if (fstatfs(fd, &sf) < 0)
+        return -errno;
+    *magic = (uint64_t)sf.f_type;
+    return 0;
 }
 
 void us_ring_set_max_inflight(struct us_ring *r, uint32_t n)
@@ -1093,6 +1109,23 @@ static void on_cqe(struct us_ring *r, uint64_t d, int res)
     }
 }
 
+/* Submit what is queued, wait for at least one completion, handle all. */
+static int wait_and_dispatch(struct us_ring *r)
+{
+    struct io_uring_cqe *cqe;
+    unsigned head, seen = 0;
+    int ret = io_uring_submit_and_wait(&r->ring, 1);
+
+    if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY)
+        return ret;
+    io_uring_for_each_cqe(&r->ring, head, cqe) {
+        on_cqe(r, io_uring_cqe_get_data64(cqe), cqe->res);
+        seen++;
+    }
+    io_uring_cq_advance(&r->ring, seen);
+    return 0;
+}
+
 long us_run(struct us_ring *r, struct us_job *jobs, size_t n)
 {
     size_t next = 0;
@@ -1114,30 +1147,16 @@ long us_run(struct us_ring *r, struct us_job *jobs, size_t n)
         }
         if (r->inflight == 0 && next >= n && r->nretry == 0)
             break;
-        int ret = io_uring_submit_and_wait(&r->ring, 1);
-        if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY)
+        int ret = wait_and_dispatch(r);
+        if (ret < 0)
             return ret;
-        struct io_uring_cqe *cqe;
-        unsigned head, seen = 0;
-        io_uring_for_each_cqe(&r->ring, head, cqe) {
-            on_cqe(r, io_uring_cqe_get_data64(cqe), cqe->res);
-            seen++;
-        }
-        io_uring_cq_advance(&r->ring, seen);
     }
     /* Let the fire-and-forget closes land before the caller closes the
      * directory fds or counts its open files. */
     while (r->closes_pending) {
-        int ret = io_uring_submit_and_wait(&r->ring, 1);
-        if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY)
+        int ret = wait_and_dispatch(r);
+        if (ret < 0)
             return ret;
-        struct io_uring_cqe *cqe;
-        unsigned head, seen = 0;
-        io_uring_for_each_cqe(&r->ring, head, cqe) {
-            on_cqe(r, io_uring_cqe_get_data64(cqe), cqe->res);
-            seen++;
-        }
-        io_uring_cq_advance(&r->ring, seen);
     }
     return r->failed_jobs;
 }

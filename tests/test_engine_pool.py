@@ -20,7 +20,7 @@ def test_many_multi_chunk_files_share_the_pool(tmp_path: Path) -> None:
     src.mkdir()
     rnd = os.urandom(1 << 20)
     # mixed sizes: small ones finish fast and restart slots while 1-4 MiB
-    # ones (below the copy_file_range threshold) hold several chunks each
+    # ones hold several chunks each
     for i in range(400):
         size = (1 << 20) * (1 + i % 4) + i if i % 3 else 100 + i
         (src / f"f{i:03d}").write_bytes((rnd * 5)[:size])

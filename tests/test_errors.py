@@ -347,7 +347,7 @@ def _planted(tmp: bytes) -> tuple[bytes, bytes, bytes]:
 def test_planted_symlink_file_is_replaced(tmp: bytes) -> None:
     src, victim, dst = _planted(tmp)
     os.symlink(victim + b"/file", dst + b"/src/f")
-    os.symlink(victim + b"/big", dst + b"/src/big")  # big: the copy_file_range path
+    os.symlink(victim + b"/big", dst + b"/src/big")  # big: several chunks in flight
     os.symlink(b"../../victim/dir", dst + b"/src/sub_link_unused")
     os.mkdir(dst + b"/src/sub")
     os.symlink(victim + b"/dir/g", dst + b"/src/sub/g")
@@ -483,7 +483,7 @@ def test_destination_full(tmp: bytes) -> None:
         b"f131073": 131_073,
         b"small": 10,
         b"empty": 0,
-        b"huge": (9 << 20) + 5,  # big enough for the copy_file_range path
+        b"huge": (9 << 20) + 5,  # many chunks in flight when the disk fills
     }
     for name, n in sizes.items():
         write_file(src + b"/" + name, rand_bytes(n, name))

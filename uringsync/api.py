@@ -160,12 +160,13 @@ def copy(
     progress: Callable[[Event], None] | None = None,
     on_error: Callable[[FileError], None] | None = None,
     on_verbose: Callable[[str], None] | None = None,
-    copy_range_min: int = engine.DEFAULT_COPY_RANGE_MIN,
+    copy_range_min: int | None = None,
 ) -> Result:
     """Copy like ``cp``: ``archive=True`` is ``cp -a``.
 
     ``copy_range_min``: files at least this big use copy_file_range, smaller
-    ones io_uring READ/WRITE (a tuning knob; see docs/design.md).
+    ones io_uring READ/WRITE; None picks by the destination's file system
+    (see docs/design.md).
 
     Raises CopyError for usage errors (nothing copied).  Per-file failures are
     in ``Result.errors``; ``Result.exit_code`` follows rsync: 0 all copied,
@@ -198,10 +199,10 @@ def copy(
         on_error=on_error,
         on_verbose=on_verbose if verbose else None,
     )
-    with Ring(queue_depth=queue_depth, copy_range_min=copy_range_min) as ring:
+    with Ring(queue_depth=queue_depth) as ring:
         walker = Walker(ring, opts)
         for p in plans:
-            _copy_one_arg(walker, p, follow=not recursive)
+            _copy_one_arg(walker, p, follow=not recursive, copy_range_min=copy_range_min)
     t = walker.totals
     if not t.errors:
         code = EXIT_OK
@@ -220,7 +221,7 @@ def copy(
     )
 
 
-def _copy_one_arg(walker: Walker, p: _Plan, follow: bool) -> None:
+def _copy_one_arg(walker: Walker, p: _Plan, follow: bool, copy_range_min: int | None) -> None:
     o_dir = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
     top = Dir(None, b"", b"", _shown_parent(p.src_parent, p.src), p.dst_shown, None)
     top.top = True
@@ -229,6 +230,9 @@ def _copy_one_arg(walker: Walker, p: _Plan, follow: bool) -> None:
         top.src_fd = os.open(p.src_parent, o_dir)
         top.dst_fd = os.open(p.dst_parent, o_dir)
         st = engine.stat_at(top.src_fd, p.src_name, follow=follow)
+        if copy_range_min is None:
+            copy_range_min = engine.copy_range_min_for(top.dst_fd)
+        walker.ring.set_copy_range_min(copy_range_min)
     except OSError as e:
         for fd in (top.src_fd, top.dst_fd):
             if fd >= 0:

@@ -60,8 +60,31 @@ OPS: dict[int, str] = {
 DEFAULT_QUEUE_DEPTH = 64
 DEFAULT_BUF_SIZE = 128 * 1024
 DEFAULT_CHUNKS_PER_FILE = 4
-# Files at least this big go through copy_file_range (see docs/design.md).
-DEFAULT_COPY_RANGE_MIN = 8 * 1024 * 1024
+# Data path (docs/design.md): io_uring READ/WRITE everywhere, except onto file
+# systems where copy_file_range moves no data through the page cache (clones
+# or server-side copies): there every regular file uses it.
+NEVER = (1 << 64) - 1
+OFFLOAD_FS: dict[int, str] = {
+    0x9123683E: "btrfs",
+    0x58465342: "xfs",
+    0x6969: "nfs",
+    0xFF534D42: "cifs",
+    0xFE534D42: "smb2",
+    0x00C36400: "ceph",
+}
+
+
+def fs_type(fd: int) -> int:
+    """statfs f_type of an open fd."""
+    magic = ffi.new("uint64_t *")
+    check(lib.us_fs_type(fd, magic), "fstatfs")
+    return int(magic[0])
+
+
+def copy_range_min_for(dst_fd: int) -> int:
+    """0 (every file) on an offloading file system, else NEVER."""
+    return 0 if fs_type(dst_fd) in OFFLOAD_FS else NEVER
+
 
 Stat = Any  # cdata 'struct us_stat *'
 
@@ -179,7 +202,7 @@ class Ring:
         queue_depth: int = DEFAULT_QUEUE_DEPTH,
         buf_size: int = DEFAULT_BUF_SIZE,
         chunks_per_file: int = DEFAULT_CHUNKS_PER_FILE,
-        copy_range_min: int = DEFAULT_COPY_RANGE_MIN,
+        copy_range_min: int = NEVER,
     ) -> None:
         cfg = ffi.new(
             "struct us_config *",
@@ -220,6 +243,9 @@ class Ring:
         if isinstance(opcode, str):
             opcode = IORING_OPS[opcode]
         return bool(lib.us_ring_has_op(self._ring, opcode))
+
+    def set_copy_range_min(self, n: int) -> None:
+        lib.us_ring_set_copy_range_min(self._ring, n)
 
     def set_max_inflight(self, n: int) -> None:
         lib.us_ring_set_max_inflight(self._ring, n)
