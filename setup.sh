@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One set-up path for a fresh Debian 12 machine (root or sudo):
-#   system packages (liburing-dev to build; rsync, acl, attr for the tests),
+#   system packages (liburing-dev to build; rsync, acl, attr, xfsprogs and
+#   btrfs-progs for the tests),
 #   the package itself with its test extra, and the cffi C extension.
 # Then:  bash setup.sh demo   -> copy a built-in sample tree and check it
 #        bash setup.sh test   -> run the whole test suite
@@ -8,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 need=()
-for pkg in liburing-dev rsync acl attr gcc; do
+for pkg in liburing-dev rsync acl attr gcc xfsprogs btrfs-progs; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if ((${#need[@]})); then

@@ -16,6 +16,8 @@
 #define US_T_CHR 5
 #define US_T_BLK 6
 #define US_T_SOCK 7
+/* a job only: make dst a hard link to src (src = an earlier copy) */
+#define US_T_HARDLINK 8
 
 /* ---- what to preserve (us_job.flags) ---- */
 #define US_P_OWNER 1
@@ -26,6 +28,17 @@
 /* open the source following a symlink (cp without -r/-a on a command-line
  * SRC); never set for anything found while walking */
 #define US_F_FOLLOW_SRC 16
+/* extended attributes: all names (xattr), or only POSIX ACLs (with mode) */
+#define US_P_XATTR 32
+#define US_P_ACL 64
+/* holes: auto keeps the source's holes (SEEK_DATA/SEEK_HOLE) in files that
+ * have fewer blocks than their size; always also turns zero runs into
+ * holes; neither flag: write every byte (--sparse=never) */
+#define US_F_SPARSE_AUTO 128
+#define US_F_SPARSE_ALWAYS 256
+/* reflinks: try FICLONE first (auto), or require it (always) */
+#define US_F_REFLINK_TRY 512
+#define US_F_REFLINK_REQUIRE 1024
 
 /* ---- the step that failed (us_job.op) ---- */
 #define US_OP_NONE 0
@@ -44,11 +57,20 @@
 #define US_OP_STAT 13
 #define US_OP_TYPE 14
 #define US_OP_SRC_CHANGED 15
+#define US_OP_XATTR_LIST 16
+#define US_OP_XATTR_GET 17
+#define US_OP_XATTR_SET 18
+#define US_OP_MKNOD 19
+#define US_OP_LINK 20
+#define US_OP_CLONE 21
+#define US_OP_SEEK 22
+#define US_OP_TRUNCATE 23
 
 /* ---- data path chosen for a file (us_job.path) ---- */
 #define US_PATH_NONE 0
 #define US_PATH_URING 1
 #define US_PATH_COPY_RANGE 2
+#define US_PATH_CLONE 3
 
 /* ---- io_uring opcodes the engine asks the probe about (kernel ABI values;
  *      engine.c checks them against liburing's enum at compile time) ---- */
@@ -167,3 +189,9 @@ long us_run(struct us_ring *r, struct us_job *jobs, size_t n);
  * owner, mode, times.  Returns 0 or -errno with *op set to the step. */
 int us_set_meta_fd(int fd, const struct us_stat *st, uint32_t flags,
                    uint32_t mode_mask, int *op);
+
+/* A directory's metadata after its children, in cp's order: owner, mode,
+ * extended attributes (US_P_XATTR/US_P_ACL; src_fd < 0: none), times.
+ * Returns 0 or the first -errno with *op set to its step. */
+int us_dir_meta(int src_fd, int dst_fd, const struct us_stat *st, uint32_t flags,
+                uint32_t mode_mask, int *op);

@@ -21,7 +21,11 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
@@ -50,7 +54,9 @@ _Static_assert(US_IORING_OP_FGETXATTR == IORING_OP_FGETXATTR, "opcode FGETXATTR"
 
 #define MAX_CHUNKS 8
 #define EMFILE_TRIES 4
-#define MIN_BUF (64u * 1024u)
+/* a buffer holds an xattr name list (64 KiB max) and a value (64 KiB max) */
+#define MIN_BUF (128u * 1024u)
+#define XATTR_MAX (64u * 1024u)
 
 enum tag {
     T_OPEN_SRC = 1,
@@ -60,6 +66,9 @@ enum tag {
     T_SYMLINK,
     T_CLOSE_DST,
     T_IGNORE,
+    T_XGET,
+    T_XSET,
+    T_LINK,
 };
 
 struct chunk {
@@ -76,7 +85,11 @@ struct slot {
     int pending; /* SQEs of this slot not yet completed */
     bool failed, dst_created, dst_retried, need_replace, emfile;
     bool replaced;           /* an existing file was replaced: old_* are its */
+    bool sparse, zero_holes; /* seek over the source's holes; skip zero runs */
     uint32_t old_mode, old_uid, old_gid;
+    uint64_t written_end;    /* end of the last byte written */
+    uint64_t size_end;       /* the size the copy must have (holes at the end) */
+    uint32_t xa_len, xa_pos; /* xattr name list in the buffer, and the cursor */
     int fail_op, fail_err;
     uint64_t next_off, eof_off, bytes;
     int nchunks;
@@ -238,27 +251,133 @@ int us_set_meta_fd(int fd, const struct us_stat *st, uint32_t flags,
     return first;
 }
 
-/* Symlinks: owner and times on the link itself; links have no mode. */
-static int set_meta_link(int dirfd, const char *name, const struct us_stat *st,
-                         uint32_t flags, int *op)
+/* ------------------------------------------------------------- xattrs */
+
+/* The *xattrat syscalls (Linux 6.13) reach symlinks and special files by
+ * (dirfd, name) without opening them; older kernels answer ENOSYS and such
+ * entries then keep no xattrs. */
+#ifndef SYS_setxattrat
+#define SYS_setxattrat 463
+#endif
+#ifndef SYS_getxattrat
+#define SYS_getxattrat 464
+#endif
+#ifndef SYS_listxattrat
+#define SYS_listxattrat 465
+#endif
+
+struct us_xattr_args {
+    uint64_t value;
+    uint32_t size;
+    uint32_t flags;
+};
+
+static const char ACL_PREFIX[] = "system.posix_acl_";
+
+/* Which names a job copies: all with US_P_XATTR, ACLs with US_P_ACL. */
+static bool xattr_wanted(const char *name, uint32_t flags)
 {
+    bool acl = strncmp(name, ACL_PREFIX, sizeof ACL_PREFIX - 1) == 0;
+    return acl ? (flags & US_P_ACL) != 0 : (flags & US_P_XATTR) != 0;
+}
+
+/* name == NULL: fd is the file; otherwise (fd, name) without following. */
+static ssize_t x_list(int fd, const char *name, char *buf, size_t n)
+{
+    if (!name)
+        return flistxattr(fd, buf, n);
+    return syscall(SYS_listxattrat, fd, name, AT_SYMLINK_NOFOLLOW, buf, n);
+}
+
+static ssize_t x_get(int fd, const char *name, const char *key, char *buf, size_t n)
+{
+    struct us_xattr_args a = {(uint64_t)(uintptr_t)buf, (uint32_t)n, 0};
+
+    if (!name)
+        return fgetxattr(fd, key, buf, n);
+    return syscall(SYS_getxattrat, fd, name, AT_SYMLINK_NOFOLLOW, key, &a, sizeof a);
+}
+
+static int x_set(int fd, const char *name, const char *key, const char *val, size_t n)
+{
+    struct us_xattr_args a = {(uint64_t)(uintptr_t)val, (uint32_t)n, 0};
+
+    if (!name)
+        return fsetxattr(fd, key, val, n, 0);
+    return (int)syscall(SYS_setxattrat, fd, name, AT_SYMLINK_NOFOLLOW, key, &a, sizeof a);
+}
+
+static bool no_xattr_support(int e)
+{
+    return e == ENOTSUP || e == ENOSYS;
+}
+
+/* Copy the wanted xattrs with plain syscalls (directories, symlinks,
+ * special files: few enough that io_uring buys nothing).  `buf` holds
+ * 2 * XATTR_MAX bytes.  Returns 0 or the first -errno, *op its step. */
+static int copy_xattrs_sync(int sfd, const char *sname, int dfd, const char *dname,
+                            uint32_t flags, char *buf, int *op)
+{
+    char *val = buf + XATTR_MAX;
+    ssize_t n = x_list(sfd, sname, buf, XATTR_MAX);
     int first = 0;
 
-    *op = US_OP_NONE;
-    if ((flags & US_P_OWNER) &&
-        fchownat(dirfd, name, st->uid, st->gid, AT_SYMLINK_NOFOLLOW) < 0) {
-        int e = errno;
-        if (chown_failure_ok(flags, e)) {
-            (void)!fchownat(dirfd, name, (uid_t)-1, st->gid, AT_SYMLINK_NOFOLLOW);
+    if (n < 0) {
+        if (no_xattr_support(errno))
+            return 0; /* nothing to copy from here */
+        *op = US_OP_XATTR_LIST;
+        return -errno;
+    }
+    for (ssize_t pos = 0; pos < n; pos += (ssize_t)strlen(buf + pos) + 1) {
+        const char *key = buf + pos;
+        if (!xattr_wanted(key, flags))
+            continue;
+        ssize_t v = x_get(sfd, sname, key, val, XATTR_MAX);
+        if (v < 0) {
+            if (errno == ENODATA)
+                continue; /* removed meanwhile */
+            if (!first) {
+                first = -errno;
+                *op = US_OP_XATTR_GET;
+            }
+            continue;
+        }
+        if (x_set(dfd, dname, key, val, (size_t)v) < 0 && !first) {
+            first = -errno;
+            *op = US_OP_XATTR_SET;
+        }
+    }
+    return first;
+}
+
+int us_dir_meta(int src_fd, int dst_fd, const struct us_stat *st, uint32_t flags,
+                uint32_t mode_mask, int *op)
+{
+    int first, xop = US_OP_NONE;
+    char *buf;
+
+    /* owner and mode first, times last: us_set_meta_fd without times */
+    first = us_set_meta_fd(dst_fd, st, flags & ~(uint32_t)US_P_TIMES, mode_mask, op);
+    if (src_fd >= 0 && (flags & (US_P_XATTR | US_P_ACL))) {
+        buf = malloc(2 * XATTR_MAX);
+        if (!buf) {
+            if (!first) {
+                first = -ENOMEM;
+                *op = US_OP_XATTR_LIST;
+            }
         } else {
-            first = -e;
-            *op = US_OP_CHOWN;
+            int ret = copy_xattrs_sync(src_fd, NULL, dst_fd, NULL, flags, buf, &xop);
+            free(buf);
+            if (ret < 0 && !first) {
+                first = ret;
+                *op = xop;
+            }
         }
     }
     if (flags & US_P_TIMES) {
         struct timespec ts[2];
         times_of(st, ts);
-        if (utimensat(dirfd, name, ts, AT_SYMLINK_NOFOLLOW) < 0 && !first) {
+        if (futimens(dst_fd, ts) < 0 && !first) {
             first = -errno;
             *op = US_OP_UTIMES;
         }
@@ -277,6 +396,53 @@ int us_stat_at(int dirfd, const char *name, int follow, struct us_stat *st)
         return -errno;
     fill_stat(st, &x);
     return 0;
+}
+
+/* Metadata by (dirfd, name) for symlinks and special files, never
+ * following: owner, mode (not for symlinks), xattrs, times. */
+static int meta_at(const struct us_job *j, char *buf, int *op)
+{
+    const struct us_stat *st = j->st;
+    uint32_t mode = st->mode & j->mode_mask & 07777;
+    bool link = j->type == US_T_LNK;
+    int first = 0, xop = US_OP_NONE;
+
+    *op = US_OP_NONE;
+    if ((j->flags & US_P_OWNER) &&
+        fchownat(j->dst_dirfd, j->dst_name, st->uid, st->gid, AT_SYMLINK_NOFOLLOW) < 0) {
+        int e = errno;
+        if (chown_failure_ok(j->flags, e)) {
+            (void)!fchownat(j->dst_dirfd, j->dst_name, (uid_t)-1, st->gid, AT_SYMLINK_NOFOLLOW);
+            mode &= ~(uint32_t)(S_ISUID | S_ISGID | S_ISVTX);
+        } else {
+            first = -e;
+            *op = US_OP_CHOWN;
+        }
+    }
+    /* the node was just made by us and is not a symlink: fchmodat's
+     * following is moot */
+    if (!link && fchmodat(j->dst_dirfd, j->dst_name, mode, 0) < 0 && !first) {
+        first = -errno;
+        *op = US_OP_CHMOD;
+    }
+    if (j->flags & (US_P_XATTR | US_P_ACL)) {
+        int ret = copy_xattrs_sync(j->src_dirfd, j->src_name, j->dst_dirfd, j->dst_name,
+                                   j->flags, buf, &xop);
+        /* Linux refuses user.* on symlinks; the source cannot have any */
+        if (ret < 0 && !first && !(link && ret == -EPERM)) {
+            first = ret;
+            *op = xop;
+        }
+    }
+    if (j->flags & US_P_TIMES) {
+        struct timespec ts[2];
+        times_of(st, ts);
+        if (utimensat(j->dst_dirfd, j->dst_name, ts, AT_SYMLINK_NOFOLLOW) < 0 && !first) {
+            first = -errno;
+            *op = US_OP_UTIMES;
+        }
+    }
+    return first;
 }
 
 /* ------------------------------------------------------------- the ring */
@@ -686,15 +852,104 @@ static void submit_write(struct us_ring *r, struct slot *s, int c)
     s->pending++;
 }
 
-/* Data is all written: metadata in cp's order, then close. */
+static void record(struct us_job *j, int err, int op)
+{
+    if (err < 0 && !j->err) {
+        j->err = err;
+        j->op = op;
+    }
+}
+
+/* Last steps of a regular file: times, then close (waited for). */
+static void finish_meta(struct us_ring *r, struct slot *s)
+{
+    struct us_job *j = s->job;
+    struct io_uring_sqe *sqe;
+
+    if (j->flags & US_P_TIMES) {
+        struct timespec ts[2];
+        times_of(j->st, ts);
+        if (futimens(s->dfd, ts) < 0)
+            record(j, -errno, US_OP_UTIMES);
+    }
+    submit_close_src(r, s);
+    sqe = get_sqe(r);
+    io_uring_prep_close(sqe, s->dfd);
+    io_uring_sqe_set_data64(sqe, udata(slot_index(r, s), 0, T_CLOSE_DST));
+    s->pending++;
+}
+
+static char *xa_list(struct us_ring *r, struct slot *s)
+{
+    return buf_addr(r, s->ch[0].buf);
+}
+
+static char *xa_value(struct us_ring *r, struct slot *s)
+{
+    return buf_addr(r, s->ch[0].buf) + XATTR_MAX;
+}
+
+/* Next wanted xattr name: FGETXATTR it, or go on to the times. */
+static void next_xattr(struct us_ring *r, struct slot *s)
+{
+    char *list = xa_list(r, s);
+
+    while (s->xa_pos < s->xa_len) {
+        const char *key = list + s->xa_pos;
+        if (!xattr_wanted(key, s->job->flags)) {
+            s->xa_pos += (uint32_t)strlen(key) + 1;
+            continue;
+        }
+        if (!r->ops[IORING_OP_FGETXATTR] || !r->ops[IORING_OP_FSETXATTR]) {
+            ssize_t v = fgetxattr(s->sfd, key, xa_value(r, s), XATTR_MAX);
+            if (v < 0 && errno != ENODATA)
+                record(s->job, -errno, US_OP_XATTR_GET);
+            else if (v >= 0 && fsetxattr(s->dfd, key, xa_value(r, s), (size_t)v, 0) < 0)
+                record(s->job, -errno, US_OP_XATTR_SET);
+            s->xa_pos += (uint32_t)strlen(key) + 1;
+            continue;
+        }
+        struct io_uring_sqe *sqe = get_sqe(r);
+        io_uring_prep_fgetxattr(sqe, s->sfd, key, xa_value(r, s), XATTR_MAX);
+        io_uring_sqe_set_data64(sqe, udata(slot_index(r, s), 0, T_XGET));
+        s->pending++;
+        return;
+    }
+    finish_meta(r, s);
+}
+
+static void on_xattr(struct us_ring *r, struct slot *s, enum tag t, int res)
+{
+    char *key = xa_list(r, s) + s->xa_pos;
+
+    s->pending--;
+    if (t == T_XGET && res >= 0) {
+        struct io_uring_sqe *sqe = get_sqe(r);
+        io_uring_prep_fsetxattr(sqe, s->dfd, key, xa_value(r, s), 0, (unsigned)res);
+        io_uring_sqe_set_data64(sqe, udata(slot_index(r, s), 0, T_XSET));
+        s->pending++;
+        return;
+    }
+    if (res < 0 && !(t == T_XGET && res == -ENODATA))
+        record(s->job, res, t == T_XGET ? US_OP_XATTR_GET : US_OP_XATTR_SET);
+    s->xa_pos += (uint32_t)strlen(key) + 1;
+    next_xattr(r, s);
+}
+
+/* Data is all written: size, owner and mode, xattrs, times, close. */
 static void finish_data(struct us_ring *r, struct slot *s)
 {
     struct us_job *j = s->job;
     struct us_stat want = *j->st;
     uint32_t flags = j->flags, mask = j->mode_mask;
-    struct io_uring_sqe *sqe;
     int op, ret;
 
+    /* a copy that ends in a hole gets its size here */
+    if (s->size_end > s->written_end && ftruncate(s->dfd, (off_t)s->size_end) < 0) {
+        fail(s, US_OP_TRUNCATE, -errno);
+        finish(r, s);
+        return;
+    }
     if (s->replaced && !(flags & US_P_MODE)) {
         want.mode = s->old_mode;
         mask = 07777;
@@ -704,17 +959,18 @@ static void finish_data(struct us_ring *r, struct slot *s)
         want.gid = s->old_gid;
         flags |= US_P_OWNER;
     }
-    ret = us_set_meta_fd(s->dfd, &want, flags, mask, &op);
-
-    if (ret < 0) {
-        j->err = ret;
-        j->op = op;
+    ret = us_set_meta_fd(s->dfd, &want, flags & ~(uint32_t)US_P_TIMES, mask, &op);
+    record(j, ret, op);
+    if (flags & (US_P_XATTR | US_P_ACL)) {
+        ssize_t n = flistxattr(s->sfd, xa_list(r, s), XATTR_MAX);
+        if (n < 0 && !no_xattr_support(errno))
+            record(j, -errno, US_OP_XATTR_LIST);
+        s->xa_len = n > 0 ? (uint32_t)n : 0;
+        s->xa_pos = 0;
+        next_xattr(r, s);
+        return;
     }
-    submit_close_src(r, s);
-    sqe = get_sqe(r);
-    io_uring_prep_close(sqe, s->dfd);
-    io_uring_sqe_set_data64(sqe, udata(slot_index(r, s), 0, T_CLOSE_DST));
-    s->pending++;
+    finish_meta(r, s);
 }
 
 static bool copy_range_fallback(int e)
@@ -723,14 +979,17 @@ static bool copy_range_fallback(int e)
            e == EBADF || e == ETXTBSY;
 }
 
-/* In-kernel copy, no user-space buffers.  Returns 1 when the caller must use
- * the read/write path instead (nothing copied yet), 0 done, <0 -errno. */
-static int copy_range(struct slot *s)
+/* copy_file_range over [off, end) (end UINT64_MAX: to EOF).  Returns 1 when
+ * the caller must use the read/write path instead (nothing copied yet), 0
+ * done, <0 -errno. */
+static int copy_span(struct slot *s, loff_t off, uint64_t end)
 {
-    loff_t in = 0, out = 0;
+    loff_t out = off;
 
-    for (;;) {
-        ssize_t n = copy_file_range(s->sfd, &in, s->dfd, &out, 1u << 30, 0);
+    while ((uint64_t)off < end) {
+        uint64_t want = end - (uint64_t)off;
+        ssize_t n = copy_file_range(s->sfd, &off, s->dfd, &out,
+                                    want > (1u << 30) ? (1u << 30) : want, 0);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -739,8 +998,31 @@ static int copy_range(struct slot *s)
             return -errno;
         }
         if (n == 0)
-            return 0;
+            break;
         s->bytes += (uint64_t)n;
+        s->written_end = (uint64_t)out;
+    }
+    return 0;
+}
+
+/* In-kernel copy; a sparse file goes extent by extent, holes skipped. */
+static int copy_range(struct slot *s)
+{
+    loff_t off = 0;
+
+    if (!s->sparse)
+        return copy_span(s, 0, UINT64_MAX);
+    for (;;) {
+        loff_t d = lseek(s->sfd, off, SEEK_DATA), h;
+        if (d < 0)
+            return errno == ENXIO ? 0 : -errno;
+        h = lseek(s->sfd, d, SEEK_HOLE);
+        if (h < 0)
+            return -errno;
+        int ret = copy_span(s, d, (uint64_t)h);
+        if (ret)
+            return ret;
+        off = h;
     }
 }
 
@@ -756,15 +1038,93 @@ static void maybe_done(struct us_ring *r, struct slot *s)
         finish_data(r, s);
 }
 
+/* Aim chunk `ch` at the next data to read: 1 yes, 0 none left, <0 -errno.
+ * A sparse file skips its holes (SEEK_DATA) and a chunk stops at the next
+ * hole (SEEK_HOLE), so holes are never read and never written. */
+static int next_chunk(struct us_ring *r, struct slot *s, struct chunk *ch)
+{
+    uint64_t off = s->next_off, len = r->cfg.buf_size;
+
+    if (off >= s->eof_off)
+        return 0;
+    if (s->sparse) {
+        off_t d = lseek(s->sfd, (off_t)off, SEEK_DATA), h;
+        if (d < 0) {
+            if (errno != ENXIO)
+                return -errno;
+            /* only a hole is left: it ends at the size */
+            s->eof_off = off;
+            return 0;
+        }
+        h = lseek(s->sfd, d, SEEK_HOLE);
+        if (h < 0)
+            return -errno;
+        off = (uint64_t)d;
+        if ((uint64_t)(h - d) < len)
+            len = (uint64_t)(h - d);
+    }
+    ch->off = off;
+    ch->len = (uint32_t)len;
+    ch->got = ch->put = 0;
+    s->next_off = off + len;
+    return 1;
+}
+
+static void release_chunk(struct us_ring *r, struct slot *s, int c)
+{
+    /* Keep the slot's first buffer (xattrs use it after the data); give
+     * the others back at once. */
+    if (c > 0 && s->ch[c].buf >= 0) {
+        give_buf(r, s->ch[c].buf);
+        s->ch[c].buf = -1;
+    } else {
+        s->ch[c].len = 0;
+    }
+}
+
+/* Read the next chunk into `c`, or give the chunk back when none is left. */
+static void read_next(struct us_ring *r, struct slot *s, int c)
+{
+    int k = next_chunk(r, s, &s->ch[c]);
+
+    if (k > 0) {
+        submit_read(r, s, c);
+        return;
+    }
+    if (k < 0)
+        fail(s, US_OP_SEEK, k);
+    release_chunk(r, s, c);
+}
+
 static void start_data(struct us_ring *r, struct slot *s)
 {
-    const struct us_stat *st = s->job->st;
+    struct us_job *j = s->job;
+    const struct us_stat *st = j->st;
     uint64_t bs = r->cfg.buf_size;
 
-    if (st->size >= r->cfg.copy_range_min) {
+    s->sparse = (j->flags & US_F_SPARSE_ALWAYS) ||
+                ((j->flags & US_F_SPARSE_AUTO) && st->blocks * 512 < st->size);
+    s->zero_holes = (j->flags & US_F_SPARSE_ALWAYS) != 0;
+    /* the size the copy must reach even if it ends in a hole */
+    s->size_end = s->sparse ? st->size : 0;
+    if (j->flags & (US_F_REFLINK_TRY | US_F_REFLINK_REQUIRE)) {
+        if (ioctl(s->dfd, FICLONE, s->sfd) == 0) {
+            j->path = US_PATH_CLONE;
+            s->bytes = st->size;
+            s->written_end = st->size;
+            finish_data(r, s);
+            return;
+        }
+        if (j->flags & US_F_REFLINK_REQUIRE) {
+            fail(s, US_OP_CLONE, -errno);
+            finish(r, s);
+            return;
+        }
+    }
+    if (st->size >= r->cfg.copy_range_min && !s->zero_holes) {
         int ret = copy_range(s);
         if (ret == 0) {
-            s->job->path = US_PATH_COPY_RANGE;
+            j->path = US_PATH_COPY_RANGE;
             finish_data(r, s);
             return;
         }
@@ -774,7 +1134,7 @@ static void start_data(struct us_ring *r, struct slot *s)
             return;
         }
     }
-    s->job->path = US_PATH_URING;
+    j->path = US_PATH_URING;
     s->eof_off = UINT64_MAX;
     s->next_off = 0;
     /* The slot holds one buffer already; big files take more if free. */
@@ -787,25 +1147,31 @@ static void start_data(struct us_ring *r, struct slot *s)
      * start: start_job relies on it. */
     while ((uint64_t)s->nchunks < want && r->nfree > r->nfreeslots)
         s->ch[s->nchunks++].buf = take_buf(r);
-    for (int c = 0; c < s->nchunks; c++) {
-        s->ch[c].off = s->next_off;
-        s->ch[c].len = (uint32_t)bs;
-        s->ch[c].got = s->ch[c].put = 0;
-        s->next_off += bs;
-        submit_read(r, s, c);
-    }
+    for (int c = 0; c < s->nchunks; c++)
+        read_next(r, s, c);
+    maybe_done(r, s);
 }
 
-static void release_chunk(struct us_ring *r, struct slot *s, int c)
+static bool all_zero(const char *p, size_t n)
 {
-    /* Keep the slot's first buffer: the file may still need a chunk later
-     * (a short read to finish); give the others back at once. */
-    if (c > 0 && s->ch[c].buf >= 0) {
-        give_buf(r, s->ch[c].buf);
-        s->ch[c].buf = -1;
-    } else {
-        s->ch[c].len = 0;
+    return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
+}
+
+/* A chunk's data is at the destination: read on, or give the chunk back. */
+static void chunk_done(struct us_ring *r, struct slot *s, int c)
+{
+    struct chunk *ch = &s->ch[c];
+
+    if (ch->got < ch->len && ch->off + ch->got < s->eof_off) {
+        /* Short read not known to be the end: read the rest of this chunk. */
+        ch->off += ch->got;
+        ch->len -= ch->got;
+        ch->got = ch->put = 0;
+        submit_read(r, s, c);
+        return;
     }
+    read_next(r, s, c);
+    maybe_done(r, s);
 }
 
 static void on_read(struct us_ring *r, struct slot *s, int c, int res)
@@ -830,6 +1196,15 @@ static void on_read(struct us_ring *r, struct slot *s, int c, int res)
     end = ch->off + (uint64_t)res;
     if (end == s->job->st->size && end < s->eof_off)
         s->eof_off = end;
+    if (end > s->size_end)
+        s->size_end = end;
+    if (s->zero_holes && all_zero(buf_addr(r, ch->buf), ch->got)) {
+        /* --sparse=always: a run of zeros stays a hole */
+        ch->put = ch->got;
+        s->bytes += ch->got;
+        chunk_done(r, s, c);
+        return;
+    }
     submit_write(r, s, c);
 }
 
@@ -847,28 +1222,13 @@ static void on_write(struct us_ring *r, struct slot *s, int c, int res)
     }
     ch->put += (uint32_t)res;
     s->bytes += (uint64_t)res;
+    if (ch->off + ch->put > s->written_end)
+        s->written_end = ch->off + ch->put;
     if (ch->put < ch->got) {
         submit_write(r, s, c); /* short write: the rest */
         return;
     }
-    if (ch->got < ch->len && ch->off + ch->got < s->eof_off) {
-        /* Short read not known to be the end: read the rest of this chunk. */
-        ch->off += ch->got;
-        ch->len -= ch->got;
-        ch->got = ch->put = 0;
-        submit_read(r, s, c);
-        return;
-    }
-    if (s->next_off < s->eof_off) {
-        ch->off = s->next_off;
-        ch->len = r->cfg.buf_size;
-        ch->got = ch->put = 0;
-        s->next_off += r->cfg.buf_size;
-        submit_read(r, s, c);
-        return;
-    }
-    release_chunk(r, s, c);
-    maybe_done(r, s);
+    chunk_done(r, s, c);
 }
 
 static bool is_emfile(int res)
@@ -979,6 +1339,7 @@ static void submit_symlink(struct us_ring *r, struct slot *s)
 }
 
 static void on_symlink(struct us_ring *r, struct slot *s, int res);
+static void on_link(struct us_ring *r, struct slot *s, int res);
 
 static void start_symlink(struct us_ring *r, struct slot *s)
 {
@@ -1024,13 +1385,63 @@ static void on_symlink(struct us_ring *r, struct slot *s, int res)
     if (res < 0) {
         fail(s, res == -EISDIR ? US_OP_OPEN_DST : US_OP_SYMLINK, res);
     } else {
-        int op;
-        int ret = set_meta_link(j->dst_dirfd, j->dst_name, j->st, j->flags, &op);
-        if (ret < 0) {
-            j->err = ret;
-            j->op = op;
+        int op = US_OP_NONE;
+        record(j, meta_at(j, buf_addr(r, s->ch[0].buf), &op), op);
+    }
+    finish(r, s);
+}
+
+/* FIFOs, devices, sockets: mknodat (no io_uring op), then metadata. */
+static void do_special(struct us_ring *r, struct slot *s)
+{
+    struct us_job *j = s->job;
+    const struct us_stat *st = j->st;
+    mode_t mode = (mode_t)((st->mode & S_IFMT) | 0600);
+    dev_t dev = makedev(st->rdev_major, st->rdev_minor);
+    int op = US_OP_NONE;
+    int ret = mknodat(j->dst_dirfd, j->dst_name, mode, dev) < 0 ? -errno : 0;
+
+    if (ret == -EEXIST && (ret = clear_dst(s)) == 0)
+        ret = mknodat(j->dst_dirfd, j->dst_name, mode, dev) < 0 ? -errno : 0;
+    if (ret < 0) {
+        fail(s, ret == -EISDIR ? US_OP_OPEN_DST : US_OP_MKNOD, ret);
+    } else {
+        s->dst_created = true;
+        record(j, meta_at(j, buf_addr(r, s->ch[0].buf), &op), op);
+    }
+    finish(r, s);
+}
+
+/* A hard link to the copy already made of the same source inode. */
+static void submit_link(struct us_ring *r, struct slot *s)
+{
+    struct us_job *j = s->job;
+
+    if (!r->ops[IORING_OP_LINKAT]) {
+        s->pending++;
+        on_link(r, s, linkat(j->src_dirfd, j->src_name, j->dst_dirfd, j->dst_name, 0) < 0
+                          ? -errno : 0);
+        return;
+    }
+    struct io_uring_sqe *sqe = get_sqe(r);
+    io_uring_prep_linkat(sqe, j->src_dirfd, j->src_name, j->dst_dirfd, j->dst_name, 0);
+    io_uring_sqe_set_data64(sqe, udata(slot_index(r, s), 0, T_LINK));
+    s->pending++;
+}
+
+static void on_link(struct us_ring *r, struct slot *s, int res)
+{
+    s->pending--;
+    if (res == -EEXIST && !s->dst_retried) {
+        s->dst_retried = true;
+        res = clear_dst(s);
+        if (res == 0) {
+            submit_link(r, s);
+            return;
         }
     }
+    if (res < 0)
+        fail(s, res == -EISDIR ? US_OP_OPEN_DST : US_OP_LINK, res);
     finish(r, s);
 }
 
@@ -1070,6 +1481,15 @@ static void start_job(struct us_ring *r, struct us_job *j)
     case US_T_LNK:
         start_symlink(r, s);
         break;
+    case US_T_FIFO:
+    case US_T_CHR:
+    case US_T_BLK:
+    case US_T_SOCK:
+        do_special(r, s);
+        break;
+    case US_T_HARDLINK:
+        submit_link(r, s);
+        break;
     default:
         fail(s, US_OP_TYPE, -EOPNOTSUPP);
         finish(r, s);
@@ -1105,6 +1525,13 @@ static void on_cqe(struct us_ring *r, uint64_t d, int res)
         break;
     case T_IGNORE:
         r->closes_pending--;
+        break;
+    case T_XGET:
+    case T_XSET:
+        on_xattr(r, s, t, res);
+        break;
+    case T_LINK:
+        on_link(r, s, res);
         break;
     }
 }

@@ -475,7 +475,6 @@ def test_one_file_system(tmp: bytes) -> None:
 # ------------------------------------------- parts of cp -a beyond stat
 
 
-@pytest.mark.xfail(strict=True, reason="hard links: issue [2 of 3], not built yet")
 @root_only
 def test_hard_links_preserved(tmp: bytes) -> None:
     src = tmp + b"/src"
@@ -500,7 +499,6 @@ def _have_xattr_tools() -> bool:
     return shutil.which("setfattr") is not None and shutil.which("setfacl") is not None
 
 
-@pytest.mark.xfail(strict=True, reason="xattrs and ACLs: issue [2 of 3], not built yet")
 @root_only
 @pytest.mark.skipif(not _have_xattr_tools(), reason="setfattr/setfacl not installed")
 def test_xattrs_and_acls_preserved(tmp: bytes) -> None:
@@ -524,7 +522,6 @@ def test_xattrs_and_acls_preserved(tmp: bytes) -> None:
     rsync_clean(src, d_us)
 
 
-@pytest.mark.xfail(strict=True, reason="FIFOs, devices and sockets: issue [2 of 3], not built yet")
 @root_only
 def test_special_files(tmp: bytes) -> None:
     src = tmp + b"/src"

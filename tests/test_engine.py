@@ -328,10 +328,24 @@ def test_directory_in_the_way_is_error(dirs: Dirs) -> None:
             assert f.read() == b"keep"
 
 
-def test_special_file_job_rejected(dirs: Dirs) -> None:
-    os.mkfifo(dirs.src + b"/fifo")
+def test_fifo_job_recreates_the_fifo(dirs: Dirs) -> None:
+    os.mkfifo(dirs.src + b"/fifo", 0o640)
+    os.chown(dirs.src + b"/fifo", 1234, 5678)
     with Ring() as r:
         failed, b = run_jobs(r, dirs, [b"fifo"])
+    assert failed == 0
+    assert b.jobs[0].err == 0
+    assert_copied(dirs, b"fifo")
+
+
+def test_unknown_type_job_rejected(dirs: Dirs) -> None:
+    write_file(dirs.src + b"/f", b"x")
+    st = engine.stat_at(dirs.sfd, b"f")
+    st.type = engine.T_UNKNOWN
+    with Ring() as r:
+        b = Batch(1)
+        add_job(b, dirs, b"f", st=st)
+        failed = r.run(b)
     assert failed == 1
     assert (b.jobs[0].err, b.jobs[0].op) == (-errno.EOPNOTSUPP, lib.US_OP_TYPE)
     assert os.listdir(dirs.dst) == []

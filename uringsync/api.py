@@ -38,6 +38,8 @@ class Result:
     files: int = 0
     dirs: int = 0
     symlinks: int = 0
+    links: int = 0
+    specials: int = 0
     bytes: int = 0
     seconds: float = 0.0
 
@@ -156,6 +158,8 @@ def copy(
     preserve: str | None = None,
     one_file_system: bool = False,
     verbose: bool = False,
+    sparse: str = "auto",
+    reflink: str = "auto",
     queue_depth: int = engine.DEFAULT_QUEUE_DEPTH,
     progress: Callable[[Event], None] | None = None,
     on_error: Callable[[FileError], None] | None = None,
@@ -173,6 +177,9 @@ def copy(
     23 some failed, 24 only vanished source files.
     """
     started = time.monotonic()
+    for name, value in (("sparse", sparse), ("reflink", reflink)):
+        if value not in ("auto", "always", "never"):
+            raise CopyError(f"invalid argument {value!r} for '--{name}'")
     src_list = [srcs] if isinstance(srcs, (str, bytes, os.PathLike)) else list(srcs)
     src_b = [os.fsencode(s) for s in src_list]
     dst_b = os.fsencode(dst)
@@ -192,6 +199,12 @@ def copy(
         preserve_owner="ownership" in keep,
         preserve_mode="mode" in keep,
         preserve_times="timestamps" in keep,
+        # cp keeps ACLs with the mode, other xattrs with "xattr"
+        preserve_acl="mode" in keep,
+        preserve_xattr="xattr" in keep,
+        preserve_links="links" in keep,
+        sparse=sparse,
+        reflink=reflink,
         recursive=recursive,
         one_file_system=one_file_system,
         queue_depth=queue_depth,
@@ -199,10 +212,19 @@ def copy(
         on_error=on_error,
         on_verbose=on_verbose if verbose else None,
     )
+    tops: list[Dir] = []
     with Ring(queue_depth=queue_depth) as ring:
         walker = Walker(ring, opts)
-        for p in plans:
-            _copy_one_arg(walker, p, follow=not recursive, copy_range_min=copy_range_min)
+        try:
+            for p in plans:
+                tops.append(_copy_one_arg(walker, p, not recursive, copy_range_min))
+            walker.drain()
+        finally:
+            walker.close()
+            # open until the end: hard links may join names across arguments
+            for top in tops:
+                os.close(top.src_fd)
+                os.close(top.dst_fd)
     t = walker.totals
     if not t.errors:
         code = EXIT_OK
@@ -216,12 +238,16 @@ def copy(
         files=t.files,
         dirs=t.dirs,
         symlinks=t.symlinks,
+        links=t.links,
+        specials=t.specials,
         bytes=t.bytes,
         seconds=time.monotonic() - started,
     )
 
 
-def _copy_one_arg(walker: Walker, p: _Plan, follow: bool, copy_range_min: int | None) -> None:
+def _copy_one_arg(walker: Walker, p: _Plan, follow: bool, copy_range_min: int | None) -> Dir:
+    """Start copying one command-line SRC; returns the pseudo-directory that
+    holds the parents' fds (the caller closes them after the run)."""
     o_dir = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
     top = Dir(None, b"", b"", _shown_parent(p.src_parent, p.src), p.dst_shown, None)
     top.top = True
@@ -230,27 +256,22 @@ def _copy_one_arg(walker: Walker, p: _Plan, follow: bool, copy_range_min: int | 
         top.src_fd = os.open(p.src_parent, o_dir)
         top.dst_fd = os.open(p.dst_parent, o_dir)
         st = engine.stat_at(top.src_fd, p.src_name, follow=follow)
-        if copy_range_min is None:
-            copy_range_min = engine.copy_range_min_for(top.dst_fd)
-        walker.ring.set_copy_range_min(copy_range_min)
+        walker.set_destination(top.dst_fd, copy_range_min)
     except OSError as e:
         for fd in (top.src_fd, top.dst_fd):
             if fd >= 0:
                 os.close(fd)
         raise CopyError(f"cannot access {show(p.src)}: {os.strerror(e.errno or 0)}") from None
-    try:
-        if p.is_dir:
-            root = Dir(
-                top,
-                p.src_name,
-                p.dst_name,
-                p.src.rstrip(b"/") or p.src,
-                join(p.dst_shown, p.dst_name),
-                st,
-            )
-            walker.copy_dir(top, root)
-        else:
-            walker.copy_one(top, p.src_name, p.dst_name, st, follow=follow)
-    finally:
-        os.close(top.src_fd)
-        os.close(top.dst_fd)
+    if p.is_dir:
+        root = Dir(
+            top,
+            p.src_name,
+            p.dst_name,
+            p.src.rstrip(b"/") or p.src,
+            join(p.dst_shown, p.dst_name),
+            st,
+        )
+        walker.copy_dir(top, root)
+    else:
+        walker.copy_one(top, p.src_name, p.dst_name, st, follow=follow)
+    return top

@@ -60,6 +60,24 @@ def cp(
         bool, typer.Option("-x", "--one-file-system", help="Stay on the source file systems.")
     ] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Explain what is done.")] = False,
+    sparse: Annotated[
+        str,
+        typer.Option(
+            "--sparse",
+            metavar="WHEN",
+            help="auto: keep the source's holes; always: also make holes of zero runs; "
+            "never: write every byte.",
+        ),
+    ] = "auto",
+    reflink: Annotated[
+        str,
+        typer.Option(
+            "--reflink",
+            metavar="WHEN",
+            help="auto: clone where the file system can (btrfs, xfs), else copy; "
+            "always: clone or fail; never: always copy the data.",
+        ),
+    ] = "auto",
     queue_depth: Annotated[
         int,
         typer.Option("--queue-depth", min=1, max=1024, help="Files in flight at once."),
@@ -83,6 +101,8 @@ def cp(
             preserve=preserve,
             one_file_system=one_file_system,
             verbose=verbose,
+            sparse=sparse,
+            reflink=reflink,
             queue_depth=queue_depth,
             on_error=_report,
         )

@@ -23,6 +23,7 @@ T_FIFO: int = lib.US_T_FIFO
 T_CHR: int = lib.US_T_CHR
 T_BLK: int = lib.US_T_BLK
 T_SOCK: int = lib.US_T_SOCK
+T_HARDLINK: int = lib.US_T_HARDLINK
 
 # What to preserve (US_P_*) and flags
 P_OWNER: int = lib.US_P_OWNER
@@ -30,6 +31,12 @@ P_MODE: int = lib.US_P_MODE
 P_TIMES: int = lib.US_P_TIMES
 F_STRICT_OWNER: int = lib.US_F_STRICT_OWNER
 F_FOLLOW_SRC: int = lib.US_F_FOLLOW_SRC
+P_XATTR: int = lib.US_P_XATTR
+P_ACL: int = lib.US_P_ACL
+F_SPARSE_AUTO: int = lib.US_F_SPARSE_AUTO
+F_SPARSE_ALWAYS: int = lib.US_F_SPARSE_ALWAYS
+F_REFLINK_TRY: int = lib.US_F_REFLINK_TRY
+F_REFLINK_REQUIRE: int = lib.US_F_REFLINK_REQUIRE
 
 # io_uring opcodes probed at ring creation, by name
 IORING_OPS: dict[str, int] = {
@@ -55,6 +62,14 @@ OPS: dict[int, str] = {
     lib.US_OP_UNLINK: "unlink",
     lib.US_OP_STAT: "stat",
     lib.US_OP_TYPE: "type",
+    lib.US_OP_XATTR_LIST: "xattr_list",
+    lib.US_OP_XATTR_GET: "xattr_get",
+    lib.US_OP_XATTR_SET: "xattr_set",
+    lib.US_OP_MKNOD: "mknod",
+    lib.US_OP_LINK: "link",
+    lib.US_OP_CLONE: "clone",
+    lib.US_OP_SEEK: "seek",
+    lib.US_OP_TRUNCATE: "truncate",
 }
 
 DEFAULT_QUEUE_DEPTH = 64
@@ -114,6 +129,13 @@ def set_meta_fd(fd: int, st: Stat, flags: int, mode_mask: int) -> tuple[int, str
     """Owner, mode, times on an open fd.  Returns (-errno or 0, failing op)."""
     op = ffi.new("int *")
     ret: int = lib.us_set_meta_fd(fd, st, flags, mode_mask, op)
+    return ret, OPS.get(op[0], "meta")
+
+
+def dir_meta(src_fd: int, dst_fd: int, st: Stat, flags: int, mode_mask: int) -> tuple[int, str]:
+    """A directory's owner, mode, xattrs (from src_fd; -1: none) and times."""
+    op = ffi.new("int *")
+    ret: int = lib.us_dir_meta(src_fd, dst_fd, st, flags, mode_mask, op)
     return ret, OPS.get(op[0], "meta")
 
 

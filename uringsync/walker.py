@@ -30,7 +30,24 @@ from uringsync.engine import Batch, Ring, Scan, Stat
 
 O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
-_META_OPS = frozenset({lib.US_OP_CHOWN, lib.US_OP_CHMOD, lib.US_OP_UTIMES})
+# Steps after the data: the file stays (complete) when one of these fails.
+_META_OPS = frozenset(
+    {
+        lib.US_OP_CHOWN,
+        lib.US_OP_CHMOD,
+        lib.US_OP_UTIMES,
+        lib.US_OP_XATTR_LIST,
+        lib.US_OP_XATTR_GET,
+        lib.US_OP_XATTR_SET,
+    }
+)
+# Reported once per (step, errno): a destination that refuses xattrs would
+# otherwise print one line per file.
+_ONCE_OPS = frozenset({"xattr_list", "xattr_get", "xattr_set"})
+_COPYABLE = frozenset(
+    {engine.T_REG, engine.T_LNK, engine.T_FIFO, engine.T_CHR, engine.T_BLK, engine.T_SOCK}
+)
+_SPECIALS = frozenset({engine.T_FIFO, engine.T_CHR, engine.T_BLK, engine.T_SOCK})
 
 # Source-side steps: their errors name the source path, and their ENOENT
 # means "vanished while we copied".
@@ -73,8 +90,13 @@ class Options:
     preserve_owner: bool = True
     preserve_mode: bool = True
     preserve_times: bool = True
+    preserve_xattr: bool = True
+    preserve_acl: bool = True
+    preserve_links: bool = True
     recursive: bool = True
     one_file_system: bool = False
+    sparse: str = "auto"  # auto | always | never
+    reflink: str = "auto"  # auto | always | never
     queue_depth: int = engine.DEFAULT_QUEUE_DEPTH
     batch_size: int = 4096
     progress: Callable[[Event], None] | None = None
@@ -87,6 +109,8 @@ class Totals:
     files: int = 0
     dirs: int = 0
     symlinks: int = 0
+    links: int = 0  # hard links made (names after the first of an inode)
+    specials: int = 0
     bytes: int = 0
     errors: list[FileError] = field(default_factory=list)
 
@@ -95,6 +119,7 @@ class Dir:
     """A source directory being copied, and its destination twin."""
 
     __slots__ = (
+        "done",
         "dst_fd",
         "dst_name",
         "dst_path",
@@ -135,7 +160,28 @@ class Dir:
         self.scanned = False
         self.skip_contents = False
         self.no_src = False  # the source could not be opened: copy it empty
+        self.done = False  # its metadata is applied; only hard links may still use it
         self.top = False  # the parents of the command-line paths: never closed here
+
+
+class LinkGroup:
+    """The names met so far of one multiply-linked source inode.  The first
+    name is copied; the others become hard links to that copy once it is
+    complete (they wait meanwhile).  If the copy fails, the next name is
+    copied instead, so the data is written once per inode."""
+
+    __slots__ = ("dir", "key", "name_c", "nlink", "seen", "st", "state", "waiting")
+    QUEUED, DONE, FAILED = range(3)
+
+    def __init__(self, key: tuple[int, int, int], d: Dir, name: bytes, st: Stat) -> None:
+        self.key = key
+        self.dir = d
+        self.name_c = ffi.new("char[]", name)
+        self.st = st
+        self.nlink = int(st.nlink)
+        self.seen = 1
+        self.state = LinkGroup.QUEUED
+        self.waiting: list[tuple[Dir, bytes]] = []
 
 
 def join(a: bytes, b: bytes) -> bytes:
@@ -170,7 +216,11 @@ class Walker:
         self.totals = Totals()
         self.batch = Batch(opts.batch_size)
         self.owners: list[Dir] = []
+        self.groups: list[LinkGroup | None] = []  # per job: its hard-link group
+        self.extra: list[Dir | None] = []  # per job: a second directory it uses
         self.pinned = 0  # directories with jobs in the current batch
+        self.inodes: dict[tuple[int, int, int], LinkGroup] = {}
+        self.reported: set[tuple[str, int]] = set()
         self.lru: OrderedDict[Dir, None] = OrderedDict()
         self.max_dirs, inflight = fd_budget()
         ring.set_max_inflight(min(inflight, opts.queue_depth))
@@ -181,7 +231,13 @@ class Walker:
             | (engine.P_MODE if opts.preserve_mode else 0)
             | (engine.P_TIMES if opts.preserve_times else 0)
             | (engine.F_STRICT_OWNER if os.geteuid() == 0 else 0)
+            | (engine.P_XATTR if opts.preserve_xattr else 0)
+            | (engine.P_ACL if opts.preserve_acl else 0)
+            | {"auto": engine.F_SPARSE_AUTO, "always": engine.F_SPARSE_ALWAYS, "never": 0}[
+                opts.sparse
+            ]
         )
+        self.job_flags = self.flags  # plus the destination's reflink choice
         # Without --preserve=mode, as cp: a new file gets the source's mode less
         # umask and no special bits; a directory keeps only its sticky bit.
         self.mode_mask = 0o7777 if opts.preserve_mode else 0o777 & ~umask
@@ -195,8 +251,30 @@ class Walker:
             msg = f"{what}: {os.strerror(err)}"
         fe = FileError(path, op, err, msg)
         self.totals.errors.append(fe)
+        if op in _ONCE_OPS:
+            if (op, err) in self.reported:
+                return
+            self.reported.add((op, err))
+            fe = FileError(path, op, err, msg + " (reported once for all files)")
         if self.opts.on_error:
             self.opts.on_error(fe)
+
+    def set_destination(self, dst_fd: int, copy_range_min: int | None) -> None:
+        """Per command-line argument: the data path and reflinks suit the
+        destination's file system (docs/design.md)."""
+        fs = engine.fs_type(dst_fd)
+        clones = engine.OFFLOAD_FS.get(fs) in ("btrfs", "xfs")
+        reflink = self.opts.reflink
+        self.job_flags = self.flags
+        if reflink == "always":
+            self.job_flags |= engine.F_REFLINK_REQUIRE
+        elif reflink == "auto" and clones:
+            self.job_flags |= engine.F_REFLINK_TRY
+        if copy_range_min is None:
+            # copy_file_range clones on btrfs/xfs: not with --reflink=never
+            offload = fs in engine.OFFLOAD_FS and not (clones and reflink == "never")
+            copy_range_min = 0 if offload else engine.NEVER
+        self.ring.set_copy_range_min(copy_range_min)
 
     def verbose(self, src: bytes, dst: bytes) -> None:
         if self.opts.on_verbose:
@@ -307,7 +385,8 @@ class Walker:
         """All children are done: apply the directory's own metadata, close it,
         and let its parent finish if this was the parent's last child."""
         cur: Dir | None = d
-        while cur is not None and cur.scanned and cur.pending == 0 and not cur.top:
+        while cur is not None and cur.scanned and cur.pending == 0 and not cur.top and not cur.done:
+            cur.done = True
             if cur.scan is not None:
                 cur.scan.free()
                 cur.scan = None
@@ -321,11 +400,14 @@ class Walker:
                     f"cannot open directory {show(cur.dst_path)}",
                 )
             else:
-                ret, op = engine.set_meta_fd(dst_fd, cur.st, self.flags, self.dir_mode_mask)
+                ret, op = engine.dir_meta(
+                    cur.src_fd, dst_fd, cur.st, self.flags, self.dir_mode_mask
+                )
                 if ret < 0:
                     self.error(cur.dst_path, op, -ret, _meta_what(op, cur.dst_path))
                 self.totals.dirs += 1
-            self._close(cur)
+            if cur.jobs == 0:  # hard links queued into it still need it open
+                self._close(cur)
             parent = cur.parent
             cur = parent
             if cur is not None:
@@ -356,7 +438,6 @@ class Walker:
                 continue
             subdirs = self._visit(d, root_dev)
             stack.extend(reversed(subdirs))
-        self.flush()
 
     def _visit(self, d: Dir, root_dev: tuple[int, int]) -> list[Dir]:
         subdirs: list[Dir] = []
@@ -397,22 +478,18 @@ class Walker:
                 child.skip_contents = one_fs and (st.dev_major, st.dev_minor) != root_dev
                 d.pending += 1
                 subdirs.append(child)
-            elif t == engine.T_REG or t == engine.T_LNK:
-                if self.batch.full:
-                    self.flush()
-                src_fd, dst_fd = self._fds(d)
+            elif t in _COPYABLE:
+                group = None
+                if st.nlink > 1 and self.opts.preserve_links:
+                    group = self._group_for(d, sc.name(i), ffi.addressof(ent, "st"))
+                    if group is None:
+                        continue  # a later name of a copied inode: linked, not copied
                 nm = sc.name_ptr(i)
-                self.batch.add(
-                    src_fd, nm, dst_fd, nm, ffi.addressof(ent, "st"), t, self.flags, self.mode_mask
-                )
-                self.owners.append(d)
-                if d.jobs == 0:
-                    self.pinned += 1
-                d.jobs += 1
                 d.pending += 1
+                self._queue(d, nm, nm, ffi.addressof(ent, "st"), t, self.job_flags, group)
             else:
                 path = join(d.src_path, sc.name(i))
-                self.error(path, "type", E.EOPNOTSUPP, f"cannot copy special file {show(path)}")
+                self.error(path, "type", E.EOPNOTSUPP, f"cannot copy {show(path)}: unknown type")
         d.scanned = True
         if d.jobs == 0:
             self._finish_dir(d)
@@ -423,19 +500,111 @@ class Walker:
     ) -> None:
         """A command-line SRC that is a file or a symlink (``follow``: the
         symlink's target, as cp does without -r)."""
+        if st.type not in _COPYABLE:
+            path = join(top.src_path, src_name)
+            self.error(path, "type", E.EOPNOTSUPP, f"cannot copy {show(path)}: unknown type")
+            return
+        group = None
+        if st.nlink > 1 and self.opts.preserve_links and not follow:
+            group = self._group_for(top, dst_name, st, src_name=src_name)
+            if group is None:
+                return
         src_c = ffi.new("char[]", src_name)
         dst_c = ffi.new("char[]", dst_name)
         self.batch.keep.extend((src_c, dst_c, st))
-        if st.type not in (engine.T_REG, engine.T_LNK):
-            path = join(top.src_path, src_name)
-            self.error(path, "type", E.EOPNOTSUPP, f"cannot copy special file {show(path)}")
-            return
-        flags = self.flags | (engine.F_FOLLOW_SRC if follow else 0)
-        self.batch.add(top.src_fd, src_c, top.dst_fd, dst_c, st, st.type, flags, self.mode_mask)
-        self.owners.append(top)
-        top.jobs += 1
+        flags = self.job_flags | (engine.F_FOLLOW_SRC if follow else 0)
         top.pending += 1
-        self.flush()
+        self._queue(top, src_c, dst_c, st, st.type, flags, group)
+
+    # -------------------------------------------------------- hard links
+    def _group_for(
+        self, d: Dir, name: bytes, st: Stat, src_name: bytes | None = None
+    ) -> LinkGroup | None:
+        """The hard-link group of a multiply-linked entry.  Returns the group
+        when this name must be copied (the first, or the next after a failed
+        copy); None when it is (or will be) linked to the copy."""
+        key = (int(st.dev_major), int(st.dev_minor), int(st.ino))
+        g = self.inodes.get(key)
+        if g is None:
+            g = LinkGroup(key, d, name, engine.copy_stat(st))
+            self.inodes[key] = g
+            return g
+        g.seen += 1
+        if g.state == LinkGroup.FAILED:
+            g.dir, g.name_c, g.state = d, ffi.new("char[]", name), LinkGroup.QUEUED
+            return g
+        d.pending += 1
+        if g.state == LinkGroup.DONE:
+            self._queue_link(g, d, name)
+        else:
+            g.waiting.append((d, name))
+        return None
+
+    def _queue_link(self, g: LinkGroup, d: Dir, name: bytes) -> None:
+        dst_c = ffi.new("char[]", name)
+        self.batch.keep.append(dst_c)
+        self._queue(d, g.name_c, dst_c, g.st, engine.T_HARDLINK, self.job_flags, None, g.dir)
+        if g.seen >= g.nlink and not g.waiting:
+            self.inodes.pop(g.key, None)  # every name is met: forget the inode
+
+    def _group_done(self, g: LinkGroup, ok: bool) -> None:
+        """The group's copy finished: link the waiting names to it, or copy
+        the next waiting name if it failed."""
+        if ok:
+            g.state = LinkGroup.DONE
+            waiting, g.waiting = g.waiting, []
+            for d, name in waiting:
+                self._queue_link(g, d, name)
+            if g.seen >= g.nlink:
+                self.inodes.pop(g.key, None)
+            return
+        g.state = LinkGroup.FAILED
+        if g.waiting:
+            d, name = g.waiting.pop(0)
+            g.dir, g.name_c, g.state = d, ffi.new("char[]", name), LinkGroup.QUEUED
+            name_c = ffi.new("char[]", name)
+            self.batch.keep.append(name_c)
+            self._queue(d, name_c, name_c, g.st, g.st.type, self.job_flags, g)
+
+    # ------------------------------------------------------------- queue
+    def _pin(self, d: Dir) -> None:
+        if d.jobs == 0:
+            self.pinned += 1
+        d.jobs += 1
+
+    def _queue(
+        self,
+        d: Dir,
+        src_c: Any,
+        dst_c: Any,
+        st: Stat,
+        ftype: int,
+        flags: int,
+        group: LinkGroup | None,
+        link_to: Dir | None = None,
+    ) -> None:
+        """Add a job for an entry of ``d`` (whose ``pending`` already counts
+        it).  A hard link's source is the copy in ``link_to``."""
+        while self.batch.full:
+            self.flush()
+        src_fd, dst_fd = self._fds(d)
+        if link_to is not None:
+            src_fd = self._fds(link_to)[1]
+            self._pin(link_to)
+        self._pin(d)
+        self.batch.add(src_fd, src_c, dst_fd, dst_c, st, ftype, flags, self.mode_mask)
+        self.owners.append(d)
+        self.groups.append(group)
+        self.extra.append(link_to)
+
+    def drain(self) -> None:
+        """Run everything queued, including hard links queued by the runs."""
+        while self.batch.n:
+            self.flush()
+
+    def close(self) -> None:
+        for d in list(self.lru):
+            self._close(d)
 
     # ------------------------------------------------------------- flush
     def flush(self) -> None:
@@ -445,6 +614,7 @@ class Walker:
         self.ring.run(b)
         t = self.totals
         touched: dict[Dir, None] = {}
+        finished: list[tuple[LinkGroup, bool]] = []
         files = nbytes = 0
         for i in range(b.n):
             j = b.jobs[i]
@@ -452,23 +622,43 @@ class Walker:
             d.jobs -= 1
             d.pending -= 1
             touched[d] = None
+            other = self.extra[i]
+            if other is not None:
+                other.jobs -= 1
+                touched[other] = None
+            ok = not j.err or j.op in _META_OPS  # the data is at the destination
             if j.err:
                 self._job_error(d, j)
-                if j.op not in _META_OPS:
-                    continue  # nothing (left) at the destination
-            if j.type == engine.T_LNK:
+            group = self.groups[i]
+            if group is not None:
+                finished.append((group, ok))
+            if not ok:
+                continue
+            jt = j.type
+            if jt == engine.T_LNK:
                 t.symlinks += 1
+            elif jt == engine.T_HARDLINK:
+                t.links += 1
+            elif jt in _SPECIALS:
+                t.specials += 1
             else:
                 t.files += 1
                 nbytes += j.bytes
             files += 1
             if self.opts.on_verbose:
-                name = ffi.string(j.src_name)
-                self.verbose(join(d.src_path, name), join(d.dst_path, ffi.string(j.dst_name)))
+                src_name = j.dst_name if jt == engine.T_HARDLINK else j.src_name
+                self.verbose(
+                    join(d.src_path, ffi.string(src_name)),
+                    join(d.dst_path, ffi.string(j.dst_name)),
+                )
         t.bytes += nbytes
         b.clear()
         self.owners.clear()
+        self.groups.clear()
+        self.extra.clear()
         self.pinned = 0
+        for group, ok in finished:
+            self._group_done(group, ok)
         for d in touched:
             if d.jobs == 0 and d.scan is not None and d.scanned:
                 d.scan.free()
@@ -497,7 +687,12 @@ class Walker:
             "readlink": f"cannot read symbolic link {show(src)}",
             "symlink": f"cannot create symbolic link {show(dst)}",
             "unlink": f"cannot remove {show(dst)}",
-            "type": f"cannot copy special file {show(src)}",
+            "type": f"cannot copy {show(src)}",
+            "mknod": f"cannot create special file {show(dst)}",
+            "link": f"cannot create hard link {show(dst)}",
+            "clone": f"failed to clone {show(dst)} from {show(src)}",
+            "seek": f"cannot find the holes of {show(src)}",
+            "truncate": f"cannot set the size of {show(dst)}",
         }.get(op) or _meta_what(op, dst)
         self.error(src if op in _SOURCE_OPS else dst, op, err, what)
 
@@ -507,4 +702,7 @@ def _meta_what(op: str, dst: bytes) -> str:
         "chown": f"failed to preserve ownership for {show(dst)}",
         "chmod": f"preserving permissions for {show(dst)}",
         "utimens": f"preserving times for {show(dst)}",
+        "xattr_list": f"cannot list extended attributes for {show(dst)}",
+        "xattr_get": f"cannot read extended attributes for {show(dst)}",
+        "xattr_set": f"setting extended attributes for {show(dst)}",
     }.get(op, f"{op} {show(dst)}")
