@@ -2,9 +2,11 @@
 
 The sample has what trips copiers up: thousands of small files, a few big
 ones, empty files and directories, symlinks (dangling too), a name that is not
-UTF-8, set-id and sticky modes, other owners (as root), and nanosecond times
-before 1970 and after 2100.  The copy is checked against ``cp -a`` of the same
-tree and with ``rsync -naHAXc --itemize-changes`` when rsync is installed.
+UTF-8, set-id and sticky modes, other owners (as root), nanosecond times
+before 1970 and after 2100, hard links across directories, a sparse file,
+extended attributes and POSIX ACLs, a FIFO and a device node (as root).
+The copy is checked against ``cp -a`` of the same tree and with
+``rsync -naHAXc --itemize-changes`` when rsync is installed.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import stat
 import subprocess
 import tempfile
 import time
@@ -59,6 +62,22 @@ def build_sample(root: Path, small_files: int = 3000, seed: int = 1) -> tuple[in
         os.chown(root / "file00001.dat", 1234, 5678) if (root / "file00001.dat").exists() else None
         os.chown(setuid, 1000, 1000)
         os.chmod(setuid, 0o4755)
+    # hard links across directories, a sparse file, xattrs, special files
+    os.link(root / "big2.bin", root / "dir00" / "big2-hardlink.bin")
+    os.link(root / "setuid-tool", root / "sticky-dir" / "setuid-tool-link")
+    with open(root / "sparse.img", "wb") as f:
+        f.truncate(256 << 20)
+        f.seek(100 << 20)
+        f.write(b"data in the middle of 256 MiB of holes")
+    nbytes += 256 << 20
+    os.setxattr(root / "big2.bin", "user.checksum", b"\x00\x01 binary\x00value")
+    os.setxattr(root / "dir00", "user.project", b"demo")
+    if shutil.which("setfacl"):
+        subprocess.run(["setfacl", "-m", "u:1234:rw-", str(root / "big1.bin")], check=False)
+        subprocess.run(["setfacl", "-d", "-m", "g:5678:r-x", str(root / "dir00")], check=False)
+    os.mkfifo(root / "fifo")
+    if os.geteuid() == 0:
+        os.mknod(root / "null-device", 0o620 | stat.S_IFCHR, os.makedev(1, 3))
     os.utime(root / "big0.bin", ns=(-1_234_567_890_123_456_789, -987_654_321_987_654_321))
     os.utime(root / "big1.bin", ns=(4_200_000_000_123_456_789, 4_300_000_000_987_654_321))
     ro.chmod(0o555)
@@ -86,6 +105,7 @@ def run(keep: bool = False, say: Callable[[str], None] = print) -> int:
         t_us = time.monotonic() - t0
         say(
             f"uringsync cp -a: {res.files} files, {res.dirs} dirs, {res.symlinks} symlinks, "
+            f"{res.links} hard links, {res.specials} special files, "
             f"{res.bytes / 1e6:.1f} MB in {t_us:.2f} s, exit {res.exit_code}"
         )
         for line in errors:
