@@ -39,6 +39,9 @@
 /* reflinks: try FICLONE first (auto), or require it (always) */
 #define US_F_REFLINK_TRY 512
 #define US_F_REFLINK_REQUIRE 1024
+/* the destination directory has a default ACL, so a new entry inherits ACLs:
+ * remove those the source does not have (cp -a leaves none) */
+#define US_F_CLEAR_ACL 2048
 
 /* ---- the step that failed (us_job.op) ---- */
 #define US_OP_NONE 0
@@ -190,8 +193,9 @@ long us_run(struct us_ring *r, struct us_job *jobs, size_t n);
 int us_set_meta_fd(int fd, const struct us_stat *st, uint32_t flags,
                    uint32_t mode_mask, int *op);
 
-/* A directory's metadata after its children, in cp's order: owner, mode,
- * extended attributes (US_P_XATTR/US_P_ACL; src_fd < 0: none), times.
+/* A directory's metadata after its children, in cp's order: owner,
+ * extended attributes (US_P_XATTR; src_fd < 0: none), mode, ACLs (US_P_ACL;
+ * inherited ones the source lacks are removed), times.
  * Returns 0 or the first -errno with *op set to its step. */
 int us_dir_meta(int src_fd, int dst_fd, const struct us_stat *st, uint32_t flags,
                 uint32_t mode_mask, int *op);

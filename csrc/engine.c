@@ -90,6 +90,7 @@ struct slot {
     uint64_t written_end;    /* end of the last byte written */
     uint64_t size_end;       /* the size the copy must have (holes at the end) */
     uint32_t xa_len, xa_pos; /* xattr name list in the buffer, and the cursor */
+    uint32_t mode;           /* to apply after the plain xattrs */
     int fail_op, fail_err;
     uint64_t next_off, eof_off, bytes;
     int nchunks;
@@ -213,42 +214,86 @@ static bool chown_failure_ok(uint32_t flags, int e)
     return !(flags & US_F_STRICT_OWNER) && (e == EPERM || e == EINVAL);
 }
 
+/* Where metadata goes or comes from: an open fd (name == NULL), or
+ * (dirfd, name) never following a symlink. */
+struct target {
+    int fd;
+    const char *name;
+};
+
+/* The first failure of a sequence of metadata steps. */
+struct meta {
+    int err;
+    int op;
+};
+
+static void note(struct meta *m, int err, int op)
+{
+    if (err < 0 && !m->err) {
+        m->err = err;
+        m->op = op;
+    }
+}
+
+static int t_chown(struct target t, uid_t uid, gid_t gid)
+{
+    int r = t.name ? fchownat(t.fd, t.name, uid, gid, AT_SYMLINK_NOFOLLOW) : fchown(t.fd, uid, gid);
+    return r < 0 ? -errno : 0;
+}
+
+/* Owner first (it clears set-id bits).  Returns the mode to apply later:
+ * without the right to give the file away, as cp -a, no set-id bits, and
+ * no sticky bit on a non-directory. */
+static uint32_t do_owner(struct target t, const struct us_stat *st, uint32_t flags,
+                         uint32_t mode, struct meta *m)
+{
+    int ret;
+
+    if (!(flags & US_P_OWNER) || (ret = t_chown(t, st->uid, st->gid)) == 0)
+        return mode;
+    if (!chown_failure_ok(flags, -ret)) {
+        note(m, ret, US_OP_CHOWN);
+        return mode;
+    }
+    (void)t_chown(t, (uid_t)-1, st->gid);
+    mode &= ~(uint32_t)(S_ISUID | S_ISGID);
+    if (!S_ISDIR(st->mode))
+        mode &= ~(uint32_t)S_ISVTX;
+    return mode;
+}
+
+static void do_mode(struct target t, uint32_t mode, struct meta *m)
+{
+    /* a name here is a node we just made and not a symlink: following is moot */
+    int r = t.name ? fchmodat(t.fd, t.name, mode, 0) : fchmod(t.fd, mode);
+    if (r < 0)
+        note(m, -errno, US_OP_CHMOD);
+}
+
+static void do_times(struct target t, const struct us_stat *st, uint32_t flags, struct meta *m)
+{
+    struct timespec ts[2];
+    int r;
+
+    if (!(flags & US_P_TIMES))
+        return;
+    times_of(st, ts);
+    r = t.name ? utimensat(t.fd, t.name, ts, AT_SYMLINK_NOFOLLOW) : futimens(t.fd, ts);
+    if (r < 0)
+        note(m, -errno, US_OP_UTIMES);
+}
+
 int us_set_meta_fd(int fd, const struct us_stat *st, uint32_t flags,
                    uint32_t mode_mask, int *op)
 {
-    int first = 0;
-    uint32_t mode = st->mode & mode_mask & 07777;
+    struct target t = {fd, NULL};
+    struct meta m = {0, US_OP_NONE};
+    uint32_t mode = do_owner(t, st, flags, st->mode & mode_mask & 07777, &m);
 
-    *op = US_OP_NONE;
-    if (flags & US_P_OWNER) {
-        if (fchown(fd, st->uid, st->gid) < 0) {
-            int e = errno;
-            if (chown_failure_ok(flags, e)) {
-                /* as cp -a: no set-id bits on a file we could not give away,
-                 * and no sticky bit on a non-directory */
-                (void)!fchown(fd, (uid_t)-1, st->gid);
-                mode &= ~(uint32_t)(S_ISUID | S_ISGID);
-                if (!S_ISDIR(st->mode))
-                    mode &= ~(uint32_t)S_ISVTX;
-            } else {
-                first = -e;
-                *op = US_OP_CHOWN;
-            }
-        }
-    }
-    if (fchmod(fd, mode) < 0 && !first) {
-        first = -errno;
-        *op = US_OP_CHMOD;
-    }
-    if (flags & US_P_TIMES) {
-        struct timespec ts[2];
-        times_of(st, ts);
-        if (futimens(fd, ts) < 0 && !first) {
-            first = -errno;
-            *op = US_OP_UTIMES;
-        }
-    }
-    return first;
+    do_mode(t, mode, &m);
+    do_times(t, st, flags, &m);
+    *op = m.op;
+    return m.err;
 }
 
 /* ------------------------------------------------------------- xattrs */
@@ -265,6 +310,9 @@ int us_set_meta_fd(int fd, const struct us_stat *st, uint32_t flags,
 #ifndef SYS_listxattrat
 #define SYS_listxattrat 465
 #endif
+#ifndef SYS_removexattrat
+#define SYS_removexattrat 466
+#endif
 
 struct us_xattr_args {
     uint64_t value;
@@ -273,38 +321,43 @@ struct us_xattr_args {
 };
 
 static const char ACL_PREFIX[] = "system.posix_acl_";
+static const char *const ACL_NAMES[2] = {"system.posix_acl_access", "system.posix_acl_default"};
 
-/* Which names a job copies: all with US_P_XATTR, ACLs with US_P_ACL. */
-static bool xattr_wanted(const char *name, uint32_t flags)
+static bool is_acl(const char *name)
 {
-    bool acl = strncmp(name, ACL_PREFIX, sizeof ACL_PREFIX - 1) == 0;
-    return acl ? (flags & US_P_ACL) != 0 : (flags & US_P_XATTR) != 0;
+    return strncmp(name, ACL_PREFIX, sizeof ACL_PREFIX - 1) == 0;
 }
 
-/* name == NULL: fd is the file; otherwise (fd, name) without following. */
-static ssize_t x_list(int fd, const char *name, char *buf, size_t n)
+static ssize_t x_list(struct target t, char *buf, size_t n)
 {
-    if (!name)
-        return flistxattr(fd, buf, n);
-    return syscall(SYS_listxattrat, fd, name, AT_SYMLINK_NOFOLLOW, buf, n);
+    if (!t.name)
+        return flistxattr(t.fd, buf, n);
+    return syscall(SYS_listxattrat, t.fd, t.name, AT_SYMLINK_NOFOLLOW, buf, n);
 }
 
-static ssize_t x_get(int fd, const char *name, const char *key, char *buf, size_t n)
+static ssize_t x_get(struct target t, const char *key, char *buf, size_t n)
 {
     struct us_xattr_args a = {(uint64_t)(uintptr_t)buf, (uint32_t)n, 0};
 
-    if (!name)
-        return fgetxattr(fd, key, buf, n);
-    return syscall(SYS_getxattrat, fd, name, AT_SYMLINK_NOFOLLOW, key, &a, sizeof a);
+    if (!t.name)
+        return fgetxattr(t.fd, key, buf, n);
+    return syscall(SYS_getxattrat, t.fd, t.name, AT_SYMLINK_NOFOLLOW, key, &a, sizeof a);
 }
 
-static int x_set(int fd, const char *name, const char *key, const char *val, size_t n)
+static int x_set(struct target t, const char *key, const char *val, size_t n)
 {
     struct us_xattr_args a = {(uint64_t)(uintptr_t)val, (uint32_t)n, 0};
 
-    if (!name)
-        return fsetxattr(fd, key, val, n, 0);
-    return (int)syscall(SYS_setxattrat, fd, name, AT_SYMLINK_NOFOLLOW, key, &a, sizeof a);
+    if (!t.name)
+        return fsetxattr(t.fd, key, val, n, 0);
+    return (int)syscall(SYS_setxattrat, t.fd, t.name, AT_SYMLINK_NOFOLLOW, key, &a, sizeof a);
+}
+
+static int x_remove(struct target t, const char *key)
+{
+    if (!t.name)
+        return fremovexattr(t.fd, key);
+    return (int)syscall(SYS_removexattrat, t.fd, t.name, AT_SYMLINK_NOFOLLOW, key);
 }
 
 static bool no_xattr_support(int e)
@@ -312,77 +365,112 @@ static bool no_xattr_support(int e)
     return e == ENOTSUP || e == ENOSYS;
 }
 
-/* Copy the wanted xattrs with plain syscalls (directories, symlinks,
- * special files: few enough that io_uring buys nothing).  `buf` holds
- * 2 * XATTR_MAX bytes.  Returns 0 or the first -errno, *op its step. */
-static int copy_xattrs_sync(int sfd, const char *sname, int dfd, const char *dname,
-                            uint32_t flags, char *buf, int *op)
+/* List the source's xattr names into buf (XATTR_MAX bytes); 0 when the
+ * source's file system has none. */
+static ssize_t list_xattrs(struct target src, char *buf, struct meta *m)
 {
-    char *val = buf + XATTR_MAX;
-    ssize_t n = x_list(sfd, sname, buf, XATTR_MAX);
-    int first = 0;
+    ssize_t n = x_list(src, buf, XATTR_MAX);
 
     if (n < 0) {
-        if (no_xattr_support(errno))
-            return 0; /* nothing to copy from here */
-        *op = US_OP_XATTR_LIST;
-        return -errno;
+        if (!no_xattr_support(errno))
+            note(m, -errno, US_OP_XATTR_LIST);
+        return 0;
     }
-    for (ssize_t pos = 0; pos < n; pos += (ssize_t)strlen(buf + pos) + 1) {
-        const char *key = buf + pos;
-        if (!xattr_wanted(key, flags))
-            continue;
-        ssize_t v = x_get(sfd, sname, key, val, XATTR_MAX);
-        if (v < 0) {
-            if (errno == ENODATA)
-                continue; /* removed meanwhile */
-            if (!first) {
-                first = -errno;
-                *op = US_OP_XATTR_GET;
-            }
-            continue;
-        }
-        if (x_set(dfd, dname, key, val, (size_t)v) < 0 && !first) {
-            first = -errno;
-            *op = US_OP_XATTR_SET;
-        }
+    return n;
+}
+
+static void copy_one_xattr(struct target src, struct target dst, const char *key, char *val,
+                           struct meta *m)
+{
+    ssize_t v = x_get(src, key, val, XATTR_MAX);
+
+    if (v < 0) {
+        if (errno != ENODATA) /* ENODATA: removed meanwhile */
+            note(m, -errno, US_OP_XATTR_GET);
+        return;
     }
-    return first;
+    if (x_set(dst, key, val, (size_t)v) < 0)
+        note(m, -errno, US_OP_XATTR_SET);
+}
+
+/* Every name but the ACLs (US_P_XATTR), with plain syscalls: before the
+ * mode, as cp (a read-only mode would refuse user.* names to their owner). */
+static void copy_plain_xattrs(struct target src, struct target dst, const char *list, ssize_t n,
+                              char *val, struct meta *m)
+{
+    for (ssize_t pos = 0; pos < n; pos += (ssize_t)strlen(list + pos) + 1)
+        if (!is_acl(list + pos))
+            copy_one_xattr(src, dst, list + pos, val, m);
+}
+
+static bool list_has(const char *list, ssize_t n, const char *name)
+{
+    for (ssize_t pos = 0; pos < n; pos += (ssize_t)strlen(list + pos) + 1)
+        if (strcmp(list + pos, name) == 0)
+            return true;
+    return false;
+}
+
+/* POSIX ACLs (US_P_ACL), after the mode (a chmod rewrites an ACL's mask).
+ * With `clear`, ACLs the destination inherited and the source lacks go. */
+static void copy_acls(struct target src, struct target dst, const char *list, ssize_t n,
+                      char *val, bool is_dir, bool clear, struct meta *m)
+{
+    for (int k = 0; k < (is_dir ? 2 : 1); k++) {
+        if (list_has(list, n, ACL_NAMES[k]))
+            copy_one_xattr(src, dst, ACL_NAMES[k], val, m);
+        else if (clear && x_remove(dst, ACL_NAMES[k]) < 0 && errno != ENODATA &&
+                 !no_xattr_support(errno))
+            note(m, -errno, US_OP_XATTR_SET);
+    }
+}
+
+/* The whole sequence with plain syscalls, in cp's order: owner, xattrs,
+ * mode, ACLs, times.  `buf` holds 2 * XATTR_MAX bytes; src.fd < 0: the
+ * source is unreadable and has no xattrs to give. */
+static struct meta meta_sync(struct target src, struct target dst, const struct us_stat *st,
+                             uint32_t flags, uint32_t mode_mask, char *buf, bool is_dir,
+                             bool clear_acls)
+{
+    struct meta m = {0, US_OP_NONE};
+    bool link = S_ISLNK(st->mode);
+    uint32_t mode = do_owner(dst, st, flags, st->mode & mode_mask & 07777, &m);
+    ssize_t n = 0;
+
+    if (src.fd >= 0 && (flags & (US_P_XATTR | US_P_ACL)))
+        n = list_xattrs(src, buf, &m);
+    if (flags & US_P_XATTR) {
+        struct meta xm = {0, US_OP_NONE};
+        copy_plain_xattrs(src, dst, buf, n, buf + XATTR_MAX, &xm);
+        /* Linux refuses user.* on symlinks, so the source has none either */
+        if (!(link && xm.err == -EPERM))
+            note(&m, xm.err, xm.op);
+    }
+    if (!link)
+        do_mode(dst, mode, &m);
+    if ((flags & US_P_ACL) && !link)
+        copy_acls(src, dst, buf, n, buf + XATTR_MAX, is_dir, clear_acls, &m);
+    do_times(dst, st, flags, &m);
+    return m;
 }
 
 int us_dir_meta(int src_fd, int dst_fd, const struct us_stat *st, uint32_t flags,
                 uint32_t mode_mask, int *op)
 {
-    int first, xop = US_OP_NONE;
-    char *buf;
+    struct target src = {src_fd, NULL}, dst = {dst_fd, NULL};
+    char *buf = malloc(2 * XATTR_MAX);
+    struct meta m;
 
-    /* owner and mode first, times last: us_set_meta_fd without times */
-    first = us_set_meta_fd(dst_fd, st, flags & ~(uint32_t)US_P_TIMES, mode_mask, op);
-    if (src_fd >= 0 && (flags & (US_P_XATTR | US_P_ACL))) {
-        buf = malloc(2 * XATTR_MAX);
-        if (!buf) {
-            if (!first) {
-                first = -ENOMEM;
-                *op = US_OP_XATTR_LIST;
-            }
-        } else {
-            int ret = copy_xattrs_sync(src_fd, NULL, dst_fd, NULL, flags, buf, &xop);
-            free(buf);
-            if (ret < 0 && !first) {
-                first = ret;
-                *op = xop;
-            }
-        }
+    if (!buf) {
+        *op = US_OP_XATTR_LIST;
+        return -ENOMEM;
     }
-    if (flags & US_P_TIMES) {
-        struct timespec ts[2];
-        times_of(st, ts);
-        if (futimens(dst_fd, ts) < 0 && !first) {
-            first = -errno;
-            *op = US_OP_UTIMES;
-        }
-    }
-    return first;
+    /* a directory may have inherited default ACLs: always clear, it is one
+     * syscall per directory */
+    m = meta_sync(src, dst, st, flags, mode_mask, buf, true, true);
+    free(buf);
+    *op = m.op;
+    return m.err;
 }
 
 int us_stat_at(int dirfd, const char *name, int follow, struct us_stat *st)
@@ -399,50 +487,15 @@ int us_stat_at(int dirfd, const char *name, int follow, struct us_stat *st)
 }
 
 /* Metadata by (dirfd, name) for symlinks and special files, never
- * following: owner, mode (not for symlinks), xattrs, times. */
+ * following; `buf` holds 2 * XATTR_MAX bytes. */
 static int meta_at(const struct us_job *j, char *buf, int *op)
 {
-    const struct us_stat *st = j->st;
-    uint32_t mode = st->mode & j->mode_mask & 07777;
-    bool link = j->type == US_T_LNK;
-    int first = 0, xop = US_OP_NONE;
+    struct target src = {j->src_dirfd, j->src_name}, dst = {j->dst_dirfd, j->dst_name};
+    struct meta m = meta_sync(src, dst, j->st, j->flags, j->mode_mask, buf, false,
+                              (j->flags & US_F_CLEAR_ACL) != 0);
 
-    *op = US_OP_NONE;
-    if ((j->flags & US_P_OWNER) &&
-        fchownat(j->dst_dirfd, j->dst_name, st->uid, st->gid, AT_SYMLINK_NOFOLLOW) < 0) {
-        int e = errno;
-        if (chown_failure_ok(j->flags, e)) {
-            (void)!fchownat(j->dst_dirfd, j->dst_name, (uid_t)-1, st->gid, AT_SYMLINK_NOFOLLOW);
-            mode &= ~(uint32_t)(S_ISUID | S_ISGID | S_ISVTX);
-        } else {
-            first = -e;
-            *op = US_OP_CHOWN;
-        }
-    }
-    /* the node was just made by us and is not a symlink: fchmodat's
-     * following is moot */
-    if (!link && fchmodat(j->dst_dirfd, j->dst_name, mode, 0) < 0 && !first) {
-        first = -errno;
-        *op = US_OP_CHMOD;
-    }
-    if (j->flags & (US_P_XATTR | US_P_ACL)) {
-        int ret = copy_xattrs_sync(j->src_dirfd, j->src_name, j->dst_dirfd, j->dst_name,
-                                   j->flags, buf, &xop);
-        /* Linux refuses user.* on symlinks; the source cannot have any */
-        if (ret < 0 && !first && !(link && ret == -EPERM)) {
-            first = ret;
-            *op = xop;
-        }
-    }
-    if (j->flags & US_P_TIMES) {
-        struct timespec ts[2];
-        times_of(st, ts);
-        if (utimensat(j->dst_dirfd, j->dst_name, ts, AT_SYMLINK_NOFOLLOW) < 0 && !first) {
-            first = -errno;
-            *op = US_OP_UTIMES;
-        }
-    }
-    return first;
+    *op = m.op;
+    return m.err;
 }
 
 /* ------------------------------------------------------------- the ring */
@@ -860,25 +913,6 @@ static void record(struct us_job *j, int err, int op)
     }
 }
 
-/* Last steps of a regular file: times, then close (waited for). */
-static void finish_meta(struct us_ring *r, struct slot *s)
-{
-    struct us_job *j = s->job;
-    struct io_uring_sqe *sqe;
-
-    if (j->flags & US_P_TIMES) {
-        struct timespec ts[2];
-        times_of(j->st, ts);
-        if (futimens(s->dfd, ts) < 0)
-            record(j, -errno, US_OP_UTIMES);
-    }
-    submit_close_src(r, s);
-    sqe = get_sqe(r);
-    io_uring_prep_close(sqe, s->dfd);
-    io_uring_sqe_set_data64(sqe, udata(slot_index(r, s), 0, T_CLOSE_DST));
-    s->pending++;
-}
-
 static char *xa_list(struct us_ring *r, struct slot *s)
 {
     return buf_addr(r, s->ch[0].buf);
@@ -889,23 +923,45 @@ static char *xa_value(struct us_ring *r, struct slot *s)
     return buf_addr(r, s->ch[0].buf) + XATTR_MAX;
 }
 
-/* Next wanted xattr name: FGETXATTR it, or go on to the times. */
+/* After the plain xattrs: mode, ACLs, times, then close (waited for). */
+static void finish_meta(struct us_ring *r, struct slot *s)
+{
+    struct us_job *j = s->job;
+    struct target src = {s->sfd, NULL}, dst = {s->dfd, NULL};
+    struct meta m = {0, US_OP_NONE};
+    struct io_uring_sqe *sqe;
+
+    do_mode(dst, s->mode, &m);
+    if (j->flags & US_P_ACL)
+        copy_acls(src, dst, xa_list(r, s), (ssize_t)s->xa_len, xa_value(r, s), false,
+                  (j->flags & US_F_CLEAR_ACL) != 0, &m);
+    do_times(dst, j->st, j->flags, &m);
+    record(j, m.err, m.op);
+    submit_close_src(r, s);
+    sqe = get_sqe(r);
+    io_uring_prep_close(sqe, s->dfd);
+    io_uring_sqe_set_data64(sqe, udata(slot_index(r, s), 0, T_CLOSE_DST));
+    s->pending++;
+}
+
+/* Next plain (non-ACL) xattr name: io_uring FGETXATTR it, then FSETXATTR;
+ * when none is left, go on to the mode. */
 static void next_xattr(struct us_ring *r, struct slot *s)
 {
     char *list = xa_list(r, s);
+    bool uring = r->ops[IORING_OP_FGETXATTR] && r->ops[IORING_OP_FSETXATTR];
 
-    while (s->xa_pos < s->xa_len) {
+    while ((s->job->flags & US_P_XATTR) && s->xa_pos < s->xa_len) {
         const char *key = list + s->xa_pos;
-        if (!xattr_wanted(key, s->job->flags)) {
+        if (is_acl(key)) {
             s->xa_pos += (uint32_t)strlen(key) + 1;
             continue;
         }
-        if (!r->ops[IORING_OP_FGETXATTR] || !r->ops[IORING_OP_FSETXATTR]) {
-            ssize_t v = fgetxattr(s->sfd, key, xa_value(r, s), XATTR_MAX);
-            if (v < 0 && errno != ENODATA)
-                record(s->job, -errno, US_OP_XATTR_GET);
-            else if (v >= 0 && fsetxattr(s->dfd, key, xa_value(r, s), (size_t)v, 0) < 0)
-                record(s->job, -errno, US_OP_XATTR_SET);
+        if (!uring) {
+            struct meta m = {0, US_OP_NONE};
+            struct target src = {s->sfd, NULL}, dst = {s->dfd, NULL};
+            copy_one_xattr(src, dst, key, xa_value(r, s), &m);
+            record(s->job, m.err, m.op);
             s->xa_pos += (uint32_t)strlen(key) + 1;
             continue;
         }
@@ -936,13 +992,15 @@ static void on_xattr(struct us_ring *r, struct slot *s, enum tag t, int res)
     next_xattr(r, s);
 }
 
-/* Data is all written: size, owner and mode, xattrs, times, close. */
+/* Data is all written: size, then cp's order: owner, xattrs, mode, ACLs,
+ * times, close. */
 static void finish_data(struct us_ring *r, struct slot *s)
 {
     struct us_job *j = s->job;
     struct us_stat want = *j->st;
     uint32_t flags = j->flags, mask = j->mode_mask;
-    int op, ret;
+    struct target src = {s->sfd, NULL}, dst = {s->dfd, NULL};
+    struct meta m = {0, US_OP_NONE};
 
     /* a copy that ends in a hole gets its size here */
     if (s->size_end > s->written_end && ftruncate(s->dfd, (off_t)s->size_end) < 0) {
@@ -959,18 +1017,15 @@ static void finish_data(struct us_ring *r, struct slot *s)
         want.gid = s->old_gid;
         flags |= US_P_OWNER;
     }
-    ret = us_set_meta_fd(s->dfd, &want, flags & ~(uint32_t)US_P_TIMES, mask, &op);
-    record(j, ret, op);
+    s->mode = do_owner(dst, &want, flags, want.mode & mask & 07777, &m);
+    record(j, m.err, m.op);
+    s->xa_len = s->xa_pos = 0;
     if (flags & (US_P_XATTR | US_P_ACL)) {
-        ssize_t n = flistxattr(s->sfd, xa_list(r, s), XATTR_MAX);
-        if (n < 0 && !no_xattr_support(errno))
-            record(j, -errno, US_OP_XATTR_LIST);
-        s->xa_len = n > 0 ? (uint32_t)n : 0;
-        s->xa_pos = 0;
-        next_xattr(r, s);
-        return;
+        m.err = 0;
+        s->xa_len = (uint32_t)list_xattrs(src, xa_list(r, s), &m);
+        record(j, m.err, m.op);
     }
-    finish_meta(r, s);
+    next_xattr(r, s);
 }
 
 static bool copy_range_fallback(int e)

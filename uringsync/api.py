@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from uringsync import engine
 from uringsync.engine import Ring
-from uringsync.walker import Dir, Event, FileError, Options, Walker, join, show
+from uringsync.walker import Dir, Event, FileError, Options, Walker, has_default_acl, join, show
 
 PathLike = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 
@@ -257,6 +257,7 @@ def _copy_one_arg(walker: Walker, p: _Plan, follow: bool, copy_range_min: int | 
         top.dst_fd = os.open(p.dst_parent, o_dir)
         st = engine.stat_at(top.src_fd, p.src_name, follow=follow)
         walker.set_destination(top.dst_fd, copy_range_min)
+        top.acl_default = has_default_acl(top.dst_fd)
     except OSError as e:
         for fd in (top.src_fd, top.dst_fd):
             if fd >= 0:

@@ -37,6 +37,7 @@ F_SPARSE_AUTO: int = lib.US_F_SPARSE_AUTO
 F_SPARSE_ALWAYS: int = lib.US_F_SPARSE_ALWAYS
 F_REFLINK_TRY: int = lib.US_F_REFLINK_TRY
 F_REFLINK_REQUIRE: int = lib.US_F_REFLINK_REQUIRE
+F_CLEAR_ACL: int = lib.US_F_CLEAR_ACL
 
 # io_uring opcodes probed at ring creation, by name
 IORING_OPS: dict[str, int] = {

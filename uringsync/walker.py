@@ -119,6 +119,7 @@ class Dir:
     """A source directory being copied, and its destination twin."""
 
     __slots__ = (
+        "acl_default",
         "done",
         "dst_fd",
         "dst_name",
@@ -161,6 +162,7 @@ class Dir:
         self.skip_contents = False
         self.no_src = False  # the source could not be opened: copy it empty
         self.done = False  # its metadata is applied; only hard links may still use it
+        self.acl_default = False  # the destination has a default ACL (new entries inherit)
         self.top = False  # the parents of the command-line paths: never closed here
 
 
@@ -182,6 +184,15 @@ class LinkGroup:
         self.seen = 1
         self.state = LinkGroup.QUEUED
         self.waiting: list[tuple[Dir, bytes]] = []
+
+
+def has_default_acl(fd: int) -> bool:
+    """Whether entries made in this directory inherit ACLs."""
+    try:
+        os.getxattr(fd, "system.posix_acl_default")
+    except OSError:
+        return False
+    return True
 
 
 def join(a: bytes, b: bytes) -> bytes:
@@ -376,6 +387,7 @@ class Walker:
             self.error(d.dst_path, "opendir_dst", e.errno or E.EIO, msg)
             return False
         d.src_fd, d.dst_fd = src_fd, dst_fd
+        d.acl_default = has_default_acl(dst_fd)
         self.lru[d] = None
         if self.opts.on_verbose:
             self.verbose(d.src_path, d.dst_path)
@@ -592,6 +604,8 @@ class Walker:
             src_fd = self._fds(link_to)[1]
             self._pin(link_to)
         self._pin(d)
+        if d.acl_default and self.opts.preserve_acl:
+            flags |= engine.F_CLEAR_ACL  # remove what the entry inherits
         self.batch.add(src_fd, src_c, dst_fd, dst_c, st, ftype, flags, self.mode_mask)
         self.owners.append(d)
         self.groups.append(group)
