@@ -523,3 +523,266 @@ def assert_error_lines(err: bytes, n: int | None = None) -> list[bytes]:
 
 def count_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
+
+
+# ------------------------------------------- xattrs, ACLs, links, holes
+# (added for test_preserve.py / test_torture.py)
+
+
+def _dump_blocks(out: bytes, root: bytes) -> dict[bytes, list[bytes]]:
+    """Parse getfacl/getfattr output into {relpath: lines}, relpath with the
+    root replaced by "ROOT" so dumps of two trees compare line for line."""
+    blocks: dict[bytes, list[bytes]] = {}
+    cur: list[bytes] | None = None
+    root = root.rstrip(b"/")
+    for ln in out.splitlines():
+        if ln.startswith(b"# file: "):
+            p = ln[len(b"# file: ") :]
+            # getfacl/getfattr escape odd bytes in names (octal); the root we
+            # pass is plain, so its escaped form is itself
+            if p == root:
+                rel = b"ROOT"
+            elif p.startswith(root + b"/"):
+                rel = b"ROOT" + p[len(root) :]
+            else:
+                rel = p
+            cur = blocks.setdefault(rel, [])
+        elif ln.strip() and cur is not None:
+            cur.append(ln)
+    return blocks
+
+
+def acl_dump(root: PathLike) -> dict[bytes, list[bytes]]:
+    """`getfacl -R --absolute-names -P ROOT`, per path (root replaced)."""
+    r = b(root).rstrip(b"/")
+    p = subprocess.run(
+        [b"getfacl", b"-R", b"--absolute-names", b"-P", r], capture_output=True, check=False
+    )
+    assert p.returncode == 0, f"getfacl failed ({p.returncode}): {p.stderr!r}"
+    return _dump_blocks(p.stdout, r)
+
+
+def xattr_dump(root: PathLike) -> dict[bytes, list[bytes]]:
+    """`getfattr -R -d -m - -e hex -h ROOT`, per path (root replaced)."""
+    r = b(root).rstrip(b"/")
+    p = subprocess.run(
+        [b"getfattr", b"-R", b"--absolute-names", b"-d", b"-m", b"-", b"-e", b"hex", b"-h", r],
+        capture_output=True,
+        check=False,
+    )
+    assert p.returncode == 0, f"getfattr failed ({p.returncode}): {p.stderr!r}"
+    return _dump_blocks(p.stdout, r)
+
+
+def diff_dumps(
+    a: dict[bytes, list[bytes]], b_: dict[bytes, list[bytes]], limit: int = 30
+) -> list[str]:
+    lines: list[str] = []
+    for p in sorted(set(a) | set(b_)):
+        la, lb = a.get(p), b_.get(p)
+        if la == lb:
+            continue
+        if la is None or lb is None:
+            lines.append(f"{p!r}: only in {'B' if la is None else 'A'}")
+            continue
+        for x in la:
+            if x not in lb:
+                lines.append(f"{p!r}: only in A: {x[:120]!r}")
+        for x in lb:
+            if x not in la:
+                lines.append(f"{p!r}: only in B: {x[:120]!r}")
+        if sorted(la) == sorted(lb):
+            lines.append(f"{p!r}: same lines, different order")
+    if len(lines) > limit:
+        lines = [*lines[:limit], f"... and {len(lines) - limit} more"]
+    return lines
+
+
+def assert_same_dumps(
+    a: dict[bytes, list[bytes]], b_: dict[bytes, list[bytes]], what: str = "dump"
+) -> None:
+    d = diff_dumps(a, b_)
+    if d:
+        pytest.fail(f"{what} differs (A vs B):\n  " + "\n  ".join(d), pytrace=False)
+
+
+def assert_same_meta(*roots: PathLike) -> None:
+    """getfacl and getfattr dumps of all `roots` are identical (first is A)."""
+    acls = [acl_dump(r) for r in roots]
+    xattrs = [xattr_dump(r) for r in roots]
+    for r, a, x in zip(roots[1:], acls[1:], xattrs[1:], strict=True):
+        assert_same_dumps(acls[0], a, f"getfacl ({b(roots[0])!r} vs {b(r)!r})")
+        assert_same_dumps(xattrs[0], x, f"getfattr ({b(roots[0])!r} vs {b(r)!r})")
+
+
+def inode_map(root: PathLike) -> dict[bytes, os.stat_result]:
+    """relpath -> lstat for every non-directory under root (walked with fds)."""
+    out: dict[bytes, os.stat_result] = {}
+
+    def walk(fd: int, rel: bytes) -> None:
+        for name in sorted(os.fsencode(n) for n in os.listdir(fd)):
+            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            path = rel + b"/" + name if rel else name
+            if stat.S_ISDIR(st.st_mode):
+                sub = os.open(name, O_DIR, dir_fd=fd)
+                try:
+                    walk(sub, path)
+                finally:
+                    os.close(sub)
+            else:
+                out[path] = st
+
+    fd = os.open(b(root), O_DIR)
+    try:
+        walk(fd, b"")
+    finally:
+        os.close(fd)
+    return out
+
+
+def link_groups(root: PathLike) -> set[frozenset[bytes]]:
+    """The hard-link groups (names sharing an inode, 2 or more) under root."""
+    by_ino: dict[tuple[int, int], list[bytes]] = {}
+    for p, st in inode_map(root).items():
+        by_ino.setdefault((st.st_dev, st.st_ino), []).append(p)
+    return {frozenset(v) for v in by_ino.values() if len(v) > 1}
+
+
+def assert_same_links(src: PathLike, dst: PathLike) -> None:
+    """dst has exactly src's hard-link groups, and every name's st_nlink
+    in dst equals its group's size (1 for the others), as in src."""
+    ga, gb = link_groups(src), link_groups(dst)
+    if ga != gb:
+        fmt = lambda gs: sorted(sorted(g) for g in gs)  # noqa: E731
+        pytest.fail(
+            f"hard-link groups differ:\n  src only: {fmt(ga - gb)!r}\n  dst only: {fmt(gb - ga)!r}",
+            pytrace=False,
+        )
+    ma, mb = inode_map(src), inode_map(dst)
+    bad = [
+        f"{p!r}: nlink src={ma[p].st_nlink} dst={mb[p].st_nlink}"
+        for p in sorted(set(ma) & set(mb))
+        if ma[p].st_nlink != mb[p].st_nlink
+    ]
+    assert not bad, "st_nlink differs:\n  " + "\n  ".join(bad[:30])
+
+
+def data_map(path: PathLike) -> list[tuple[int, int]]:
+    """The (start, end) data extents of a file, by SEEK_DATA/SEEK_HOLE."""
+    fd = os.open(b(path), os.O_RDONLY | os.O_CLOEXEC | O_NOATIME)
+    try:
+        size = os.fstat(fd).st_size
+        out: list[tuple[int, int]] = []
+        pos = 0
+        while pos < size:
+            try:
+                start = os.lseek(fd, pos, os.SEEK_DATA)
+            except OSError as e:
+                if e.errno == 6:  # ENXIO: only a hole up to EOF
+                    break
+                raise
+            end = os.lseek(fd, start, os.SEEK_HOLE)
+            out.append((start, end))
+            pos = end
+        return out
+    finally:
+        os.close(fd)
+
+
+def make_sparse(path: PathLike, segments: list[tuple[int, bytes]], size: int) -> None:
+    """A file of `size` bytes holding `data` at each (offset, data); holes elsewhere."""
+    fd = os.open(b(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        for off, data in segments:
+            os.pwrite(fd, data, off)
+        os.ftruncate(fd, size)
+    finally:
+        os.close(fd)
+
+
+def make_socket(path: PathLike) -> None:
+    """A UNIX socket node at path (bound, then closed)."""
+    import socket
+
+    p = b(path)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        if len(p) < 100:
+            s.bind(p)
+        else:  # sun_path is 108 bytes: bind by a short relative name
+            d, n = os.path.split(p)
+            old = os.open(b".", O_DIR & ~os.O_NOFOLLOW)
+            try:
+                os.chdir(d)
+                s.bind(n)
+            finally:
+                os.fchdir(old)
+                os.close(old)
+    finally:
+        s.close()
+
+
+def run_ok(*cmd: PathLike) -> subprocess.CompletedProcess[bytes]:
+    p = subprocess.run([b(c) for c in cmd], capture_output=True, check=False)
+    assert p.returncode == 0, f"{cmd!r} failed ({p.returncode}): {p.stderr!r}"
+    return p
+
+
+@contextlib.contextmanager
+def loop_fs(fstype: str, image_dir: PathLike, size: str = "600M") -> Iterator[bytes]:
+    """Make a `fstype` file system in an image file and mount it (loop).
+
+    Skips the test, with the reason printed, if mkfs is missing or mounting
+    fails.  Always unmounts and detaches the loop device afterwards.
+    """
+    mkfs = {
+        "xfs": ["mkfs.xfs", "-q", "-f", "-m", "reflink=1"],
+        "btrfs": ["mkfs.btrfs", "-q", "-f"],
+        "ext2": ["mkfs.ext2", "-q", "-F"],
+        "ext4": ["mkfs.ext4", "-q", "-F"],
+    }[fstype]
+    if shutil.which(mkfs[0]) is None:
+        reason = f"{mkfs[0]} is not installed (apt-get install {fstype}progs)"
+        print("SKIP:", reason)
+        pytest.skip(reason)
+    d = b(image_dir)
+    img = os.path.join(d, fstype.encode() + b".img")
+    mnt = os.path.join(d, fstype.encode() + b"-mnt")
+    os.makedirs(mnt, exist_ok=True)
+    subprocess.run([b"truncate", b"-s", size.encode(), img], check=True)
+    p = subprocess.run([*[m.encode() for m in mkfs], img], capture_output=True, check=False)
+    if p.returncode != 0:
+        reason = f"{mkfs[0]} failed: {p.stderr.decode(errors='replace').strip()}"
+        print("SKIP:", reason)
+        pytest.skip(reason)
+    mount = [b"mount", b"-t", fstype.encode(), b"-o", b"loop", img, mnt]
+    p = subprocess.run(mount, capture_output=True, check=False)
+    if p.returncode != 0:
+        os.unlink(img)
+        reason = f"mount -t {fstype} -o loop failed: {p.stderr.decode(errors='replace').strip()}"
+        print("SKIP:", reason)
+        pytest.skip(reason)
+    try:
+        yield mnt
+    finally:
+        if subprocess.run([b"umount", mnt], capture_output=True, check=False).returncode:
+            subprocess.run([b"umount", b"-l", mnt], capture_output=True, check=False)
+        # mount -o loop sets autoclear; detach only what is still on our image
+        loops = subprocess.run(
+            [b"losetup", b"-j", img], capture_output=True, check=False
+        ).stdout.splitlines()
+        for ln in loops:
+            dev = ln.split(b":", 1)[0]
+            subprocess.run([b"losetup", b"-d", dev], capture_output=True, check=False)
+        with contextlib.suppress(OSError):
+            os.unlink(img)
+
+
+def mount_ramfs(path: PathLike) -> str | None:
+    """Mount a ramfs (no xattrs at all) at path; None on success, else the reason."""
+    p = subprocess.run(
+        ["mount", "-t", "ramfs", "ramfs", b(path)], capture_output=True, check=False
+    )
+    if p.returncode != 0:
+        return f"mount -t ramfs failed: {p.stderr.decode(errors='replace').strip()}"
+    return None
