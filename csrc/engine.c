@@ -91,6 +91,7 @@ struct slot {
     uint64_t size_end;       /* the size the copy must have (holes at the end) */
     uint32_t xa_len, xa_pos; /* xattr name list in the buffer, and the cursor */
     uint32_t mode;           /* to apply after the plain xattrs */
+    struct us_stat st;       /* the source as fstat saw it once open */
     int fail_op, fail_err;
     uint64_t next_off, eof_off, bytes;
     int nchunks;
@@ -117,6 +118,7 @@ struct us_ring {
     unsigned nretry;
     long failed_jobs;
     unsigned closes_pending; /* fire-and-forget CLOSEs not yet reaped */
+    bool broken;             /* a ring-level failure left work in flight */
     struct statx *sx;
     unsigned *freesx;
 };
@@ -264,8 +266,8 @@ static uint32_t do_owner(struct target t, const struct us_stat *st, uint32_t fla
 
 static void do_mode(struct target t, uint32_t mode, struct meta *m)
 {
-    /* a name here is a node we just made and not a symlink: following is moot */
-    int r = t.name ? fchmodat(t.fd, t.name, mode, 0) : fchmod(t.fd, mode);
+    /* by name: never follow, even if the node we made was swapped meanwhile */
+    int r = t.name ? fchmodat(t.fd, t.name, mode, AT_SYMLINK_NOFOLLOW) : fchmod(t.fd, mode);
     if (r < 0)
         note(m, -errno, US_OP_CHMOD);
 }
@@ -476,7 +478,7 @@ int us_dir_meta(int src_fd, int dst_fd, const struct us_stat *st, uint32_t flags
 int us_stat_at(int dirfd, const char *name, int follow, struct us_stat *st)
 {
     struct statx x;
-    int fl = follow ? 0 : AT_SYMLINK_NOFOLLOW;
+    int fl = AT_NO_AUTOMOUNT | (follow ? 0 : AT_SYMLINK_NOFOLLOW);
 
     if (name[0] == '\0')
         fl |= AT_EMPTY_PATH;
@@ -526,7 +528,7 @@ void us_ring_free(struct us_ring *r)
 {
     if (!r)
         return;
-    if (r->ring.ring_fd > 0)
+    if (r->ring.ring_fd >= 0)
         io_uring_queue_exit(&r->ring);
     if (r->bufmem)
         munmap(r->bufmem, r->bufmem_len);
@@ -749,6 +751,8 @@ long us_scan_dir(struct us_ring *r, int dirfd, struct us_scan *sc)
     for (unsigned i = 0; i < r->nslots; i++)
         freesx[i] = i;
 
+    if (r->broken)
+        return -EIO;
     sc->n = 0;
     sc->names_len = 0;
     ret = scan_list(dirfd, sc);
@@ -762,14 +766,17 @@ long us_scan_dir(struct us_ring *r, int dirfd, struct us_scan *sc)
             unsigned s = freesx[--nfree];
             struct io_uring_sqe *sqe = get_sqe(r);
             io_uring_prep_statx(sqe, dirfd, sc->names + sc->ents[next].name_off,
-                                AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, &r->sx[s]);
+                                AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT, STATX_BASIC_STATS,
+                                &r->sx[s]);
             io_uring_sqe_set_data64(sqe, ((uint64_t)next << 16) | s);
             next++;
             inflight++;
         }
         ret = io_uring_submit_and_wait(&r->ring, 1);
-        if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY)
+        if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
+            r->broken = true; /* statx SQEs still point into sc */
             return ret;
+        }
         struct io_uring_cqe *cqe;
         unsigned head, seen = 0;
         io_uring_for_each_cqe(&r->ring, head, cqe) {
@@ -935,7 +942,7 @@ static void finish_meta(struct us_ring *r, struct slot *s)
     if (j->flags & US_P_ACL)
         copy_acls(src, dst, xa_list(r, s), (ssize_t)s->xa_len, xa_value(r, s), false,
                   (j->flags & US_F_CLEAR_ACL) != 0, &m);
-    do_times(dst, j->st, j->flags, &m);
+    do_times(dst, &s->st, j->flags, &m);
     record(j, m.err, m.op);
     submit_close_src(r, s);
     sqe = get_sqe(r);
@@ -997,7 +1004,7 @@ static void on_xattr(struct us_ring *r, struct slot *s, enum tag t, int res)
 static void finish_data(struct us_ring *r, struct slot *s)
 {
     struct us_job *j = s->job;
-    struct us_stat want = *j->st;
+    struct us_stat want = s->st;
     uint32_t flags = j->flags, mask = j->mode_mask;
     struct target src = {s->sfd, NULL}, dst = {s->dfd, NULL};
     struct meta m = {0, US_OP_NONE};
@@ -1154,7 +1161,7 @@ static void read_next(struct us_ring *r, struct slot *s, int c)
 static void start_data(struct us_ring *r, struct slot *s)
 {
     struct us_job *j = s->job;
-    const struct us_stat *st = j->st;
+    const struct us_stat *st = &s->st;
     uint64_t bs = r->cfg.buf_size;
 
     s->sparse = (j->flags & US_F_SPARSE_ALWAYS) ||
@@ -1249,7 +1256,7 @@ static void on_read(struct us_ring *r, struct slot *s, int c, int res)
     /* Reaching the size statx saw is the end: saves a read that would
      * return 0.  A file that grew past it is read on until EOF. */
     end = ch->off + (uint64_t)res;
-    if (end == s->job->st->size && end < s->eof_off)
+    if (end == s->st.size && end < s->eof_off)
         s->eof_off = end;
     if (end > s->size_end)
         s->size_end = end;
@@ -1284,6 +1291,36 @@ static void on_write(struct us_ring *r, struct slot *s, int c, int res)
         return;
     }
     chunk_done(r, s, c);
+}
+
+/* The scan's lstat may be stale by now.  As cp does, check the open file is
+ * the one listed (else skip it: it was replaced), and take its size, blocks,
+ * owner, mode and times now, so a file that grew or shrank is copied as it
+ * is and keeps matching times. */
+static int refresh_stat(struct slot *s)
+{
+    struct stat sb;
+
+    if (fstat(s->sfd, &sb) < 0) {
+        fail(s, US_OP_STAT, -errno);
+        return -1;
+    }
+    if (sb.st_ino != s->st.ino || major(sb.st_dev) != s->st.dev_major ||
+        minor(sb.st_dev) != s->st.dev_minor || !S_ISREG(sb.st_mode)) {
+        fail(s, US_OP_SRC_CHANGED, -ESTALE);
+        return -1;
+    }
+    s->st.size = (uint64_t)sb.st_size;
+    s->st.blocks = (uint64_t)sb.st_blocks;
+    s->st.mode = sb.st_mode;
+    s->st.uid = sb.st_uid;
+    s->st.gid = sb.st_gid;
+    s->st.nlink = (uint32_t)sb.st_nlink;
+    s->st.atime_sec = sb.st_atim.tv_sec;
+    s->st.atime_nsec = (uint32_t)sb.st_atim.tv_nsec;
+    s->st.mtime_sec = sb.st_mtim.tv_sec;
+    s->st.mtime_nsec = (uint32_t)sb.st_mtim.tv_nsec;
+    return 0;
 }
 
 static bool is_emfile(int res)
@@ -1351,6 +1388,10 @@ static void after_open(struct us_ring *r, struct slot *s)
             return;
         }
         submit_open_dst(r, s);
+        return;
+    }
+    if (refresh_stat(s) < 0) {
+        finish(r, s);
         return;
     }
     start_data(r, s);
@@ -1507,6 +1548,7 @@ static void start_job(struct us_ring *r, struct us_job *j)
 
     memset(s, 0, sizeof *s);
     s->job = j;
+    s->st = *j->st;
     s->sfd = s->dfd = -1;
     s->ch[0].buf = take_buf(r); /* never -1: start_data keeps one per free slot */
     s->nchunks = 1;
@@ -1598,8 +1640,11 @@ static int wait_and_dispatch(struct us_ring *r)
     unsigned head, seen = 0;
     int ret = io_uring_submit_and_wait(&r->ring, 1);
 
-    if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY)
+    if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
+        /* in-flight slots point into the caller's jobs: refuse further use */
+        r->broken = true;
         return ret;
+    }
     io_uring_for_each_cqe(&r->ring, head, cqe) {
         on_cqe(r, io_uring_cqe_get_data64(cqe), cqe->res);
         seen++;
@@ -1612,6 +1657,8 @@ long us_run(struct us_ring *r, struct us_job *jobs, size_t n)
 {
     size_t next = 0;
 
+    if (r->broken)
+        return -EIO;
     r->failed_jobs = 0;
     r->nretry = 0;
     for (size_t i = 0; i < n; i++)

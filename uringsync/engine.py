@@ -63,6 +63,7 @@ OPS: dict[int, str] = {
     lib.US_OP_UNLINK: "unlink",
     lib.US_OP_STAT: "stat",
     lib.US_OP_TYPE: "type",
+    lib.US_OP_SRC_CHANGED: "src_changed",
     lib.US_OP_XATTR_LIST: "xattr_list",
     lib.US_OP_XATTR_GET: "xattr_get",
     lib.US_OP_XATTR_SET: "xattr_set",

@@ -51,7 +51,7 @@ _SPECIALS = frozenset({engine.T_FIFO, engine.T_CHR, engine.T_BLK, engine.T_SOCK}
 
 # Source-side steps: their errors name the source path, and their ENOENT
 # means "vanished while we copied".
-_SOURCE_OPS = frozenset({"open", "read", "stat", "readlink", "opendir", "readdir"})
+_SOURCE_OPS = frozenset({"open", "read", "stat", "readlink", "opendir", "readdir", "src_changed"})
 
 
 def show(path: bytes) -> str:
@@ -258,6 +258,8 @@ class Walker:
     def error(self, path: bytes, op: str, err: int, what: str) -> None:
         if err == E.ENOENT and op in _SOURCE_OPS:
             msg = f"file has vanished: {show(path)}"
+        elif op == "src_changed":
+            msg = what  # the reason is in the words; ESTALE's text would mislead
         else:
             msg = f"{what}: {os.strerror(err)}"
         fe = FileError(path, op, err, msg)
@@ -309,26 +311,28 @@ class Walker:
                 os.close(fd)
         d.src_fd = d.dst_fd = -1
 
-    def _fds(self, d: Dir) -> tuple[int, int]:
+    def _fds(self, d: Dir, need_src: bool = True) -> tuple[int, int]:
         """Open fds of a directory, re-opening it (and closed ancestors) by
-        name from the nearest open ancestor."""
+        name from the nearest open ancestor.  With ``need_src`` False only
+        the destination side is needed (a hard link's target, a finished
+        directory): a source renamed meanwhile does not matter then."""
+
+        def is_open(n: Dir) -> bool:
+            return n.dst_fd >= 0 and (not need_src or n.src_fd >= 0 or n.no_src)
+
         chain: list[Dir] = []
         cur: Dir | None = d
-        while cur is not None and cur.dst_fd < 0:
+        while cur is not None and not is_open(cur):
             chain.append(cur)
             cur = cur.parent
         for node in reversed(chain):
             parent = node.parent
             assert parent is not None
             self._evict(keep=parent)
-            src_fd = -1 if node.no_src else os.open(node.src_name, O_DIR, dir_fd=parent.src_fd)
-            try:
-                dst_fd = os.open(node.dst_name, O_DIR, dir_fd=parent.dst_fd)
-            except OSError:
-                if src_fd >= 0:
-                    os.close(src_fd)
-                raise
-            node.src_fd, node.dst_fd = src_fd, dst_fd
+            if node.dst_fd < 0:
+                node.dst_fd = os.open(node.dst_name, O_DIR, dir_fd=parent.dst_fd)
+            if need_src and node.src_fd < 0 and not node.no_src:
+                node.src_fd = os.open(node.src_name, O_DIR, dir_fd=parent.src_fd)
             self.lru[node] = None
         if not d.top:
             self.lru.move_to_end(d)
@@ -403,7 +407,7 @@ class Walker:
                 cur.scan.free()
                 cur.scan = None
             try:
-                _, dst_fd = self._fds(cur)
+                _, dst_fd = self._fds(cur, need_src=self._dir_needs_src())
             except OSError as e:
                 self.error(
                     cur.dst_path,
@@ -424,6 +428,10 @@ class Walker:
             cur = parent
             if cur is not None:
                 cur.pending -= 1
+
+    def _dir_needs_src(self) -> bool:
+        """A directory's metadata reads its source only to copy xattrs."""
+        return bool(self.flags & (engine.P_XATTR | engine.P_ACL))
 
     def _abandon(self, d: Dir) -> None:
         """A directory that could not be opened or created: nothing below it."""
@@ -523,10 +531,9 @@ class Walker:
                 return
         src_c = ffi.new("char[]", src_name)
         dst_c = ffi.new("char[]", dst_name)
-        self.batch.keep.extend((src_c, dst_c, st))
         flags = self.job_flags | (engine.F_FOLLOW_SRC if follow else 0)
         top.pending += 1
-        self._queue(top, src_c, dst_c, st, st.type, flags, group)
+        self._queue(top, src_c, dst_c, st, st.type, flags, group, keep=(src_c, dst_c, st))
 
     # -------------------------------------------------------- hard links
     def _group_for(
@@ -554,8 +561,17 @@ class Walker:
 
     def _queue_link(self, g: LinkGroup, d: Dir, name: bytes) -> None:
         dst_c = ffi.new("char[]", name)
-        self.batch.keep.append(dst_c)
-        self._queue(d, g.name_c, dst_c, g.st, engine.T_HARDLINK, self.job_flags, None, g.dir)
+        self._queue(
+            d,
+            g.name_c,
+            dst_c,
+            g.st,
+            engine.T_HARDLINK,
+            self.job_flags,
+            None,
+            g.dir,
+            keep=(g.name_c, dst_c, g.st),
+        )
         if g.seen >= g.nlink and not g.waiting:
             self.inodes.pop(g.key, None)  # every name is met: forget the inode
 
@@ -575,14 +591,18 @@ class Walker:
             d, name = g.waiting.pop(0)
             g.dir, g.name_c, g.state = d, ffi.new("char[]", name), LinkGroup.QUEUED
             name_c = ffi.new("char[]", name)
-            self.batch.keep.append(name_c)
-            self._queue(d, name_c, name_c, g.st, g.st.type, self.job_flags, g)
+            self._queue(d, name_c, name_c, g.st, g.st.type, self.job_flags, g, keep=(name_c, g.st))
 
     # ------------------------------------------------------------- queue
     def _pin(self, d: Dir) -> None:
         if d.jobs == 0:
             self.pinned += 1
         d.jobs += 1
+
+    def _unpin(self, d: Dir) -> None:
+        d.jobs -= 1
+        if d.jobs == 0:
+            self.pinned -= 1
 
     def _queue(
         self,
@@ -594,16 +614,33 @@ class Walker:
         flags: int,
         group: LinkGroup | None,
         link_to: Dir | None = None,
+        keep: tuple[object, ...] = (),
     ) -> None:
         """Add a job for an entry of ``d`` (whose ``pending`` already counts
-        it).  A hard link's source is the copy in ``link_to``."""
+        it).  A hard link's source is the copy in ``link_to``.  ``keep``: the
+        C memory the job points to, held until the batch has run."""
         while self.batch.full:
-            self.flush()
-        src_fd, dst_fd = self._fds(d)
-        if link_to is not None:
-            src_fd = self._fds(link_to)[1]
-            self._pin(link_to)
+            self.flush()  # empties batch.keep: only add to it after this
+        # pinned first, so opening one cannot evict the other
         self._pin(d)
+        if link_to is not None:
+            self._pin(link_to)
+        try:
+            src_fd, dst_fd = self._fds(d, need_src=link_to is None)
+            if link_to is not None:
+                src_fd = self._fds(link_to, need_src=False)[1]
+        except OSError as e:
+            self._unpin(d)
+            if link_to is not None:
+                self._unpin(link_to)
+            bad = d.src_path if link_to is None else d.dst_path
+            self.error(bad, "opendir", e.errno or E.EIO, f"cannot open directory {show(bad)}")
+            d.pending -= 1
+            if group is not None:
+                self._group_done(group, ok=False)
+            self._finish_dir(d)
+            return
+        self.batch.keep.extend(keep)
         if d.acl_default and self.opts.preserve_acl:
             flags |= engine.F_CLEAR_ACL  # remove what the entry inherits
         self.batch.add(src_fd, src_c, dst_fd, dst_c, st, ftype, flags, self.mode_mask)
@@ -702,6 +739,7 @@ class Walker:
             "symlink": f"cannot create symbolic link {show(dst)}",
             "unlink": f"cannot remove {show(dst)}",
             "type": f"cannot copy {show(src)}",
+            "src_changed": f"skipping {show(src)}, as it was replaced while being copied",
             "mknod": f"cannot create special file {show(dst)}",
             "link": f"cannot create hard link {show(dst)}",
             "clone": f"failed to clone {show(dst)} from {show(src)}",
