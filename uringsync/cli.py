@@ -9,6 +9,7 @@ Exit codes (rsync's conventions):
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Annotated
 
@@ -126,6 +127,10 @@ def demo(
 
 def main() -> None:
     """Console entry point: usage errors exit 1 (not click's 2), Ctrl-C 130."""
+    # The engine waits in io_uring_enter for a whole batch; Python's SIGINT
+    # handler would only run after it.  Until the copy can be cancelled
+    # cleanly, Ctrl-C ends the process at once, as it does cp.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     try:
         code = app(standalone_mode=False)
     except typer.Exit as e:
