@@ -98,11 +98,6 @@ def fs_type(fd: int) -> int:
     return int(magic[0])
 
 
-def copy_range_min_for(dst_fd: int) -> int:
-    """0 (every file) on an offloading file system, else NEVER."""
-    return 0 if fs_type(dst_fd) in OFFLOAD_FS else NEVER
-
-
 Stat = Any  # cdata 'struct us_stat *'
 
 
