@@ -317,6 +317,11 @@ class Walker:
         the destination side is needed (a hard link's target, a finished
         directory): a source renamed meanwhile does not matter then."""
 
+        if d.dst_fd >= 0 and (d.src_fd >= 0 or d.no_src or not need_src):
+            if not d.top:  # the common case, once per queued file: stay cheap
+                self.lru.move_to_end(d)
+            return d.src_fd, d.dst_fd
+
         def is_open(n: Dir) -> bool:
             return n.dst_fd >= 0 and (not need_src or n.src_fd >= 0 or n.no_src)
 
