@@ -39,7 +39,12 @@ def _report(e: FileError) -> None:
 
 @app.command("cp", help="Copy SRC to DST, or several SRCs into directory DST.\n\n" + EXIT_HELP)
 def cp(
-    paths: Annotated[list[str], typer.Argument(metavar="SRC... DST", show_default=False)],
+    paths: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="SRC... DST", show_default=False, help="Sources, then the destination."
+        ),
+    ],
     archive: Annotated[
         bool, typer.Option("-a", "--archive", help="Same as -dR --preserve=all.")
     ] = False,
