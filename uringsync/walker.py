@@ -289,6 +289,10 @@ class Walker:
             copy_range_min = 0 if offload else engine.NEVER
         self.ring.set_copy_range_min(copy_range_min)
 
+    def dir_error(self, path: bytes, op: str, e: OSError, verb: str = "open") -> None:
+        """A step on a directory failed: 'cannot <verb> directory 'path': reason'."""
+        self.error(path, op, e.errno or E.EIO, f"cannot {verb} directory {show(path)}")
+
     def verbose(self, src: bytes, dst: bytes) -> None:
         if self.opts.on_verbose:
             self.opts.on_verbose(f"{show(src)} -> {show(dst)}")
@@ -351,20 +355,13 @@ class Walker:
         try:
             psrc, pdst = self._fds(parent)
         except OSError as e:
-            self.error(
-                parent.src_path,
-                "opendir",
-                e.errno or E.EIO,
-                f"cannot open directory {show(parent.src_path)}",
-            )
+            self.dir_error(parent.src_path, "opendir", e)
             return False
         self._evict(keep=parent)
         try:
             src_fd = os.open(d.src_name, O_DIR, dir_fd=psrc)
         except OSError as e:
-            self.error(
-                d.src_path, "opendir", e.errno or E.EIO, f"cannot open directory {show(d.src_path)}"
-            )
+            self.dir_error(d.src_path, "opendir", e)
             if e.errno == E.ENOENT:
                 return False
             # As cp does: the directory is still made, empty, with its metadata.
@@ -377,23 +374,21 @@ class Walker:
         except OSError as e:
             if src_fd >= 0:
                 os.close(src_fd)
-            self.error(
-                d.dst_path, "mkdir", e.errno or E.EIO, f"cannot create directory {show(d.dst_path)}"
-            )
+            self.dir_error(d.dst_path, "mkdir", e, verb="create")
             return False
         try:
             dst_fd = os.open(d.dst_name, O_DIR, dir_fd=pdst)
         except OSError as e:
             if src_fd >= 0:
                 os.close(src_fd)
-            if e.errno in (E.ENOTDIR, E.ELOOP):
+            if e.errno in (E.ENOTDIR, E.ELOOP):  # a file or symlink is in the way
                 msg = (
                     f"cannot overwrite non-directory {show(d.dst_path)}"
                     f" with directory {show(d.src_path)}"
                 )
+                self.error(d.dst_path, "opendir_dst", e.errno, msg)
             else:
-                msg = f"cannot open directory {show(d.dst_path)}"
-            self.error(d.dst_path, "opendir_dst", e.errno or E.EIO, msg)
+                self.dir_error(d.dst_path, "opendir_dst", e)
             return False
         d.src_fd, d.dst_fd = src_fd, dst_fd
         d.acl_default = has_default_acl(dst_fd)
@@ -414,12 +409,7 @@ class Walker:
             try:
                 _, dst_fd = self._fds(cur, need_src=self._dir_needs_src())
             except OSError as e:
-                self.error(
-                    cur.dst_path,
-                    "opendir_dst",
-                    e.errno or E.EIO,
-                    f"cannot open directory {show(cur.dst_path)}",
-                )
+                self.dir_error(cur.dst_path, "opendir_dst", e)
             else:
                 ret, op = engine.dir_meta(
                     cur.src_fd, dst_fd, cur.st, self.flags, self.dir_mode_mask
@@ -473,9 +463,7 @@ class Walker:
         try:
             sc = self.ring.scan(d.src_fd, d.src_path)
         except OSError as e:
-            self.error(
-                d.src_path, "readdir", e.errno or E.EIO, f"cannot read directory {show(d.src_path)}"
-            )
+            self.dir_error(d.src_path, "readdir", e, verb="read")
             d.scanned = True
             self._finish_dir(d)
             return subdirs
@@ -639,7 +627,7 @@ class Walker:
             if link_to is not None:
                 self._unpin(link_to)
             bad = d.src_path if link_to is None else d.dst_path
-            self.error(bad, "opendir", e.errno or E.EIO, f"cannot open directory {show(bad)}")
+            self.dir_error(bad, "opendir", e)
             d.pending -= 1
             if group is not None:
                 self._group_done(group, ok=False)
