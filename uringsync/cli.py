@@ -9,9 +9,13 @@ Exit codes (rsync's conventions):
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import json
+import os
 import signal
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -37,7 +41,13 @@ def _report(e: FileError) -> None:
     err(e.message)
 
 
-@app.command("cp", help="Copy SRC to DST, or several SRCs into directory DST.\n\n" + EXIT_HELP)
+@app.command(
+    "cp",
+    help="Copy SRC to DST, or several SRCs into directory DST.\n\n"
+    "When stderr is a terminal (and without -v), a progress bar shows there: files "
+    "done/found, bytes, rate and time left; totals grow as directories are listed. "
+    "Otherwise only errors are printed.\n\n" + EXIT_HELP,
+)
 def cp(
     paths: Annotated[
         list[str],
@@ -88,6 +98,26 @@ def cp(
         int,
         typer.Option("--queue-depth", min=1, max=1024, help="Files in flight at once."),
     ] = engine.DEFAULT_QUEUE_DEPTH,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "-j",
+            "--jobs",
+            min=0,
+            metavar="N",
+            show_default=False,
+            help="Worker processes (default: one per usable CPU; 0: none).",
+        ),
+    ] = None,
+    json_out: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="At the end, print one JSON object with the counts, rates and errors on "
+            "stdout. Errors are still reported on stderr as they happen, and the progress "
+            "bar still shows when stderr is a terminal; -v lines go to stderr.",
+        ),
+    ] = False,
 ) -> None:
     if len(paths) < 2:
         err(
@@ -98,27 +128,81 @@ def cp(
         raise typer.Exit(api.EXIT_FATAL)
     if keep:
         preserve = "mode,ownership,timestamps" + ("," + preserve if preserve else "")
+    # -v lines go to stdout, so no bar with -v; with --json stdout is the JSON's
+    on_verbose = _verbose_to_stderr if json_out else None
+    bar = None
+    if sys.stderr.isatty() and not verbose:
+        from uringsync.progress import ProgressBar  # rich only when it is needed
+
+        bar = ProgressBar()
     try:
-        res = api.copy(
-            paths[:-1],
-            paths[-1],
-            archive=archive,
-            recursive=recursive,
-            preserve=preserve,
-            one_file_system=one_file_system,
-            verbose=verbose,
-            sparse=sparse,
-            reflink=reflink,
-            queue_depth=queue_depth,
-            on_error=_report,
-        )
+        with bar if bar is not None else contextlib.nullcontext():
+            res = api.copy(
+                paths[:-1],
+                paths[-1],
+                archive=archive,
+                recursive=recursive,
+                preserve=preserve,
+                one_file_system=one_file_system,
+                verbose=verbose,
+                sparse=sparse,
+                reflink=reflink,
+                queue_depth=queue_depth,
+                jobs=jobs,
+                progress=bar.progress if bar is not None else None,
+                on_error=bar.error if bar is not None else _report,
+                on_verbose=on_verbose,
+            )
     except api.CopyError as e:
         err(str(e))
         raise typer.Exit(api.EXIT_FATAL) from None
     except OSError as e:
         err(f"{e.strerror}" + (f": {e.filename!r}" if e.filename else ""))
         raise typer.Exit(api.EXIT_FATAL) from None
+    if json_out:
+        print(json.dumps(result_json(res)), flush=True)
     raise typer.Exit(res.exit_code)
+
+
+def _verbose_to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def result_json(res: api.Result) -> dict[str, Any]:
+    """The object ``cp --json`` prints (README.md lists the keys).
+
+    Error paths are bytes on disk: ``path`` is them decoded as UTF-8 with
+    ``\\xNN`` escapes for other bytes (as in the messages), ``path_b64`` the
+    exact bytes in base64.
+    """
+    secs = res.seconds
+    entries = res.files + res.dirs + res.symlinks + res.links + res.specials
+    return {
+        "files": res.files,
+        "dirs": res.dirs,
+        "symlinks": res.symlinks,
+        "links": res.links,
+        "specials": res.specials,
+        "entries": entries,
+        "bytes": res.bytes,
+        "seconds": round(secs, 6),
+        "throughput_bytes_per_s": round(res.bytes / secs, 1) if secs > 0 else 0.0,
+        "files_per_s": round(res.files / secs, 1) if secs > 0 else 0.0,
+        "workers": res.workers,
+        "peak_rss": res.peak_rss,
+        "exit_code": res.exit_code,
+        "errors": [
+            {
+                "path": e.path.decode("utf-8", "backslashreplace"),
+                "path_b64": base64.b64encode(e.path).decode("ascii"),
+                "op": e.op,
+                "errno": e.errno,
+                "error": os.strerror(e.errno) if e.errno else "",
+                "message": e.message,
+            }
+            for e in res.errors
+        ],
+    }
 
 
 @app.command("demo", help="Build a sample tree, copy it with cp -a semantics, and check the copy.")

@@ -1,0 +1,246 @@
+"""The progress bar of ``uringsync cp`` on a terminal (stderr), with rich.
+
+    with ProgressBar() as bar:
+        api.copy(srcs, dst, progress=bar.progress, on_error=bar.error)
+
+The walker reports events (:class:`uringsync.walker.Event`): ``scanned`` when
+a source directory was listed (its entries and the bytes of its regular files
+join the totals, which grow as the walk goes on, as with rsync's incremental
+recursion) and ``batch`` when a batch of jobs finished.  The callback only adds
+to counters and rich's speed samples; rich's own thread redraws the bar a few
+times a second, so thousands of events a second cost next to nothing.
+
+The line shows: entries done / entries found, a bar (bytes when the walker
+reports the sizes of what it found, else entries), bytes copied (/ found),
+the rate, and the time left (estimated from rich's recent speed, the slower of
+the bytes and the entries estimates); once finished, the time taken.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from rich import filesize
+from rich.console import Console
+from rich.progress import BarColumn, Progress, ProgressColumn, Task
+from rich.progress_bar import ProgressBar as _RichBar
+from rich.text import Text
+
+from uringsync.walker import Event, FileError
+
+__all__ = ["ProgressBar"]
+
+
+def _hms(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+class ProgressBar:
+    """A one-line progress display on ``console`` (default: stderr).
+
+    A context manager; the display starts with the first event (so a usage
+    error refused before copying prints no bar) and is stopped on exit, also
+    when the copy raised.
+    """
+
+    def __init__(self, console: Console | None = None, *, refresh_per_second: float = 4) -> None:
+        self.console = console if console is not None else Console(stderr=True)
+        # what was found (grows as directories are listed) and what is done
+        self.entries_found = 0
+        self.bytes_found = 0
+        self.sizes_known = False  # the walker reports the bytes of what it lists
+        self.dirs_listed = 0
+        self.done_items = 0  # files, links, symlinks and specials copied
+        self.bytes_done = 0
+        self.failed = 0
+        self.finished = False
+        self._started = False
+        self._progress = Progress(
+            _EntriesColumn(self),
+            _BarColumn(self, bar_width=30),
+            _BytesColumn(self),
+            _RateColumn(self),
+            _EtaColumn(self),
+            console=self.console,
+            refresh_per_second=refresh_per_second,
+            redirect_stdout=False,  # stdout may carry --json; nothing else writes to it
+            redirect_stderr=True,  # a stray write to stderr goes above the bar
+        )
+        # rich tasks without totals: rich keeps the speed samples, the totals
+        # are ours (a rich task whose completed reaches its total is marked
+        # finished for good, but here the totals grow)
+        self._bytes = self._progress.add_task("bytes", total=None)
+        self._items = self._progress.add_task("entries", total=None, visible=False)
+        self.bytes_task, self.items_task = self._progress.tasks
+
+    # ------------------------------------------------------------ counters
+    @property
+    def entries_done(self) -> int:
+        """Entries done: copied or failed, and directories listed."""
+        return self.done_items + self.failed + self.dirs_listed
+
+    @property
+    def entries_total(self) -> int:
+        # a command-line directory is listed but is no entry of a listed one
+        return max(self.entries_found, self.entries_done)
+
+    # ----------------------------------------------------------- callbacks
+    def progress(self, ev: Event) -> None:
+        """The ``progress`` callback for :func:`uringsync.api.copy`."""
+        if ev.kind == "batch":
+            self.done_items += ev.files
+            self.bytes_done += ev.bytes
+            self._progress.update(self._items, advance=ev.files)
+            self._progress.update(self._bytes, advance=ev.bytes)
+        elif ev.kind == "scanned":
+            self.dirs_listed += 1
+            self.entries_found += ev.entries
+            if ev.bytes:
+                self.bytes_found += ev.bytes
+                self.sizes_known = True
+            self._progress.update(self._items, advance=1)
+        if not self._started:
+            self._start()
+
+    def error(self, e: FileError) -> None:
+        """The ``on_error`` callback: one line on stderr, above the bar."""
+        self.failed += 1
+        self.print(f"uringsync: {e.message}")
+
+    def print(self, line: str) -> None:
+        """Print a line on the console without disturbing the bar."""
+        self.console.print(
+            line, markup=False, highlight=False, emoji=False, soft_wrap=True, style=None
+        )
+
+    # ------------------------------------------------------- start / stop
+    def _start(self) -> None:
+        self._started = True
+        self._progress.start()
+
+    def __enter__(self) -> ProgressBar:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close(completed=exc_type is None)
+
+    def close(self, completed: bool = True) -> None:
+        """Draw the last state (with the time taken if ``completed``) and stop."""
+        if not self._started:
+            return
+        self._started = False
+        self.finished = completed
+        self._progress.stop()  # draws once more, then restores the cursor
+
+
+class _EntriesColumn(ProgressColumn):
+    def __init__(self, bar: ProgressBar) -> None:
+        self.bar = bar
+        super().__init__()
+
+    def render(self, task: Task) -> Text:
+        b = self.bar
+        return Text(f"{b.entries_done:,}/{b.entries_total:,} files", style="progress.download")
+
+
+class _BarColumn(BarColumn):
+    def __init__(self, bar: ProgressBar, bar_width: int) -> None:
+        self.bar = bar
+        super().__init__(bar_width=bar_width)
+
+    def render(self, task: Task) -> _RichBar:
+        b = self.bar
+        if b.sizes_known and b.bytes_found:
+            total, done = b.bytes_found, b.bytes_done
+        elif b.entries_total:
+            total, done = b.entries_total, b.entries_done
+        else:
+            total, done = 0, 0
+        if b.finished:
+            total = done = max(done, 1)  # everything there was to do is done
+        return _RichBar(
+            total=max(done, total) if total else None,
+            completed=done,
+            width=self.bar_width,
+            pulse=not total,
+            animation_time=task.get_time(),
+            style=self.style,
+            complete_style=self.complete_style,
+            finished_style=self.finished_style,
+            pulse_style=self.pulse_style,
+        )
+
+
+class _BytesColumn(ProgressColumn):
+    """``12.3/45.6 MB``, or ``12.3 MB`` while sizes are not known."""
+
+    def __init__(self, bar: ProgressBar) -> None:
+        self.bar = bar
+        super().__init__()
+
+    def render(self, task: Task) -> Text:
+        b = self.bar
+        done = b.bytes_done
+        total = max(b.bytes_found, done) if b.sizes_known else None
+        unit, suffix = filesize.pick_unit_and_suffix(
+            done if total is None else total,
+            ["B", "kB", "MB", "GB", "TB", "PB", "EB"],
+            1000,
+        )
+        precision = 0 if unit == 1 else 1
+        text = f"{done / unit:,.{precision}f}"
+        if total is not None:
+            text += f"/{total / unit:,.{precision}f}"
+        return Text(f"{text} {suffix}", style="progress.download")
+
+
+class _RateColumn(ProgressColumn):
+    """Bytes per second over rich's recent samples; the average over the
+    whole run until there are two samples, and once finished."""
+
+    def __init__(self, bar: ProgressBar) -> None:
+        self.bar = bar
+        super().__init__()
+
+    def render(self, task: Task) -> Text:
+        speed = None if self.bar.finished else task.speed
+        if speed is None:
+            elapsed = task.elapsed or 0.0
+            if elapsed <= 0:
+                return Text("? B/s", style="progress.data.speed")
+            speed = self.bar.bytes_done / elapsed
+        value = float(speed)
+        for unit in ("B", "kB", "MB", "GB", "TB", "PB"):
+            if value < 999.95 or unit == "PB":
+                break
+            value /= 1000
+        text = f"{value:.0f}" if unit == "B" else f"{value:,.1f}"
+        return Text(f"{text} {unit}/s", style="progress.data.speed")
+
+
+class _EtaColumn(ProgressColumn):
+    """``eta 0:01:23`` (``eta -:--:--`` until there is a rate), then ``took 0:00:05``."""
+
+    def __init__(self, bar: ProgressBar) -> None:
+        self.bar = bar
+        super().__init__()
+
+    def render(self, task: Task) -> Text:
+        b = self.bar
+        if b.finished:
+            return Text(f"took {_hms(task.elapsed or 0.0)}", style="progress.elapsed")
+        estimates: list[float] = []
+        items = b.items_task
+        if items.speed:
+            estimates.append(max(0, b.entries_total - b.entries_done) / items.speed)
+        if b.sizes_known and task.speed:
+            estimates.append(max(0, b.bytes_found - b.bytes_done) / task.speed)
+        if not estimates:
+            return Text("eta -:--:--", style="progress.remaining")
+        return Text(f"eta {_hms(max(estimates))}", style="progress.remaining")
