@@ -18,6 +18,10 @@
 #define US_T_SOCK 7
 /* a job only: make dst a hard link to src (src = an earlier copy) */
 #define US_T_HARDLINK 8
+/* a job only: copy bytes [off, off+len) between two open files (src_dirfd,
+ * dst_dirfd are the files' fds); no open, metadata or close: the walker owns
+ * the file and splits a big one into ranges copied by several workers */
+#define US_T_RANGE 9
 
 /* ---- what to preserve (us_job.flags) ---- */
 #define US_P_OWNER 1
@@ -68,6 +72,14 @@
 #define US_OP_CLONE 21
 #define US_OP_SEEK 22
 #define US_OP_TRUNCATE 23
+/* the run was stopped (SIGINT/SIGTERM) while this job was in flight */
+#define US_OP_STOPPED 24
+
+/* ---- how far a job got (us_job.state): a dead worker's jobs in state
+ *      QUEUED or STARTED are copied again by another worker ---- */
+#define US_JOB_QUEUED 0
+#define US_JOB_STARTED 1
+#define US_JOB_DONE 2
 
 /* ---- data path chosen for a file (us_job.path) ---- */
 #define US_PATH_NONE 0
@@ -145,6 +157,24 @@ struct us_job {
     int32_t op;    /* US_OP_* of the failing step */
     int32_t path;  /* US_PATH_* used for the data */
     uint32_t tries; /* engine-internal: opens retried after EMFILE */
+    uint32_t state; /* US_JOB_*, written by us_run as the job moves on */
+    uint64_t off, len; /* US_T_RANGE: the byte range to copy */
+};
+
+/* A batch of jobs laid out in one block of memory: the jobs, copies of their
+ * stats, and their names.  The block is shared (MAP_SHARED) with the worker
+ * processes, mapped at the same address in all of them, so the pointers in
+ * the jobs hold in every process.  Directory fds travel separately
+ * (SCM_RIGHTS): us_batch_pack_fds turns them into indices, us_batch_bind_fds
+ * back into the receiving process's fds. */
+struct us_batch {
+    struct us_job *jobs;
+    struct us_stat *stats;
+    char *names;
+    uint32_t cap, n;
+    uint64_t names_cap, names_used;
+    uint64_t copy_range_min; /* the data path for this batch's destination */
+    int64_t result;          /* us_run's return, set by the worker */
 };
 
 struct us_ring;
@@ -199,3 +229,42 @@ int us_set_meta_fd(int fd, const struct us_stat *st, uint32_t flags,
  * Returns 0 or the first -errno with *op set to its step. */
 int us_dir_meta(int src_fd, int dst_fd, const struct us_stat *st, uint32_t flags,
                 uint32_t mode_mask, int *op);
+
+/* Big files, split into US_T_RANGE jobs.  us_big_open opens the source
+ * (checked to be the file `st` describes, whose size, mode, owner and times
+ * it refreshes) and creates the destination (O_EXCL, never following), both
+ * O_DIRECT if `direct` and the file systems take it.  fds[0], fds[1] get
+ * them; returns 1|2 for which ends are O_DIRECT, or -errno with *op set.
+ * us_big_finish copies bytes [tail_off, size) without O_DIRECT, then the
+ * metadata in cp's order; the caller closes both fds. */
+int us_big_open(int src_dirfd, const char *src_name, int dst_dirfd, const char *dst_name,
+                struct us_stat *st, int direct, int *fds, int *op);
+int us_big_finish(int sfd, int dfd, uint64_t tail_off, const struct us_stat *st,
+                  uint32_t flags, uint32_t mode_mask, int *op);
+
+/* Bytes of memory a batch of `cap` jobs needs (names: `names_cap` bytes). */
+size_t us_batch_size(uint32_t cap, uint64_t names_cap);
+/* Lay a batch out in `mem` (us_batch_size bytes, the struct first). */
+struct us_batch *us_batch_init(void *mem, uint32_t cap, uint64_t names_cap);
+/* Append a job; names and stat are copied in (dst_name == src_name is
+ * stored once).  Returns its index, or -ENOSPC when the batch is full. */
+long us_batch_add(struct us_batch *b, int src_dirfd, const char *src_name, int dst_dirfd,
+                  const char *dst_name, const struct us_stat *st, uint32_t type,
+                  uint32_t flags, uint32_t mode_mask);
+/* Replace the jobs' fds by indices into fds[] (the distinct fds, in order of
+ * first use).  Returns how many, or -E2BIG when more than `max`. */
+long us_batch_pack_fds(struct us_batch *b, int *fds, size_t max);
+/* Indices back to fds (those received); -EBADF on an index out of range. */
+int us_batch_bind_fds(struct us_batch *b, const int *fds, size_t n);
+
+/* Stopping.  us_catch_stop(1, fd) makes SIGINT and SIGTERM set a flag (and
+ * write a byte to `fd` if >= 0, to wake a poll); us_catch_stop(0, -1) puts
+ * the previous handlers back.  With the flag set, us_run fails the jobs in
+ * flight (US_OP_STOPPED; partial destinations unlinked), starts no more and
+ * returns -EINTR; us_scan_dir returns -EINTR. */
+int us_catch_stop(int on, int wake_fd);
+int us_stop_requested(void);
+void us_request_stop(void);
+void us_clear_stop(void);
+/* A worker: get SIGKILL when the parent dies (prctl PR_SET_PDEATHSIG). */
+int us_die_with_parent(void);

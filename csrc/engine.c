@@ -86,6 +86,7 @@ struct slot {
     bool failed, dst_created, dst_retried, need_replace, emfile;
     bool replaced;           /* an existing file was replaced: old_* are its */
     bool sparse, zero_holes; /* seek over the source's holes; skip zero runs */
+    bool range;              /* US_T_RANGE: the fds are the caller's */
     uint32_t old_mode, old_uid, old_gid;
     uint64_t written_end;    /* end of the last byte written */
     uint64_t size_end;       /* the size the copy must have (holes at the end) */
@@ -500,6 +501,129 @@ static int meta_at(const struct us_job *j, char *buf, int *op)
     return m.err;
 }
 
+/* ------------------------------------------------------------ big files
+ * A big file is split into US_T_RANGE jobs that several workers copy at
+ * once.  The walker opens both ends here, hands the fds to the workers, and
+ * completes the file with us_big_finish once every range is in. */
+
+static void stat_from(struct us_stat *st, const struct stat *sb)
+{
+    st->size = (uint64_t)sb->st_size;
+    st->blocks = (uint64_t)sb->st_blocks;
+    st->mode = sb->st_mode;
+    st->uid = sb->st_uid;
+    st->gid = sb->st_gid;
+    st->nlink = (uint32_t)sb->st_nlink;
+    st->atime_sec = sb->st_atim.tv_sec;
+    st->atime_nsec = (uint32_t)sb->st_atim.tv_nsec;
+    st->mtime_sec = sb->st_mtim.tv_sec;
+    st->mtime_nsec = (uint32_t)sb->st_mtim.tv_nsec;
+}
+
+int us_big_open(int src_dirfd, const char *src_name, int dst_dirfd, const char *dst_name,
+                struct us_stat *st, int direct, int *fds, int *op)
+{
+    int dflag = direct ? O_DIRECT : 0, sfd, dfd, ret = 0;
+    struct stat sb;
+
+    fds[0] = fds[1] = -1;
+    sfd = openat(src_dirfd, src_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | dflag);
+    if (sfd < 0 && dflag && errno == EINVAL) /* no O_DIRECT on this fs */
+        sfd = openat(src_dirfd, src_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (sfd < 0) {
+        *op = US_OP_OPEN_SRC;
+        return -errno;
+    }
+    if (fstat(sfd, &sb) < 0) {
+        *op = US_OP_STAT;
+        ret = -errno;
+        goto fail;
+    }
+    if (sb.st_ino != st->ino || major(sb.st_dev) != st->dev_major ||
+        minor(sb.st_dev) != st->dev_minor || !S_ISREG(sb.st_mode)) {
+        *op = US_OP_SRC_CHANGED;
+        ret = -ESTALE;
+        goto fail;
+    }
+    stat_from(st, &sb);
+    dfd = openat(dst_dirfd, dst_name,
+                 O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | dflag, 0600);
+    if (dfd < 0 && dflag && errno == EINVAL)
+        dfd = openat(dst_dirfd, dst_name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                     0600);
+    if (dfd < 0) {
+        *op = US_OP_OPEN_DST;
+        ret = -errno;
+        goto fail;
+    }
+    fds[0] = sfd;
+    fds[1] = dfd;
+    return ((fcntl(sfd, F_GETFL) & O_DIRECT) ? 1 : 0) | ((fcntl(dfd, F_GETFL) & O_DIRECT) ? 2 : 0);
+fail:
+    close(sfd);
+    return ret;
+}
+
+static int clear_direct(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || ((fl & O_DIRECT) && fcntl(fd, F_SETFL, fl & ~O_DIRECT) < 0))
+        return -errno;
+    return 0;
+}
+
+int us_big_finish(int sfd, int dfd, uint64_t tail_off, const struct us_stat *st,
+                  uint32_t flags, uint32_t mode_mask, int *op)
+{
+    struct target src = {sfd, NULL}, dst = {dfd, NULL};
+    char *buf = malloc(2 * XATTR_MAX);
+    struct meta m;
+    int ret;
+
+    *op = US_OP_NONE;
+    if (!buf) {
+        *op = US_OP_XATTR_LIST;
+        return -ENOMEM;
+    }
+    /* the unaligned tail that O_DIRECT could not take */
+    if (tail_off < st->size) {
+        if ((ret = clear_direct(sfd)) < 0 || (ret = clear_direct(dfd)) < 0) {
+            *op = US_OP_WRITE;
+            goto out;
+        }
+        uint64_t off = tail_off;
+        while (off < st->size) {
+            size_t want = st->size - off > 2 * XATTR_MAX ? 2 * XATTR_MAX : st->size - off;
+            ssize_t n = pread(sfd, buf, want, (off_t)off), w = 0;
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0) {
+                *op = US_OP_READ;
+                ret = n < 0 ? -errno : -ESTALE; /* shrank while copied */
+                goto out;
+            }
+            while (w < n) {
+                ssize_t k = pwrite(dfd, buf + w, (size_t)(n - w), (off_t)(off + (uint64_t)w));
+                if (k < 0 && errno == EINTR)
+                    continue;
+                if (k <= 0) {
+                    *op = US_OP_WRITE;
+                    ret = k < 0 ? -errno : -EIO;
+                    goto out;
+                }
+                w += k;
+            }
+            off += (uint64_t)n;
+        }
+    }
+    m = meta_sync(src, dst, st, flags, mode_mask, buf, false, (flags & US_F_CLEAR_ACL) != 0);
+    ret = m.err;
+    *op = m.op;
+out:
+    free(buf);
+    return ret;
+}
+
 /* ------------------------------------------------------------- the ring */
 
 static int ring_init(struct us_ring *r, unsigned entries)
@@ -762,6 +886,8 @@ long us_scan_dir(struct us_ring *r, int dirfd, struct us_scan *sc)
     /* STATX has no fast path in io_uring: each one runs in a kernel worker.
      * That is what a cold tree wants: many inode reads in flight at once. */
     while (next < sc->n || inflight) {
+        if (us_stop_flag)
+            next = sc->n; /* submit no more; let those in flight land */
         while (nfree && next < sc->n) {
             unsigned s = freesx[--nfree];
             struct io_uring_sqe *sqe = get_sqe(r);
@@ -793,7 +919,7 @@ long us_scan_dir(struct us_ring *r, int dirfd, struct us_scan *sc)
         }
         io_uring_cq_advance(&r->ring, seen);
     }
-    return (long)sc->n;
+    return us_stop_flag ? -EINTR : (long)sc->n;
 }
 
 void us_scan_free(struct us_scan *sc)
@@ -836,9 +962,9 @@ static void finish(struct us_ring *r, struct slot *s)
     struct us_job *j = s->job;
 
     if (s->failed) {
-        if (s->sfd >= 0)
+        if (s->sfd >= 0 && !s->range)
             close(s->sfd);
-        if (s->dfd >= 0)
+        if (s->dfd >= 0 && !s->range)
             close(s->dfd);
         /* Never leave a partial file behind under the final name. */
         if (s->dst_created)
@@ -855,6 +981,7 @@ static void finish(struct us_ring *r, struct slot *s)
         r->ok_since_emfile = 0;
     }
     j->bytes = s->failed ? 0 : (int64_t)s->bytes;
+    j->state = US_JOB_DONE;
     release_slot(r, s);
 }
 
@@ -868,6 +995,7 @@ static void requeue(struct us_ring *r, struct slot *s)
     if (s->dst_created)
         unlinkat(s->job->dst_dirfd, s->job->dst_name, 0);
     s->job->tries++;
+    s->job->state = US_JOB_QUEUED;
     r->retry[r->nretry++] = s->job;
     r->max_inflight = r->inflight > 1 ? r->inflight - 1 : 1;
     r->ok_since_emfile = 0;
@@ -1094,7 +1222,7 @@ static void maybe_done(struct us_ring *r, struct slot *s)
 {
     if (s->pending)
         return;
-    if (s->failed)
+    if (s->failed || s->range)
         finish(r, s);
     else
         finish_data(r, s);
@@ -1207,6 +1335,28 @@ static void start_data(struct us_ring *r, struct slot *s)
         want = r->cfg.chunks_per_file;
     /* Leave one buffer for every slot that is free, so a job can always
      * start: start_job relies on it. */
+    while ((uint64_t)s->nchunks < want && r->nfree > r->nfreeslots)
+        s->ch[s->nchunks++].buf = take_buf(r);
+    for (int c = 0; c < s->nchunks; c++)
+        read_next(r, s, c);
+    maybe_done(r, s);
+}
+
+/* A range of a big file: the walker opened both files (maybe O_DIRECT:
+ * buffers and chunks are page-aligned, and it keeps ranges aligned). */
+static void start_range(struct us_ring *r, struct slot *s)
+{
+    struct us_job *j = s->job;
+    uint64_t bs = r->cfg.buf_size, want = j->len / bs + (j->len % bs ? 1 : 0);
+
+    s->range = true;
+    s->sfd = j->src_dirfd;
+    s->dfd = j->dst_dirfd;
+    j->path = US_PATH_URING;
+    s->next_off = j->off;
+    s->eof_off = j->off + j->len;
+    if (want > r->cfg.chunks_per_file)
+        want = r->cfg.chunks_per_file;
     while ((uint64_t)s->nchunks < want && r->nfree > r->nfreeslots)
         s->ch[s->nchunks++].buf = take_buf(r);
     for (int c = 0; c < s->nchunks; c++)
@@ -1558,9 +1708,13 @@ static void start_job(struct us_ring *r, struct us_job *j)
     j->op = US_OP_NONE;
     j->bytes = 0;
     j->path = US_PATH_NONE;
+    j->state = US_JOB_STARTED;
     r->inflight++;
 
     switch (j->type) {
+    case US_T_RANGE:
+        start_range(r, s);
+        break;
     case US_T_REG: {
         struct io_uring_sqe *sqe;
         reserve_sqes(r, 2);
@@ -1663,7 +1817,24 @@ long us_run(struct us_ring *r, struct us_job *jobs, size_t n)
     r->nretry = 0;
     for (size_t i = 0; i < n; i++)
         jobs[i].tries = 0;
+    bool stopping = false;
     for (;;) {
+        if (us_stop_flag && !stopping) {
+            /* Fail what is in flight (each unlinks its partial copy as its
+             * last ops land) and start nothing more. */
+            stopping = true;
+            for (unsigned i = 0; i < r->nslots; i++)
+                if (r->slots[i].job)
+                    fail(&r->slots[i], US_OP_STOPPED, -EINTR);
+        }
+        if (stopping) {
+            if (r->inflight == 0)
+                break;
+            int ret = wait_and_dispatch(r);
+            if (ret < 0)
+                return ret;
+            continue;
+        }
         while (r->inflight < r->max_inflight && r->nfreeslots) {
             struct us_job *j;
             if (r->nretry)
@@ -1687,5 +1858,5 @@ long us_run(struct us_ring *r, struct us_job *jobs, size_t n)
         if (ret < 0)
             return ret;
     }
-    return r->failed_jobs;
+    return stopping ? -EINTR : r->failed_jobs;
 }

@@ -70,7 +70,6 @@ def add_job(
         st = engine.stat_at(d.sfd, name)
     s_c = ffi.new("char[]", name)
     d_c = ffi.new("char[]", dst_name if dst_name is not None else name)
-    batch.keep.extend((s_c, d_c, st))
     return batch.add(d.sfd, s_c, d.dfd, d_c, st, int(st.type), flags, mask)
 
 

@@ -9,13 +9,27 @@ from __future__ import annotations
 
 import os
 import stat as S
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from uringsync import engine
+from uringsync._uring import lib
 from uringsync.engine import Ring
-from uringsync.walker import Dir, Event, FileError, Options, Walker, has_default_acl, join, show
+from uringsync.pool import Pool, peak_rss_self, usable_cpus
+from uringsync.walker import (
+    Dir,
+    Event,
+    FileError,
+    Options,
+    Stopped,
+    Walker,
+    fd_budget,
+    has_default_acl,
+    join,
+    show,
+)
 
 PathLike = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 
@@ -23,6 +37,9 @@ EXIT_OK = 0
 EXIT_FATAL = 1
 EXIT_PARTIAL = 23
 EXIT_VANISHED = 24
+
+# O_DIRECT for split big files: see docs/benchmarks.md for the measurements.
+DIRECT_DEFAULT = False
 
 PRESERVE_NAMES = ("mode", "ownership", "timestamps", "links", "context", "xattr", "all")
 
@@ -42,6 +59,8 @@ class Result:
     specials: int = 0
     bytes: int = 0
     seconds: float = 0.0
+    workers: int = 0  # worker processes used (0: copied in this process)
+    peak_rss: int = 0  # bytes: peak resident memory summed over all processes
 
 
 @dataclass(frozen=True)
@@ -161,16 +180,26 @@ def copy(
     sparse: str = "auto",
     reflink: str = "auto",
     queue_depth: int = engine.DEFAULT_QUEUE_DEPTH,
+    jobs: int | None = None,
     progress: Callable[[Event], None] | None = None,
     on_error: Callable[[FileError], None] | None = None,
     on_verbose: Callable[[str], None] | None = None,
     copy_range_min: int | None = None,
+    direct: bool | None = None,
 ) -> Result:
     """Copy like ``cp``: ``archive=True`` is ``cp -a``.
 
     ``copy_range_min``: files at least this big use copy_file_range, smaller
     ones io_uring READ/WRITE; None picks by the destination's file system
     (see docs/design.md).
+
+    ``jobs``: worker processes, each pinned to a CPU with its own ring
+    (None: one per usable CPU; 0: copy in this process).  ``direct``:
+    O_DIRECT for big files split across workers (None: the measured
+    default, see docs/benchmarks.md).
+
+    SIGINT and SIGTERM stop the copy (workers stopped, partial files
+    removed) and raise :class:`Stopped`, a KeyboardInterrupt.
 
     Raises CopyError for usage errors (nothing copied).  Per-file failures are
     in ``Result.errors``; ``Result.exit_code`` follows rsync: 0 all copied,
@@ -208,23 +237,20 @@ def copy(
         recursive=recursive,
         one_file_system=one_file_system,
         queue_depth=queue_depth,
+        jobs=len(usable_cpus()) if jobs is None else max(0, jobs),
+        direct=DIRECT_DEFAULT if direct is None else direct,
         progress=progress,
         on_error=on_error,
         on_verbose=on_verbose if verbose else None,
     )
-    tops: list[Dir] = []
-    with Ring(queue_depth=queue_depth) as ring:
-        walker = Walker(ring, opts)
-        try:
-            for p in plans:
-                tops.append(_copy_one_arg(walker, p, not recursive, copy_range_min))
-            walker.drain()
-        finally:
-            walker.close()
-            # open until the end: hard links may join names across arguments
-            for top in tops:
-                os.close(top.src_fd)
-                os.close(top.dst_fd)
+    budget = fd_budget()  # raises RLIMIT_NOFILE before the workers are forked
+    pool = (
+        Pool(opts.jobs, queue_depth, min(budget[1], queue_depth), opts.batch_size)
+        if opts.jobs
+        else None
+    )
+    walker = _run(plans, opts, pool, budget, not recursive, copy_range_min)
+    peak = peak_rss_self() + (pool.peak_rss() if pool else 0)
     t = walker.totals
     if not t.errors:
         code = EXIT_OK
@@ -242,7 +268,55 @@ def copy(
         specials=t.specials,
         bytes=t.bytes,
         seconds=time.monotonic() - started,
+        workers=opts.jobs,
+        peak_rss=peak,
     )
+
+
+def _run(
+    plans: list[_Plan],
+    opts: Options,
+    pool: Pool | None,
+    budget: tuple[int, int],
+    follow: bool,
+    copy_range_min: int | None,
+) -> Walker:
+    """Walk and copy every command-line SRC; stop cleanly on SIGINT/SIGTERM."""
+    tops: list[Dir] = []
+    wake_r, wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+    catching = threading.current_thread() is threading.main_thread()
+    if catching:
+        lib.us_clear_stop()
+        engine.check(lib.us_catch_stop(1, wake_w), "sigaction")
+    ok = False
+    try:
+        with Ring(queue_depth=opts.queue_depth) as ring:
+            walker = Walker(ring, opts, pool, budget, wake_r)
+            try:
+                for p in plans:
+                    tops.append(_copy_one_arg(walker, p, follow, copy_range_min))
+                walker.drain()
+                ok = True
+            finally:
+                if not ok:
+                    if pool is not None:
+                        pool.stop()  # the workers remove their partial files
+                    walker.abort()
+                walker.close()
+                # open until the end: hard links may join names across arguments
+                for top in tops:
+                    os.close(top.src_fd)
+                    os.close(top.dst_fd)
+        if pool is not None:
+            pool.close()
+    finally:
+        if catching:
+            lib.us_catch_stop(0, -1)
+        os.close(wake_r)
+        os.close(wake_w)
+    if lib.us_stop_requested():
+        raise Stopped
+    return walker
 
 
 def _copy_one_arg(walker: Walker, p: _Plan, follow: bool, copy_range_min: int | None) -> Dir:

@@ -7,6 +7,7 @@ Nothing here walks trees or prints.
 
 from __future__ import annotations
 
+import mmap
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +25,9 @@ T_CHR: int = lib.US_T_CHR
 T_BLK: int = lib.US_T_BLK
 T_SOCK: int = lib.US_T_SOCK
 T_HARDLINK: int = lib.US_T_HARDLINK
+T_RANGE: int = lib.US_T_RANGE
+JOB_DONE: int = lib.US_JOB_DONE
+JOB_STARTED: int = lib.US_JOB_STARTED
 
 # What to preserve (US_P_*) and flags
 P_OWNER: int = lib.US_P_OWNER
@@ -72,6 +76,7 @@ OPS: dict[int, str] = {
     lib.US_OP_CLONE: "clone",
     lib.US_OP_SEEK: "seek",
     lib.US_OP_TRUNCATE: "truncate",
+    lib.US_OP_STOPPED: "stopped",
 }
 
 DEFAULT_QUEUE_DEPTH = 64
@@ -172,13 +177,27 @@ class Scan:
 
 
 class Batch:
-    """A fixed-capacity array of jobs; ``keep`` holds what their pointers use."""
+    """A fixed-capacity batch of jobs in one block of shared memory
+    (``struct us_batch``): jobs, copies of their stats and their names.
 
-    def __init__(self, capacity: int) -> None:
+    The block is an anonymous MAP_SHARED mapping, so worker processes forked
+    after it was made see it at the same address: the walker fills it, a
+    worker runs it and writes each job's result in place."""
+
+    NAME_RESERVE = 1024  # room for two NAME_MAX names: checked by ``full``
+
+    def __init__(self, capacity: int, names_cap: int | None = None) -> None:
+        names_cap = names_cap or capacity * 96 + self.NAME_RESERVE
+        size = lib.us_batch_size(capacity, names_cap)
+        self._mem = mmap.mmap(-1, size)
+        self._buf = ffi.from_buffer(self._mem)
+        self.c: Any = lib.us_batch_init(self._buf, capacity, names_cap)
+        self.jobs: Any = self.c.jobs
         self.capacity = capacity
-        self.jobs = ffi.new("struct us_job[]", capacity)
-        self.n = 0
-        self.keep: list[object] = []
+
+    @property
+    def n(self) -> int:
+        return int(self.c.n)
 
     def add(
         self,
@@ -191,26 +210,21 @@ class Batch:
         flags: int,
         mode_mask: int,
     ) -> int:
-        i = self.n
-        j = self.jobs[i]
-        j.src_dirfd = src_dirfd
-        j.dst_dirfd = dst_dirfd
-        j.src_name = src_name
-        j.dst_name = dst_name
-        j.st = st
-        j.type = ftype
-        j.flags = flags
-        j.mode_mask = mode_mask
-        self.n = i + 1
-        return i
+        """Append a job (names and stat are copied in); returns its index."""
+        i: int = lib.us_batch_add(
+            self.c, src_dirfd, src_name, dst_dirfd, dst_name, st, ftype, flags, mode_mask
+        )
+        return check(i, "batch")
 
     @property
     def full(self) -> bool:
-        return self.n >= self.capacity
+        c = self.c
+        return bool(c.n >= c.cap or c.names_used + self.NAME_RESERVE > c.names_cap)
 
     def clear(self) -> None:
-        self.n = 0
-        self.keep.clear()
+        self.c.n = 0
+        self.c.names_used = 0
+        self.c.result = 0
 
 
 class Ring:
@@ -276,4 +290,6 @@ class Ring:
 
     def run(self, batch: Batch) -> int:
         """Copy every job in the batch; returns how many failed."""
-        return check(lib.us_run(self._ring, batch.jobs, batch.n), "io_uring_enter")
+        ret: int = lib.us_run(self._ring, batch.jobs, batch.n)
+        batch.c.result = ret
+        return check(ret, "io_uring_enter")

@@ -16,10 +16,12 @@ Design points:
 
 from __future__ import annotations
 
+import contextlib
 import errno as E
+import functools
 import os
 import resource
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +29,7 @@ from typing import Any
 from uringsync import engine
 from uringsync._uring import ffi, lib
 from uringsync.engine import Batch, Ring, Scan, Stat
+from uringsync.pool import Pool, Worker
 
 O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -52,6 +55,19 @@ _SPECIALS = frozenset({engine.T_FIFO, engine.T_CHR, engine.T_BLK, engine.T_SOCK}
 # Source-side steps: their errors name the source path, and their ENOENT
 # means "vanished while we copied".
 _SOURCE_OPS = frozenset({"open", "read", "stat", "readlink", "opendir", "readdir", "src_changed"})
+
+# Big files: at least SPLIT_MIN bytes are copied as RANGE-byte ranges by
+# several workers at once (docs/benchmarks.md has the measurements).
+SPLIT_MIN = 64 << 20
+RANGE = 32 << 20
+MAX_BIG_OPEN = 4  # big files open at once (two fds each)
+RANGES_PER_BATCH = 8
+EARLY_FLUSH = 64  # an idle worker gets a batch as soon as it has this many jobs
+MAX_TRIES = 2  # runs of a job whose worker died
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived: the copy stopped, partial files removed."""
 
 
 def show(path: bytes) -> str:
@@ -98,7 +114,9 @@ class Options:
     sparse: str = "auto"  # auto | always | never
     reflink: str = "auto"  # auto | always | never
     queue_depth: int = engine.DEFAULT_QUEUE_DEPTH
-    batch_size: int = 4096
+    batch_size: int = 512
+    jobs: int = 0  # worker processes (0: run the batches in this process)
+    direct: bool = False  # O_DIRECT for split big files
     progress: Callable[[Event], None] | None = None
     on_error: Callable[[FileError], None] | None = None
     on_verbose: Callable[[str], None] | None = None
@@ -156,7 +174,7 @@ class Dir:
         self.src_fd = -1
         self.dst_fd = -1
         self.pending = 0  # jobs and subdirectories not finished yet
-        self.jobs = 0  # jobs in the current batch (they pin the fds)
+        self.jobs = 0  # batches not yet sent that use its fds (they pin them)
         self.scan: Scan | None = None
         self.scanned = False
         self.skip_contents = False
@@ -184,6 +202,47 @@ class LinkGroup:
         self.seen = 1
         self.state = LinkGroup.QUEUED
         self.waiting: list[tuple[Dir, bytes]] = []
+
+
+class BigFile:
+    """A big regular file copied as ranges by several workers: the walker
+    holds both ends open until the last range is in."""
+
+    __slots__ = ("body_end", "bytes", "d", "err", "fds", "flags", "left", "name", "st")
+
+    def __init__(self, d: Dir, name: bytes, st: Stat, fds: tuple[int, int], flags: int) -> None:
+        self.d = d
+        self.name = name
+        self.st = st
+        self.fds = fds
+        self.flags = flags
+        self.left = 0
+        self.bytes = 0
+        self.body_end = 0  # ranges cover [0, body_end); us_big_finish the rest
+        self.err: tuple[int, int] | None = None  # (US_OP_*, errno) of the first failure
+
+
+class Slot:
+    """The walker's side of one batch: per job, the directory it belongs
+    to, its hard-link group, a second directory (a hard link's target) or
+    the big file (a range), and how often it ran; the directories whose fds
+    it uses until it is sent."""
+
+    __slots__ = ("aux", "dirs", "groups", "owners", "tries")
+
+    def __init__(self) -> None:
+        self.owners: list[Dir] = []
+        self.groups: list[LinkGroup | None] = []
+        self.aux: list[Dir | BigFile | None] = []
+        self.tries: list[int] = []
+        self.dirs: dict[Dir, None] = {}
+
+    def clear(self) -> None:
+        self.owners.clear()
+        self.groups.clear()
+        self.aux.clear()
+        self.tries.clear()
+        self.dirs.clear()
 
 
 def has_default_acl(fd: int) -> bool:
@@ -221,19 +280,44 @@ def fd_budget() -> tuple[int, int]:
 
 
 class Walker:
-    def __init__(self, ring: Ring, opts: Options) -> None:
+    """Walks the source, queues jobs into batches, and hands full batches to
+    the worker pool (or runs them itself without one).  It alone owns the
+    hard-link table and directory completion, so both stay right with any
+    number of workers.
+
+    Completions may not queue jobs (a full batch would have to wait for
+    completions inside a completion): what they would queue goes to
+    ``deferred``, run at the walk's safe points."""
+
+    def __init__(
+        self,
+        ring: Ring,
+        opts: Options,
+        pool: Pool | None = None,
+        budget: tuple[int, int] | None = None,
+        wake_fd: int = -1,
+    ) -> None:
         self.ring = ring
         self.opts = opts
         self.totals = Totals()
-        self.batch = Batch(opts.batch_size)
-        self.owners: list[Dir] = []
-        self.groups: list[LinkGroup | None] = []  # per job: its hard-link group
-        self.extra: list[Dir | None] = []  # per job: a second directory it uses
-        self.pinned = 0  # directories with jobs in the current batch
+        self.pool = pool
+        self.wake_fd = wake_fd
+        self.batches = pool.batches if pool else [Batch(opts.batch_size) for _ in range(2)]
+        self.slots = [Slot() for _ in self.batches]
+        self.free = pool.free if pool else [1, 0]
+        self.ready: deque[int] = deque()  # sealed, waiting for a worker
+        self.deferred: deque[Callable[[], None]] = deque()
+        self.bigs: dict[BigFile, None] = {}
+        self.cur = self.free.pop()
+        self.batch = self.batches[self.cur]
+        self.slot = self.slots[self.cur]
+        self.pinned = 0  # directories pinned by batches not yet sent
         self.inodes: dict[tuple[int, int, int], LinkGroup] = {}
         self.reported: set[tuple[str, int]] = set()
         self.lru: OrderedDict[Dir, None] = OrderedDict()
-        self.max_dirs, inflight = fd_budget()
+        self.max_dirs, inflight = budget or fd_budget()
+        self.offload = False  # the destination uses copy_file_range
+        self.copy_range_min = engine.NEVER
         ring.set_max_inflight(min(inflight, opts.queue_depth))
         umask = os.umask(0)
         os.umask(umask)
@@ -287,6 +371,10 @@ class Walker:
             # copy_file_range clones on btrfs/xfs: not with --reflink=never
             offload = fs in engine.OFFLOAD_FS and not (clones and reflink == "never")
             copy_range_min = 0 if offload else engine.NEVER
+        self.flush()  # the batch so far goes to the previous destination
+        self.copy_range_min = copy_range_min
+        self.offload = copy_range_min != engine.NEVER
+        self.batch.c.copy_range_min = copy_range_min
         self.ring.set_copy_range_min(copy_range_min)
 
     def dir_error(self, path: bytes, op: str, e: OSError, verb: str = "open") -> None:
@@ -445,14 +533,30 @@ class Walker:
         assert root.st is not None
         root_dev = (root.st.dev_major, root.st.dev_minor)
         while stack:
+            self._safe_point()
             if self.pinned >= self.max_dirs // 2:
-                self.flush()  # queued jobs hold half the directory budget
+                self.flush()  # unsent jobs hold half the directory budget
             d = stack.pop()
             if not self._create(d):
                 self._abandon(d)
                 continue
             subdirs = self._visit(d, root_dev)
             stack.extend(reversed(subdirs))
+
+    def _safe_point(self) -> None:
+        """Between directories: notice a stop, take in finished batches, run
+        what completions deferred, and feed an idle worker."""
+        if lib.us_stop_requested():
+            raise Stopped
+        if self.pool is not None:
+            self._wait(timeout=0)
+        self._run_deferred()
+        if self.pool is not None and self.batch.n >= EARLY_FLUSH and self.pool.idle():
+            self.flush()
+
+    def _run_deferred(self) -> None:
+        while self.deferred:
+            self.deferred.popleft()()
 
     def _visit(self, d: Dir, root_dev: tuple[int, int]) -> list[Dir]:
         subdirs: list[Dir] = []
@@ -463,14 +567,15 @@ class Walker:
         try:
             sc = self.ring.scan(d.src_fd, d.src_path)
         except OSError as e:
+            if lib.us_stop_requested():
+                raise Stopped from None
             self.dir_error(d.src_path, "readdir", e, verb="read")
             d.scanned = True
             self._finish_dir(d)
             return subdirs
-        d.scan = sc
-        if self.opts.progress:
-            self.opts.progress(Event("scanned", src_dir=d.src_path, entries=sc.n))
         one_fs = self.opts.one_file_system
+        split = self._can_split()
+        total = 0
         for i, ent in enumerate(sc):
             if ent.err:
                 path = join(d.src_path, sc.name(i))
@@ -493,10 +598,20 @@ class Walker:
                 subdirs.append(child)
             elif t in _COPYABLE:
                 group = None
+                if t == engine.T_REG:
+                    total += st.size
                 if st.nlink > 1 and self.opts.preserve_links:
                     group = self._group_for(d, sc.name(i), ffi.addressof(ent, "st"))
                     if group is None:
                         continue  # a later name of a copied inode: linked, not copied
+                elif (
+                    split
+                    and t == engine.T_REG
+                    and st.size >= SPLIT_MIN
+                    and st.blocks * 512 >= st.size
+                    and self._queue_big(d, sc.name(i), ffi.addressof(ent, "st"))
+                ):
+                    continue
                 nm = sc.name_ptr(i)
                 d.pending += 1
                 self._queue(d, nm, nm, ffi.addressof(ent, "st"), t, self.job_flags, group)
@@ -504,8 +619,10 @@ class Walker:
                 path = join(d.src_path, sc.name(i))
                 self.error(path, "type", E.EOPNOTSUPP, f"cannot copy {show(path)}: unknown type")
         d.scanned = True
-        if d.jobs == 0:
-            self._finish_dir(d)
+        if self.opts.progress:
+            self.opts.progress(Event("scanned", src_dir=d.src_path, entries=sc.n, bytes=total))
+        sc.free()  # the batches hold copies of the names and stats
+        self._finish_dir(d)
         return subdirs
 
     def copy_one(
@@ -522,11 +639,119 @@ class Walker:
             group = self._group_for(top, dst_name, st, src_name=src_name)
             if group is None:
                 return
-        src_c = ffi.new("char[]", src_name)
-        dst_c = ffi.new("char[]", dst_name)
         flags = self.job_flags | (engine.F_FOLLOW_SRC if follow else 0)
         top.pending += 1
-        self._queue(top, src_c, dst_c, st, st.type, flags, group, keep=(src_c, dst_c, st))
+        self._queue(top, src_name, dst_name, st, st.type, flags, group)
+
+    # --------------------------------------------------------- big files
+    def _can_split(self) -> bool:
+        """Big files go in ranges to several workers, unless the data path
+        would not read and write them (clones, copy_file_range offload) or
+        holes must be made of zero runs."""
+        return (
+            self.pool is not None
+            and self.pool.alive() > 1
+            and not self.offload
+            and not self.job_flags & (engine.F_REFLINK_TRY | engine.F_REFLINK_REQUIRE)
+            and self.opts.sparse != "always"
+            and len(self.bigs) < MAX_BIG_OPEN
+        )
+
+    def _queue_big(self, d: Dir, name: bytes, st_ptr: Stat) -> bool:
+        """Open a big file's two ends and queue its ranges.  False: copy it
+        as one job instead (something is in the way at the destination)."""
+        st = engine.copy_stat(st_ptr)
+        fds = ffi.new("int[2]")
+        op = ffi.new("int *")
+        src_fd, dst_fd = self._fds(d)
+        ret = lib.us_big_open(src_fd, name, dst_fd, name, st, int(self.opts.direct), fds, op)
+        if ret == -E.EEXIST or ret == -E.EMFILE:
+            return False  # the one-job path replaces what is there / waits for fds
+        if ret < 0:
+            self._report(d, name, name, op[0], -ret, engine.T_REG)
+            return True
+        flags = self.job_flags
+        if d.acl_default and self.opts.preserve_acl:
+            flags |= engine.F_CLEAR_ACL
+        big = BigFile(d, name, st, (fds[0], fds[1]), flags)
+        size = int(st.size)
+        big.body_end = size & ~4095 if ret & 2 else size  # O_DIRECT writes whole blocks
+        self.bigs[big] = None
+        d.pending += 1
+        offs = list(range(0, big.body_end, RANGE))
+        big.left = len(offs)
+        if not offs:
+            self._big_done(big)
+            return True
+        workers = self.pool.alive() if self.pool else 1
+        per_batch = max(1, min(RANGES_PER_BATCH, -(-len(offs) // (2 * workers))))
+        self.flush()  # ranges start a batch of their own, to spread over workers
+        for k, off in enumerate(offs):
+            self._queue_range(big, off, min(RANGE, big.body_end - off))
+            if (k + 1) % per_batch == 0:
+                self.flush()
+        self.flush()
+        return True
+
+    def _queue_range(self, big: BigFile, off: int, length: int, tries: int = 0) -> None:
+        while self.batch.full:
+            self.flush()
+        i = self.batch.add(
+            big.fds[0], big.name, big.fds[1], big.name, big.st, engine.T_RANGE, big.flags, 0
+        )
+        j = self.batch.jobs[i]
+        j.off = off
+        j.len = length
+        sl = self.slot
+        sl.owners.append(big.d)
+        sl.groups.append(None)
+        sl.aux.append(big)
+        sl.tries.append(tries)
+
+    def _range_done(self, big: BigFile, j: Any) -> None:
+        if j.err and big.err is None:
+            big.err = (int(j.op), -int(j.err))
+        big.bytes += int(j.bytes)
+        big.left -= 1
+        if big.left == 0:
+            self._big_done(big)
+
+    def _big_done(self, big: BigFile) -> None:
+        """Every range is in: the tail, the metadata, close; or, after a
+        failure, remove the partial copy."""
+        self.bigs.pop(big, None)
+        d = big.d
+        sfd, dfd = big.fds
+        err = big.err
+        if err is None and big.bytes != big.body_end:
+            err = (lib.US_OP_SRC_CHANGED, E.ESTALE)  # it shrank while being copied
+        meta_err: tuple[int, int] | None = None
+        if err is None:
+            op = ffi.new("int *")
+            ret = lib.us_big_finish(sfd, dfd, big.body_end, big.st, big.flags, self.mode_mask, op)
+            if ret < 0:
+                if op[0] in _META_OPS:
+                    meta_err = (op[0], -ret)
+                else:
+                    err = (op[0], -ret)
+        os.close(sfd)
+        try:
+            os.close(dfd)
+        except OSError as e:
+            err = err or (lib.US_OP_CLOSE, e.errno or E.EIO)
+        if err is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(big.name, dir_fd=self._fds(d, need_src=False)[1])
+            self._report(d, big.name, big.name, err[0], err[1], engine.T_REG)
+        else:
+            if meta_err is not None:
+                self._report(d, big.name, big.name, meta_err[0], meta_err[1], engine.T_REG)
+            self.totals.files += 1
+            self.totals.bytes += int(big.st.size)
+            if self.opts.on_verbose:
+                self.verbose(join(d.src_path, big.name), join(d.dst_path, big.name))
+        d.pending -= 1
+        self._finish_dir(d)
 
     # -------------------------------------------------------- hard links
     def _group_for(
@@ -553,24 +778,13 @@ class Walker:
         return None
 
     def _queue_link(self, g: LinkGroup, d: Dir, name: bytes) -> None:
-        dst_c = ffi.new("char[]", name)
-        self._queue(
-            d,
-            g.name_c,
-            dst_c,
-            g.st,
-            engine.T_HARDLINK,
-            self.job_flags,
-            None,
-            g.dir,
-            keep=(g.name_c, dst_c, g.st),
-        )
+        self._queue(d, g.name_c, name, g.st, engine.T_HARDLINK, self.job_flags, None, g.dir)
         if g.seen >= g.nlink and not g.waiting:
             self.inodes.pop(g.key, None)  # every name is met: forget the inode
 
     def _group_done(self, g: LinkGroup, ok: bool) -> None:
         """The group's copy finished: link the waiting names to it, or copy
-        the next waiting name if it failed."""
+        the next waiting name if it failed.  Queues: only at safe points."""
         if ok:
             g.state = LinkGroup.DONE
             waiting, g.waiting = g.waiting, []
@@ -583,37 +797,43 @@ class Walker:
         if g.waiting:
             d, name = g.waiting.pop(0)
             g.dir, g.name_c, g.state = d, ffi.new("char[]", name), LinkGroup.QUEUED
-            name_c = ffi.new("char[]", name)
-            self._queue(d, name_c, name_c, g.st, g.st.type, self.job_flags, g, keep=(name_c, g.st))
+            self._queue(d, name, name, g.st, g.st.type, self.job_flags, g)
 
     # ------------------------------------------------------------- queue
     def _pin(self, d: Dir) -> None:
-        if d.jobs == 0:
-            self.pinned += 1
-        d.jobs += 1
+        """The current batch uses ``d``'s fds: keep them open until it is sent."""
+        dirs = self.slot.dirs
+        if d not in dirs:
+            dirs[d] = None
+            if d.jobs == 0:
+                self.pinned += 1
+            d.jobs += 1
 
-    def _unpin(self, d: Dir) -> None:
-        d.jobs -= 1
-        if d.jobs == 0:
-            self.pinned -= 1
+    def _unpin(self, idx: int) -> None:
+        dirs = self.slots[idx].dirs
+        for d in dirs:
+            d.jobs -= 1
+            if d.jobs == 0:
+                self.pinned -= 1
+        dirs.clear()
 
     def _queue(
         self,
         d: Dir,
-        src_c: Any,
-        dst_c: Any,
+        src_name: Any,
+        dst_name: Any,
         st: Stat,
         ftype: int,
         flags: int,
         group: LinkGroup | None,
         link_to: Dir | None = None,
-        keep: tuple[object, ...] = (),
+        tries: int = 0,
     ) -> None:
         """Add a job for an entry of ``d`` (whose ``pending`` already counts
-        it).  A hard link's source is the copy in ``link_to``.  ``keep``: the
-        C memory the job points to, held until the batch has run."""
+        it).  A hard link's source is the copy in ``link_to``.  Names are
+        bytes or C strings; the batch keeps copies."""
         while self.batch.full:
-            self.flush()  # empties batch.keep: only add to it after this
+            self.flush()
         # pinned first, so opening one cannot evict the other
         self._pin(d)
         if link_to is not None:
@@ -623,28 +843,55 @@ class Walker:
             if link_to is not None:
                 src_fd = self._fds(link_to, need_src=False)[1]
         except OSError as e:
-            self._unpin(d)
-            if link_to is not None:
-                self._unpin(link_to)
             bad = d.src_path if link_to is None else d.dst_path
             self.dir_error(bad, "opendir", e)
             d.pending -= 1
             if group is not None:
-                self._group_done(group, ok=False)
+                self.deferred.append(lambda: self._group_done(group, False))
             self._finish_dir(d)
             return
-        self.batch.keep.extend(keep)
         if d.acl_default and self.opts.preserve_acl:
             flags |= engine.F_CLEAR_ACL  # remove what the entry inherits
-        self.batch.add(src_fd, src_c, dst_fd, dst_c, st, ftype, flags, self.mode_mask)
-        self.owners.append(d)
-        self.groups.append(group)
-        self.extra.append(link_to)
+        self.batch.add(src_fd, src_name, dst_fd, dst_name, st, ftype, flags, self.mode_mask)
+        sl = self.slot
+        sl.owners.append(d)
+        sl.groups.append(group)
+        sl.aux.append(link_to)
+        sl.tries.append(tries)
 
     def drain(self) -> None:
-        """Run everything queued, including hard links queued by the runs."""
-        while self.batch.n:
-            self.flush()
+        """Run everything queued, including what the runs queue (hard
+        links), until nothing is left anywhere."""
+        while True:
+            if lib.us_stop_requested():
+                raise Stopped
+            self._run_deferred()
+            if self.batch.n:
+                self.flush()
+            elif self.pool is not None and any(w.held for w in self.pool.workers):
+                self._wait(timeout=None)
+            elif not self.deferred:
+                return
+
+    def abort(self) -> None:
+        """After a stop (the workers are gone): remove what was left half
+        written.  A worker that stopped cleanly removed its own partial
+        files; one that was killed left its started jobs' files behind."""
+        held = [idx for w in self.pool.workers for idx in w.held] if self.pool else []
+        for idx in held:
+            b, sl = self.batches[idx], self.slots[idx]
+            for i in range(b.n):
+                j = b.jobs[i]
+                if j.type == engine.T_REG and j.state == engine.JOB_STARTED:
+                    with contextlib.suppress(OSError):
+                        d = sl.owners[i]
+                        os.unlink(ffi.string(j.dst_name), dir_fd=self._fds(d, False)[1])
+        for big in list(self.bigs):
+            for fd in big.fds:
+                os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(big.name, dir_fd=self._fds(big.d, False)[1])
+        self.bigs.clear()
 
     def close(self) -> None:
         for d in list(self.lru):
@@ -652,30 +899,110 @@ class Walker:
 
     # ------------------------------------------------------------- flush
     def flush(self) -> None:
-        b = self.batch
-        if b.n == 0:
+        """Seal the current batch and send it (waiting for a worker to have
+        room if none has: that is the bound on memory), then start another."""
+        if self.batch.n == 0:
             return
-        self.ring.run(b)
+        self.ready.append(self.cur)
+        self._send_ready()
+        while self.ready or not self.free:
+            self._wait(timeout=None)
+            self._send_ready()
+        self.cur = self.free.pop()
+        self.batch = self.batches[self.cur]
+        self.slot = self.slots[self.cur]
+        self.batch.clear()
+        self.slot.clear()
+        self.batch.c.copy_range_min = self.copy_range_min
+
+    def _send_ready(self) -> None:
+        pool = self.pool
+        while self.ready and (pool is None or pool.can_send()):
+            idx = self.ready.popleft()
+            if pool is None:
+                self._run_here(idx)
+            else:
+                pool.send(idx)  # the worker gets its own copies of the fds
+                self._unpin(idx)
+
+    def _run_here(self, idx: int) -> None:
+        """No workers (or none left): run the batch on the walker's ring."""
+        b = self.batches[idx]
+        self.ring.set_copy_range_min(int(b.c.copy_range_min))
+        try:
+            self.ring.run(b)
+        except OSError:
+            if lib.us_stop_requested():
+                raise Stopped from None
+            raise
+        finally:
+            self._unpin(idx)
+        self._complete(idx)
+
+    def _wait(self, timeout: float | None) -> None:
+        """Take in finished batches (and notice dead workers and stops)."""
+        pool = self.pool
+        if pool is None:
+            return
+        done, died = pool.wait(self.wake_fd, timeout)
+        if lib.us_stop_requested():
+            raise Stopped
+        for idx in done:
+            self._complete(idx)
+        for w in died:
+            self._worker_died(w)
+
+    def _worker_died(self, w: Worker) -> None:
+        pool = self.pool
+        assert pool is not None
+        status = pool.dead[-1][1] if pool.dead and pool.dead[-1][0] is w else "died"
+        held = list(w.held)
+        w.held.clear()
+        unfinished = sum(
+            1
+            for idx in held
+            for i in range(self.batches[idx].n)
+            if self.batches[idx].jobs[i].state != engine.JOB_DONE
+        )
+        self.error(
+            b"",
+            "worker",
+            E.ECHILD,
+            f"worker {w.index} (pid {w.pid}, cpu {w.cpu}) {status}; "
+            f"{unfinished} of its files are copied again",
+        )
+        if pool.alive() == 0:
+            self.pool = None  # none left: the walker runs the rest itself
+        for idx in held:
+            self._complete(idx)
+
+    def _complete(self, idx: int) -> None:
+        """A batch is back: count, report, and finish what it completes.
+        Jobs it did not finish (a worker died or stopped) are queued again."""
+        b = self.batches[idx]
+        sl = self.slots[idx]
         t = self.totals
         touched: dict[Dir, None] = {}
-        finished: list[tuple[LinkGroup, bool]] = []
-        files = nbytes = 0
+        files = nbytes = range_bytes = 0
         for i in range(b.n):
             j = b.jobs[i]
-            d = self.owners[i]
-            d.jobs -= 1
+            d = sl.owners[i]
+            aux = sl.aux[i]
+            group = sl.groups[i]
+            if j.state != engine.JOB_DONE:
+                self._again(d, j, group, aux, sl.tries[i] + 1)
+                continue
+            if isinstance(aux, BigFile):
+                self._range_done(aux, j)  # counted when the whole file is in
+                range_bytes += int(j.bytes)
+                continue
             d.pending -= 1
             touched[d] = None
-            other = self.extra[i]
-            if other is not None:
-                other.jobs -= 1
-                touched[other] = None
             ok = not j.err or j.op in _META_OPS  # the data is at the destination
             if j.err:
                 self._job_error(d, j)
-            group = self.groups[i]
             if group is not None:
-                finished.append((group, ok))
+                self.deferred.append(functools.partial(self._group_done, group, ok))
             if not ok:
                 continue
             jt = j.type
@@ -697,48 +1024,98 @@ class Walker:
                 )
         t.bytes += nbytes
         b.clear()
-        self.owners.clear()
-        self.groups.clear()
-        self.extra.clear()
-        self.pinned = 0
-        for group, ok in finished:
-            self._group_done(group, ok)
+        sl.clear()
+        self.free.append(idx)
         for d in touched:
-            if d.jobs == 0 and d.scan is not None and d.scanned:
-                d.scan.free()
-                d.scan = None
             self._finish_dir(d)
         if self.opts.progress:
-            self.opts.progress(Event("batch", files=files, bytes=nbytes))
+            self.opts.progress(Event("batch", files=files, bytes=nbytes + range_bytes))
+
+    def _again(
+        self, d: Dir, j: Any, group: LinkGroup | None, aux: Dir | BigFile | None, tries: int
+    ) -> None:
+        """Queue a job again (at a safe point) whose worker died before it
+        finished; after MAX_TRIES it fails."""
+        src = ffi.string(j.src_name)
+        dst = ffi.string(j.dst_name)
+        st = engine.copy_stat(j.st)
+        ftype, flags = int(j.type), int(j.flags)
+        if tries >= MAX_TRIES:
+            j.err, j.op = -E.ECHILD, lib.US_OP_NONE
+            if isinstance(aux, BigFile):
+                self._range_done(aux, j)
+                return
+            if ftype == engine.T_REG and j.state == engine.JOB_STARTED:
+                with contextlib.suppress(OSError):  # a partial copy may be there
+                    os.unlink(dst, dir_fd=self._fds(d, need_src=False)[1])
+            self._report(
+                d,
+                src,
+                dst,
+                lib.US_OP_NONE,
+                E.ECHILD,
+                ftype,
+                what=f"{show(join(d.dst_path, dst))} not copied: its workers died",
+            )
+            d.pending -= 1
+            if group is not None:
+                self.deferred.append(lambda: self._group_done(group, False))
+            self._finish_dir(d)
+            return
+        if isinstance(aux, BigFile):
+            off, length = int(j.off), int(j.len)
+            self.deferred.append(lambda: self._queue_range(aux, off, length, tries))
+            return
+        self.deferred.append(lambda: self._queue(d, src, dst, st, ftype, flags, group, aux, tries))
 
     def _job_error(self, d: Dir, j: Any) -> None:
-        op = engine.OPS.get(j.op, "copy")
-        err = -j.err
-        src = join(d.src_path, ffi.string(j.src_name))
-        dst = join(d.dst_path, ffi.string(j.dst_name))
-        kind = "symbolic link" if j.type == engine.T_LNK else "regular file"
-        what = {
-            "open": f"cannot open {show(src)} for reading",
-            "create": (
-                f"cannot overwrite directory {show(dst)} with non-directory"
-                if err == E.EISDIR
-                else f"cannot create {kind} {show(dst)}"
-            ),
-            "read": f"error reading {show(src)}",
-            "write": f"error writing {show(dst)}",
-            "copy_file_range": f"error copying {show(src)} to {show(dst)}",
-            "close": f"failed to close {show(dst)}",
-            "readlink": f"cannot read symbolic link {show(src)}",
-            "symlink": f"cannot create symbolic link {show(dst)}",
-            "unlink": f"cannot remove {show(dst)}",
-            "type": f"cannot copy {show(src)}",
-            "src_changed": f"skipping {show(src)}, as it was replaced while being copied",
-            "mknod": f"cannot create special file {show(dst)}",
-            "link": f"cannot create hard link {show(dst)}",
-            "clone": f"failed to clone {show(dst)} from {show(src)}",
-            "seek": f"cannot find the holes of {show(src)}",
-            "truncate": f"cannot set the size of {show(dst)}",
-        }.get(op) or _meta_what(op, dst)
+        self._report(
+            d, ffi.string(j.src_name), ffi.string(j.dst_name), int(j.op), -int(j.err), int(j.type)
+        )
+
+    def _report(
+        self,
+        d: Dir,
+        src_name: bytes,
+        dst_name: bytes,
+        op_code: int,
+        err: int,
+        ftype: int,
+        what: str | None = None,
+    ) -> None:
+        """A job's failure: 'what happened to which path: reason'."""
+        op = engine.OPS.get(op_code, "copy")
+        src = join(d.src_path, src_name)
+        dst = join(d.dst_path, dst_name)
+        kind = "symbolic link" if ftype == engine.T_LNK else "regular file"
+        what = (
+            what
+            or {
+                "open": f"cannot open {show(src)} for reading",
+                "create": (
+                    f"cannot overwrite directory {show(dst)} with non-directory"
+                    if err == E.EISDIR
+                    else f"cannot create {kind} {show(dst)}"
+                ),
+                "read": f"error reading {show(src)}",
+                "write": f"error writing {show(dst)}",
+                "copy_file_range": f"error copying {show(src)} to {show(dst)}",
+                "close": f"failed to close {show(dst)}",
+                "readlink": f"cannot read symbolic link {show(src)}",
+                "symlink": f"cannot create symbolic link {show(dst)}",
+                "unlink": f"cannot remove {show(dst)}",
+                "type": f"cannot copy {show(src)}",
+                "src_changed": f"skipping {show(src)}, as it was replaced while being copied",
+                "mknod": f"cannot create special file {show(dst)}",
+                "link": f"cannot create hard link {show(dst)}",
+                "clone": f"failed to clone {show(dst)} from {show(src)}",
+                "seek": f"cannot find the holes of {show(src)}",
+                "truncate": f"cannot set the size of {show(dst)}",
+                "stopped": f"stopped while copying {show(src)}",
+                "stat": f"cannot stat {show(src)}",
+            }.get(op)
+            or _meta_what(op, dst)
+        )
         self.error(src if op in _SOURCE_OPS else dst, op, err, what)
 
 

@@ -1,0 +1,178 @@
+/* Helpers for the worker pool: batches in shared memory, fds by index,
+ * stopping on SIGINT/SIGTERM, and dying with the parent.
+ *
+ * Nothing here touches a ring: the walker fills a batch, the worker binds
+ * the fds it received and hands the batch to us_run (engine.c).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include "engine.h"
+
+#define ALIGN8(x) (((x) + 7u) & ~(size_t)7u)
+
+size_t us_batch_size(uint32_t cap, uint64_t names_cap)
+{
+    return ALIGN8(sizeof(struct us_batch)) + ALIGN8((size_t)cap * sizeof(struct us_job)) +
+           ALIGN8((size_t)cap * sizeof(struct us_stat)) + (size_t)names_cap;
+}
+
+struct us_batch *us_batch_init(void *mem, uint32_t cap, uint64_t names_cap)
+{
+    char *p = mem;
+    struct us_batch *b = mem;
+
+    memset(b, 0, sizeof *b);
+    p += ALIGN8(sizeof *b);
+    b->jobs = (struct us_job *)p;
+    p += ALIGN8((size_t)cap * sizeof(struct us_job));
+    b->stats = (struct us_stat *)p;
+    p += ALIGN8((size_t)cap * sizeof(struct us_stat));
+    b->names = p;
+    b->cap = cap;
+    b->names_cap = names_cap;
+    b->copy_range_min = UINT64_MAX;
+    return b;
+}
+
+static const char *put_name(struct us_batch *b, const char *name, size_t len)
+{
+    char *p = b->names + b->names_used;
+    memcpy(p, name, len + 1);
+    b->names_used += len + 1;
+    return p;
+}
+
+long us_batch_add(struct us_batch *b, int src_dirfd, const char *src_name, int dst_dirfd,
+                  const char *dst_name, const struct us_stat *st, uint32_t type,
+                  uint32_t flags, uint32_t mode_mask)
+{
+    size_t slen = strlen(src_name), dlen = dst_name == src_name ? 0 : strlen(dst_name);
+    uint32_t i = b->n;
+    struct us_job *j;
+
+    if (i >= b->cap || b->names_used + slen + dlen + 2 > b->names_cap)
+        return -ENOSPC;
+    j = &b->jobs[i];
+    memset(j, 0, sizeof *j);
+    b->stats[i] = *st;
+    j->src_dirfd = src_dirfd;
+    j->dst_dirfd = dst_dirfd;
+    j->src_name = put_name(b, src_name, slen);
+    j->dst_name = dst_name == src_name ? j->src_name : put_name(b, dst_name, dlen);
+    j->st = &b->stats[i];
+    j->type = type;
+    j->flags = flags;
+    j->mode_mask = mode_mask;
+    j->state = US_JOB_QUEUED;
+    b->n = i + 1;
+    return i;
+}
+
+static long fd_index(int fd, int *fds, size_t *n, size_t max)
+{
+    /* Batches use few distinct directories, mostly in runs: look back. */
+    for (size_t k = *n; k-- > 0;)
+        if (fds[k] == fd)
+            return (long)k;
+    if (*n >= max)
+        return -E2BIG;
+    fds[*n] = fd;
+    return (long)(*n)++;
+}
+
+long us_batch_pack_fds(struct us_batch *b, int *fds, size_t max)
+{
+    size_t n = 0;
+
+    for (uint32_t i = 0; i < b->n; i++) {
+        struct us_job *j = &b->jobs[i];
+        long s = fd_index(j->src_dirfd, fds, &n, max);
+        long d = fd_index(j->dst_dirfd, fds, &n, max);
+        if (s < 0 || d < 0)
+            return -E2BIG;
+        j->src_dirfd = (int32_t)s;
+        j->dst_dirfd = (int32_t)d;
+    }
+    return (long)n;
+}
+
+int us_batch_bind_fds(struct us_batch *b, const int *fds, size_t n)
+{
+    for (uint32_t i = 0; i < b->n; i++) {
+        struct us_job *j = &b->jobs[i];
+        if (j->src_dirfd < 0 || (size_t)j->src_dirfd >= n || j->dst_dirfd < 0 ||
+            (size_t)j->dst_dirfd >= n)
+            return -EBADF;
+        j->src_dirfd = fds[j->src_dirfd];
+        j->dst_dirfd = fds[j->dst_dirfd];
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------- stopping */
+
+volatile sig_atomic_t us_stop_flag;
+static int stop_wake_fd = -1;
+static struct sigaction old_int, old_term;
+static int caught;
+
+static void on_stop_signal(int sig)
+{
+    int saved = errno;
+    (void)sig;
+    us_stop_flag = 1;
+    if (stop_wake_fd >= 0) {
+        ssize_t ignored = write(stop_wake_fd, "s", 1);
+        (void)ignored;
+    }
+    errno = saved;
+}
+
+int us_catch_stop(int on, int wake_fd)
+{
+    if (on) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_stop_signal;
+        sigemptyset(&sa.sa_mask);
+        sa.sa_flags = 0; /* no SA_RESTART: a blocked wait returns EINTR */
+        stop_wake_fd = wake_fd;
+        if (sigaction(SIGINT, &sa, caught ? NULL : &old_int) < 0 ||
+            sigaction(SIGTERM, &sa, caught ? NULL : &old_term) < 0)
+            return -errno;
+        caught = 1;
+        return 0;
+    }
+    if (caught) {
+        sigaction(SIGINT, &old_int, NULL);
+        sigaction(SIGTERM, &old_term, NULL);
+        caught = 0;
+    }
+    stop_wake_fd = -1;
+    return 0;
+}
+
+int us_stop_requested(void)
+{
+    return us_stop_flag != 0;
+}
+
+void us_request_stop(void)
+{
+    us_stop_flag = 1;
+}
+
+void us_clear_stop(void)
+{
+    us_stop_flag = 0;
+}
+
+int us_die_with_parent(void)
+{
+    return prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 ? -errno : 0;
+}

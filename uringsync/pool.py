@@ -1,0 +1,269 @@
+"""Worker processes: one per usable CPU, pinned to it, each with its own ring.
+
+The walker (the parent) fills batches of jobs in shared memory and sends
+each to a worker over a SOCK_SEQPACKET socket, with the directory fds the
+jobs use (SCM_RIGHTS): a worker receives its own copies, so the walker may
+close or re-open its directories meanwhile.  The worker binds those fds into
+the jobs, runs the batch (``us_run``), closes them and answers with the
+batch's index.  Each worker holds at most ``PER_WORKER`` batches, so memory
+stays flat however big the tree.
+
+Stopping: SIGINT/SIGTERM set a flag in C (``us_catch_stop``); a worker's
+``us_run`` then fails its jobs in flight (unlinking partial copies) and the
+worker exits.  A worker also dies with the walker (PR_SET_PDEATHSIG).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import select
+import signal
+import socket
+import struct
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from uringsync import engine
+from uringsync._uring import ffi, lib
+from uringsync.engine import Batch, Ring
+
+PER_WORKER = 2  # batches a worker holds: one running, one waiting
+SCM_MAX_FD = 253  # fds in one message (kernel limit)
+_RUN = struct.Struct("=cII")  # b"R", batch index, number of fds
+_DONE = struct.Struct("=cIq")  # b"D", batch index, us_run's result
+_BYE = struct.Struct("=cq")  # b"B", peak RSS in bytes
+STOP_GRACE = 1.5  # seconds a stopping worker gets before SIGKILL
+
+
+def usable_cpus() -> list[int]:
+    """CPUs this process may run on (its affinity mask)."""
+    import psutil
+
+    cpus = psutil.Process().cpu_affinity()
+    return sorted(cpus) if cpus else list(range(os.cpu_count() or 1))
+
+
+def peak_rss_self() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+@dataclass
+class Worker:
+    index: int
+    pid: int
+    cpu: int
+    sock: socket.socket
+    held: deque[int] = field(default_factory=deque)  # batch indices, in order
+    alive: bool = True
+    peak_rss: int = 0
+
+
+def describe_status(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        return f"killed by {signal.Signals(sig).name}"
+    if os.WIFEXITED(status):
+        return f"exited with status {os.WEXITSTATUS(status)}"
+    return f"wait status {status}"
+
+
+class Pool:
+    """The worker processes and the batches they share with the walker."""
+
+    def __init__(self, n: int, queue_depth: int, max_inflight: int, batch_size: int) -> None:
+        cpus = usable_cpus()
+        self.batches = [Batch(batch_size) for _ in range(n * PER_WORKER + 1)]
+        self.free: list[int] = list(range(len(self.batches)))
+        self.workers: list[Worker] = []
+        self.dead: list[tuple[Worker, str]] = []
+        for k in range(n):
+            parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            cpu = cpus[k % len(cpus)]
+            pid = os.fork()
+            if pid == 0:  # the worker: never returns
+                parent.close()
+                for w in self.workers:
+                    w.sock.close()
+                _worker_main(child, self.batches, cpu, queue_depth, max_inflight)
+            child.close()
+            self.workers.append(Worker(k, pid, cpu, parent))
+
+    # ------------------------------------------------------------ sending
+    def take(self) -> int:
+        """A free batch index (the caller made sure there is one)."""
+        return self.free.pop()
+
+    def idle(self) -> bool:
+        """Some live worker holds nothing."""
+        return any(w.alive and not w.held for w in self.workers)
+
+    def can_send(self) -> bool:
+        return any(w.alive and len(w.held) < PER_WORKER for w in self.workers)
+
+    def alive(self) -> int:
+        return sum(w.alive for w in self.workers)
+
+    def send(self, idx: int) -> None:
+        """Give batch ``idx`` to the least busy live worker (one has room).
+        Its jobs' fds become indices; the fds travel with the message."""
+        b = self.batches[idx]
+        w = min(
+            (w for w in self.workers if w.alive and len(w.held) < PER_WORKER),
+            key=lambda w: len(w.held),
+        )
+        cap = max(64, 2 * b.n)
+        fds = ffi.new("int[]", cap)
+        n = engine.check(lib.us_batch_pack_fds(b.c, fds, cap), "pack fds")
+        fd_list = [fds[i] for i in range(n)]
+        w.held.append(idx)
+        with contextlib.suppress(
+            OSError
+        ):  # the worker is gone: wait() finds it and hands its batches back
+            first = fd_list[:SCM_MAX_FD]
+            socket.send_fds(w.sock, [_RUN.pack(b"R", idx, n)], first)
+            for k in range(SCM_MAX_FD, n, SCM_MAX_FD):
+                socket.send_fds(w.sock, [b"F"], fd_list[k : k + SCM_MAX_FD])
+
+    # ---------------------------------------------------------- receiving
+    def wait(self, wake_fd: int, timeout: float | None) -> tuple[list[int], list[Worker]]:
+        """Wait for finished batches.  Returns their indices, and workers
+        that died (their ``held`` batches are still theirs to hand back)."""
+        socks = {w.sock.fileno(): w for w in self.workers if w.alive}
+        rfds = list(socks) + ([wake_fd] if wake_fd >= 0 else [])
+        ready, _, _ = select.select(rfds, [], [], timeout)
+        done: list[int] = []
+        died: list[Worker] = []
+        for fd in ready:
+            w = socks.get(fd)
+            if w is None:
+                continue
+            try:
+                msg = w.sock.recv(64)
+            except OSError:
+                msg = b""
+            if msg[:1] == b"D":
+                _, idx, _ = _DONE.unpack(msg)
+                w.held.remove(idx)
+                done.append(idx)
+            elif msg[:1] == b"B":
+                w.peak_rss = _BYE.unpack(msg)[1]
+            else:  # EOF: the worker is gone
+                w.alive = False
+                w.sock.close()
+                _, status = os.waitpid(w.pid, 0)
+                self.dead.append((w, describe_status(status)))
+                died.append(w)
+        return done, died
+
+    # ------------------------------------------------------------- ending
+    def close(self) -> None:
+        """Ask every worker to finish (they are idle) and reap them."""
+        for w in self.workers:
+            if w.alive:
+                with contextlib.suppress(OSError):
+                    w.sock.send(b"Q")
+        deadline = time.monotonic() + 5.0
+        for w in self.workers:
+            if not w.alive:
+                continue
+            w.sock.settimeout(max(0.1, deadline - time.monotonic()))
+            with contextlib.suppress(OSError):
+                msg = w.sock.recv(64)
+                if msg[:1] == b"B":
+                    w.peak_rss = _BYE.unpack(msg)[1]
+            w.sock.close()
+            w.alive = False
+            self._reap(w, deadline)
+
+    def stop(self) -> None:
+        """Stop now: SIGTERM every worker, SIGKILL what is left after
+        STOP_GRACE seconds, and reap them all."""
+        for w in self.workers:
+            if w.alive:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(w.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE
+        for w in self.workers:
+            if w.alive:
+                w.alive = False
+                self._reap(w, deadline)
+                w.sock.close()
+
+    @staticmethod
+    def _reap(w: Worker, deadline: float) -> None:
+        while True:
+            pid, _ = os.waitpid(w.pid, os.WNOHANG)
+            if pid:
+                return
+            if time.monotonic() >= deadline:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(w.pid, signal.SIGKILL)
+                os.waitpid(w.pid, 0)
+                return
+            time.sleep(0.01)
+
+    def peak_rss(self) -> int:
+        return sum(w.peak_rss for w in self.workers)
+
+
+def _worker_main(
+    sock: socket.socket, batches: list[Batch], cpu: int, queue_depth: int, max_inflight: int
+) -> None:
+    """A worker's whole life; ends the process."""
+    code = 0
+    try:
+        lib.us_die_with_parent()
+        if os.getppid() == 1:  # the parent died before prctl
+            os._exit(1)
+        wake_r, wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        lib.us_clear_stop()
+        lib.us_catch_stop(1, wake_w)
+        with contextlib.suppress(OSError):  # pinning is an optimisation
+            os.sched_setaffinity(0, {cpu})
+        ring = Ring(queue_depth=queue_depth)
+        ring.set_max_inflight(max_inflight)
+        code = _serve(sock, batches, ring, wake_r)
+        rss = peak_rss_self()
+        with contextlib.suppress(OSError):
+            sock.send(_BYE.pack(b"B", rss))
+    except BaseException:  # a worker must never return into the parent's code
+        code = 70
+    finally:
+        os._exit(code)
+
+
+def _serve(sock: socket.socket, batches: list[Batch], ring: Ring, wake_r: int) -> int:
+    while True:
+        if lib.us_stop_requested():
+            return 130
+        ready, _, _ = select.select([sock.fileno(), wake_r], [], [])
+        if lib.us_stop_requested():
+            return 130
+        if sock.fileno() not in ready:
+            continue
+        msg, fds, _, _ = socket.recv_fds(sock, 64, SCM_MAX_FD, socket.MSG_CMSG_CLOEXEC)
+        if not msg or msg[:1] == b"Q":
+            return 0
+        _, idx, nfds = _RUN.unpack(msg)
+        while len(fds) < nfds:
+            _, more, _, _ = socket.recv_fds(sock, 64, SCM_MAX_FD, socket.MSG_CMSG_CLOEXEC)
+            if not more:
+                return 1
+            fds.extend(more)
+        b = batches[idx]
+        try:
+            arr = ffi.new("int[]", fds) if fds else ffi.NULL
+            ret = lib.us_batch_bind_fds(b.c, arr, len(fds))
+            if ret == 0:
+                ring.set_copy_range_min(int(b.c.copy_range_min))
+                ret = lib.us_run(ring._ring, b.jobs, b.n)
+            b.c.result = ret
+        finally:
+            for fd in fds:
+                os.close(fd)
+        sock.send(_DONE.pack(b"D", idx, ret))
+        if ret == -4 and lib.us_stop_requested():  # -EINTR: stopped
+            return 130
