@@ -22,8 +22,11 @@ import typer
 from uringsync import api, engine
 from uringsync.walker import FileError
 
+EXIT_STOPPED = 130  # SIGINT or SIGTERM, as a shell reports a Ctrl-C
+
 EXIT_HELP = """Exit codes: 0 all copied; 1 usage or fatal error; 23 some files failed
-(each reported on stderr as path, operation and reason); 24 only vanished source files."""
+(each reported on stderr as path, operation and reason); 24 only vanished source files;
+130 stopped by Ctrl-C or SIGTERM (workers stopped, partial files removed)."""
 
 app = typer.Typer(
     add_completion=False,
@@ -156,6 +159,9 @@ def cp(
     except api.CopyError as e:
         err(str(e))
         raise typer.Exit(api.EXIT_FATAL) from None
+    except KeyboardInterrupt:  # api.Stopped: SIGINT or SIGTERM, workers stopped
+        err("stopped: the copy is incomplete (partial files were removed)")
+        raise typer.Exit(EXIT_STOPPED) from None
     except OSError as e:
         err(f"{e.strerror}" + (f": {e.filename!r}" if e.filename else ""))
         raise typer.Exit(api.EXIT_FATAL) from None
@@ -214,18 +220,121 @@ def demo(
     raise typer.Exit(run(keep=keep, say=print))
 
 
+@app.command(
+    "bench",
+    help="Time uringsync cp -a against cp -a, rsync -aHAX and a tar pipe, cold and warm, "
+    "on generated trees; print a table, write JSON and a PNG plot (docs/benchmarks.md). "
+    "Cold runs and the loop file system need root. Exit 1 if a copy failed.",
+)
+def bench(
+    workloads: Annotated[
+        str, typer.Option(help="Comma-separated: tree, bigfile, mixed; none: only --rss-entries.")
+    ] = "tree,bigfile,mixed",
+    entries: Annotated[int, typer.Option(min=1, help="Entries of the tree workload.")] = 50_000,
+    big_size: Annotated[
+        str, typer.Option(metavar="SIZE", help="The bigfile workload's size (K, M, G).")
+    ] = "4G",
+    mixed_files: Annotated[
+        int, typer.Option(min=1, help="Small files (and dirs, links) of the mixed workload.")
+    ] = 5_000,
+    mixed_big: Annotated[
+        str,
+        typer.Option(metavar="SIZE", help="Largest of mixed's 8 big files (others 1/8 to 3/4)."),
+    ] = "512M",
+    rounds: Annotated[int, typer.Option(min=1, help="Rounds; medians are reported.")] = 3,
+    cold: Annotated[
+        bool, typer.Option("--cold/--no-cold", help="Time with caches dropped (root).")
+    ] = True,
+    warm: Annotated[bool, typer.Option("--warm/--no-warm", help="Time with a warm cache.")] = True,
+    jobs_sweep: Annotated[
+        bool,
+        typer.Option("--jobs-sweep/--no-jobs-sweep", help="Also uringsync -j 1..CPUs on tree."),
+    ] = True,
+    workdir: Annotated[
+        str, typer.Option(metavar="DIR", help="Holds the loop image (or, --no-loop, the trees).")
+    ] = "/var/tmp/uringsync-bench",
+    loop: Annotated[
+        bool,
+        typer.Option(
+            "--loop/--no-loop", help="Measure on a fresh loop-mounted ext4 (root), or in DIR."
+        ),
+    ] = True,
+    image_size: Annotated[
+        str | None, typer.Option(metavar="SIZE", help="Loop image size (default: computed).")
+    ] = None,
+    keep: Annotated[
+        bool, typer.Option(help="Keep sources, copies and the mount; the next run reuses them.")
+    ] = False,
+    settle: Annotated[
+        float, typer.Option(min=0, help="Seconds to wait after deleting copies.")
+    ] = 10.0,
+    verify: Annotated[
+        str, typer.Option(help="Check each copy: count (names, bytes, links), rsync, none.")
+    ] = "count",
+    rss_entries: Annotated[
+        int, typer.Option(min=0, help="Also copy a tree of N tiny entries once: peak RSS.")
+    ] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the generated trees.")] = 1,
+    json_out: Annotated[
+        str | None,
+        typer.Option(
+            "--json-out",
+            metavar="PATH",
+            help="Results (default benchmarks/results/bench.json, or DIR/bench.json).",
+        ),
+    ] = None,
+    plot: Annotated[
+        str | None, typer.Option(metavar="PATH", help="PNG plot (default: beside the JSON).")
+    ] = None,
+    plot_only: Annotated[
+        str | None,
+        typer.Option("--plot-only", metavar="JSON", help="Only redraw the plot from a JSON."),
+    ] = None,
+) -> None:
+    from uringsync.bench import cli as bench_cli
+
+    raise typer.Exit(
+        bench_cli(
+            workloads=workloads,
+            entries=entries,
+            big_size=big_size,
+            mixed_files=mixed_files,
+            mixed_big=mixed_big,
+            rounds=rounds,
+            cold=cold,
+            warm=warm,
+            jobs_sweep=jobs_sweep,
+            workdir=workdir,
+            loop=loop,
+            image_size=image_size,
+            keep=keep,
+            settle=settle,
+            verify=verify,
+            rss_entries=rss_entries,
+            seed=seed,
+            json_out=json_out,
+            plot_path=plot,
+            plot_only_json=plot_only,
+        )
+    )
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
-    """Console entry point: usage errors exit 1 (not click's 2), Ctrl-C 130."""
-    # The engine waits in io_uring_enter for a whole batch; Python's SIGINT
-    # handler would only run after it.  Until the copy can be cancelled
-    # cleanly, Ctrl-C ends the process at once, as it does cp.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    """Console entry point: usage errors exit 1 (not click's 2); Ctrl-C and
+    SIGTERM 130.  While a copy runs, the engine catches both signals itself
+    (api.copy): workers stop, partial files are removed, then Stopped (a
+    KeyboardInterrupt) arrives here."""
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         code = app(standalone_mode=False)
     except typer.Exit as e:
         sys.exit(e.exit_code)
     except (typer.Abort, KeyboardInterrupt):
-        sys.exit(130)
+        sys.exit(EXIT_STOPPED)
     except typer.TyperException as e:  # usage errors: bad option, missing argument
         show = getattr(e, "show", None)
         if callable(show):

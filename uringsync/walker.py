@@ -342,7 +342,7 @@ class Walker:
     def error(self, path: bytes, op: str, err: int, what: str) -> None:
         if err == E.ENOENT and op in _SOURCE_OPS:
             msg = f"file has vanished: {show(path)}"
-        elif op == "src_changed":
+        elif op in ("src_changed", "worker"):
             msg = what  # the reason is in the words; ESTALE's text would mislead
         else:
             msg = f"{what}: {os.strerror(err)}"
@@ -950,11 +950,9 @@ class Walker:
         for idx in done:
             self._complete(idx)
         for w in died:
-            self._worker_died(w)
+            self._worker_died(pool, w)
 
-    def _worker_died(self, w: Worker) -> None:
-        pool = self.pool
-        assert pool is not None
+    def _worker_died(self, pool: Pool, w: Worker) -> None:
         status = pool.dead[-1][1] if pool.dead and pool.dead[-1][0] is w else "died"
         held = list(w.held)
         w.held.clear()
