@@ -232,9 +232,10 @@ int us_dir_meta(int src_fd, int dst_fd, const struct us_stat *st, uint32_t flags
 
 /* Big files, split into US_T_RANGE jobs.  us_big_open opens the source
  * (checked to be the file `st` describes, whose size, mode, owner and times
- * it refreshes) and creates the destination (O_EXCL, never following), both
- * O_DIRECT if `direct` and the file systems take it.  fds[0], fds[1] get
- * them; returns 1|2 for which ends are O_DIRECT, or -errno with *op set.
+ * it refreshes) and creates the destination (O_EXCL, never following).  fds[0], fds[1] get
+ * them; `direct` asks for O_DIRECT on the source (1) and/or destination (2)
+ * where the file systems take it; returns 1|2 for which ends got it, or
+ * -errno with *op set.
  * us_big_finish copies bytes [tail_off, size) without O_DIRECT, then the
  * metadata in cp's order; the caller closes both fds. */
 int us_big_open(int src_dirfd, const char *src_name, int dst_dirfd, const char *dst_name,

@@ -523,12 +523,13 @@ static void stat_from(struct us_stat *st, const struct stat *sb)
 int us_big_open(int src_dirfd, const char *src_name, int dst_dirfd, const char *dst_name,
                 struct us_stat *st, int direct, int *fds, int *op)
 {
-    int dflag = direct ? O_DIRECT : 0, sfd, dfd, ret = 0;
+    int sflag = (direct & 1) ? O_DIRECT : 0, dflag = (direct & 2) ? O_DIRECT : 0, sfd, dfd,
+        ret = 0;
     struct stat sb;
 
     fds[0] = fds[1] = -1;
-    sfd = openat(src_dirfd, src_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | dflag);
-    if (sfd < 0 && dflag && errno == EINVAL) /* no O_DIRECT on this fs */
+    sfd = openat(src_dirfd, src_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | sflag);
+    if (sfd < 0 && sflag && errno == EINVAL) /* no O_DIRECT on this fs */
         sfd = openat(src_dirfd, src_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (sfd < 0) {
         *op = US_OP_OPEN_SRC;

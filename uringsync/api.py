@@ -39,7 +39,7 @@ EXIT_PARTIAL = 23
 EXIT_VANISHED = 24
 
 # O_DIRECT for split big files: see docs/benchmarks.md for the measurements.
-DIRECT_DEFAULT = False
+DIRECT_DEFAULT = 0
 
 PRESERVE_NAMES = ("mode", "ownership", "timestamps", "links", "context", "xattr", "all")
 
@@ -238,7 +238,7 @@ def copy(
         one_file_system=one_file_system,
         queue_depth=queue_depth,
         jobs=len(usable_cpus()) if jobs is None else max(0, jobs),
-        direct=DIRECT_DEFAULT if direct is None else direct,
+        direct=int(os.environ.get("URINGSYNC_DIRECT", DIRECT_DEFAULT)) if direct is None else (3 if direct else 0),
         progress=progress,
         on_error=on_error,
         on_verbose=on_verbose if verbose else None,

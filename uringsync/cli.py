@@ -101,6 +101,15 @@ def cp(
         int,
         typer.Option("--queue-depth", min=1, max=1024, help="Files in flight at once."),
     ] = engine.DEFAULT_QUEUE_DEPTH,
+    direct: Annotated[
+        bool | None,
+        typer.Option(
+            "--direct/--no-direct",
+            help="O_DIRECT for big files split across workers "
+            "(default: what measured faster, see docs/benchmarks.md).",
+            show_default=False,
+        ),
+    ] = None,
     jobs: Annotated[
         int | None,
         typer.Option(
@@ -152,6 +161,7 @@ def cp(
                 reflink=reflink,
                 queue_depth=queue_depth,
                 jobs=jobs,
+                direct=direct,
                 progress=bar.progress if bar is not None else None,
                 on_error=bar.error if bar is not None else _report,
                 on_verbose=on_verbose,

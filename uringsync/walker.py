@@ -116,7 +116,7 @@ class Options:
     queue_depth: int = engine.DEFAULT_QUEUE_DEPTH
     batch_size: int = 512
     jobs: int = 0  # worker processes (0: run the batches in this process)
-    direct: bool = False  # O_DIRECT for split big files
+    direct: int = 0  # O_DIRECT for split big files: 1 source, 2 destination
     progress: Callable[[Event], None] | None = None
     on_error: Callable[[FileError], None] | None = None
     on_verbose: Callable[[str], None] | None = None
@@ -664,7 +664,7 @@ class Walker:
         fds = ffi.new("int[2]")
         op = ffi.new("int *")
         src_fd, dst_fd = self._fds(d)
-        ret = lib.us_big_open(src_fd, name, dst_fd, name, st, int(self.opts.direct), fds, op)
+        ret = lib.us_big_open(src_fd, name, dst_fd, name, st, self.opts.direct, fds, op)
         if ret == -E.EEXIST or ret == -E.EMFILE:
             return False  # the one-job path replaces what is there / waits for fds
         if ret < 0:
