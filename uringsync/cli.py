@@ -300,6 +300,10 @@ def bench(
         str | None,
         typer.Option("--plot-only", metavar="JSON", help="Only redraw the plot from a JSON."),
     ] = None,
+    uringsync_args: Annotated[
+        str,
+        typer.Option(metavar="ARGS", help="More options for every uringsync cp, e.g. --direct."),
+    ] = "",
 ) -> None:
     from uringsync.bench import cli as bench_cli
 
@@ -325,6 +329,7 @@ def bench(
             json_out=json_out,
             plot_path=plot,
             plot_only_json=plot_only,
+            uringsync_args=uringsync_args,
         )
     )
 

@@ -1,0 +1,216 @@
+"""``uringsync bench`` end to end at a tiny size, and its generator.
+
+The run times every tool on every workload (warm, one round, in a temporary
+directory), and every copy it timed must be a correct copy, so the benchmark
+cannot time a broken one.  It also writes the JSON and the PNG, and
+``--plot-only`` redraws the PNG from the JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from uringsync import bench
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, dict[str, Any]]:
+    """One tiny run, kept: (directory, exit code, the JSON as written)."""
+    d = tmp_path_factory.mktemp("bench")
+    opts = bench.Options(
+        workloads=bench.WORKLOADS,
+        entries=300,
+        big_size=8 * bench.MiB,
+        mixed_files=100,
+        mixed_big=bench.MiB,
+        rounds=1,
+        cold=False,
+        warm=True,
+        jobs_sweep=True,
+        workdir=d / "work",
+        loop=False,
+        keep=True,
+        settle=0,
+        verify="rsync",
+        json_out=d / "out" / "bench.json",
+        plot=d / "out" / "bench.png",
+    )
+    code, _ = bench.run(opts, say=lambda _msg: None)
+    data = json.loads((d / "out" / "bench.json").read_text())
+    return d, code, data
+
+
+def _rsync_differences(src: str, copy: str, times: bool = True) -> bytes:
+    """rsync -naHAXc's list of differences (without -t: times not compared)."""
+    flags = "-naHAXc" if times else "-nrlpgoDHAXc"
+    p = subprocess.run(
+        ["rsync", flags, "--delete", "--itemize-changes", f"{src}/", f"{copy}/"],
+        capture_output=True,
+        check=False,
+    )
+    assert p.returncode == 0, p.stderr
+    return p.stdout
+
+
+def test_every_tool_and_row_timed(tiny: tuple[Path, int, dict[str, Any]]) -> None:
+    _, code, data = tiny
+    assert code == 0, [r["stderr"] for r in data["runs"] if not r["ok"]]
+    rows = {(r["workload"], r["cache"]): r for r in data["rows"]}
+    assert set(rows) == {(w, "warm") for w in bench.WORKLOADS}
+    for row in rows.values():
+        for tool in bench.TOOLS:
+            assert row["median"][tool] > 0, (row["workload"], tool)
+            assert row["ratio_to_cp"][tool] > 0
+            assert row["failures"][tool] == 0
+        assert row["ratio_to_cp"]["cp"] == pytest.approx(1.0)
+    timed = {(r["workload"], r["tool"]) for r in data["runs"]}
+    assert {(w, t) for w in bench.WORKLOADS for t in bench.TOOLS} <= timed
+    for r in data["runs"]:
+        assert r["exit_code"] == 0 and r["exit_codes"] == [0] * len(r["exit_codes"]), r
+        assert r["seconds"] > 0 and r["verified"] is True, r
+        if r["tool"] != "uringsync" and not r["tool"].startswith("uringsync-"):
+            assert r["peak_rss"] > 0
+    tar = next(r for r in data["runs"] if r["tool"] == "tar")
+    assert len(tar["exit_codes"]) == 2  # both ends of the pipe
+    m = data["machine"]
+    assert m["cores"] == os.cpu_count() and m["uname"] and m["filesystem"]["fstype"]
+    assert data["workloads"]["tree"]["summary"]["entries"] == 300
+
+
+def test_jobs_sweep(tiny: tuple[Path, int, dict[str, Any]]) -> None:
+    _, _, data = tiny
+    if not data["capabilities"]["jobs"]:
+        assert any("-j" in n for n in data["notes"])
+        return
+    assert [w["jobs"] for w in data["workers"]] == bench.jobs_list(os.cpu_count() or 1)
+    for w in data["workers"]:
+        assert w["files_per_s"] == pytest.approx(300 / w["median"])
+
+
+def test_every_copy_is_correct(tiny: tuple[Path, int, dict[str, Any]]) -> None:
+    """Checked here with rsync -naHAXc (contents, owners, modes, times, links,
+    xattrs, ACLs) independently of the bench's own check."""
+    _, _, data = tiny
+    checked = set()
+    for r in data["runs"]:
+        src = data["workloads"][r["workload"]]["path"]
+        assert os.path.isdir(r["copy"]), r["copy"]
+        assert _rsync_differences(src, r["copy"]) == b"", (r["tool"], r["copy"])
+        checked.add(r["tool"])
+    assert {"uringsync", "cp", "rsync", "tar"} <= checked
+
+
+def test_bench_catches_a_broken_copy(tiny: tuple[Path, int, dict[str, Any]]) -> None:
+    _, _, data = tiny
+    run = next(r for r in data["runs"] if r["tool"] == "cp" and r["workload"] == "tree")
+    src = Path(data["workloads"]["tree"]["path"])
+    expect = bench.Summary(**data["workloads"]["tree"]["summary"])
+    copy = Path(run["copy"])
+    assert bench.check_copy(src, copy, expect, "count") is None
+    victim = next(p for p in sorted(copy.rglob("f*")) if p.is_file() and not p.is_symlink())
+    size = victim.stat().st_size
+    with open(victim, "ab") as f:
+        f.write(b"x")
+    assert "bytes" in (bench.check_copy(src, copy, expect, "count") or "")
+    os.truncate(victim, size)  # same size, other mtime: rsync -c still sees it
+    assert bench.check_copy(src, copy, expect, "rsync") is not None
+
+
+def test_png_and_plot_only(tiny: tuple[Path, int, dict[str, Any]]) -> None:
+    pytest.importorskip("matplotlib", reason="the test extra has matplotlib: bash setup.sh test")
+    d, _, _ = tiny
+    png = d / "out" / "bench.png"
+    assert png.read_bytes()[:8] == PNG_MAGIC
+    again = d / "again.png"
+    p = subprocess.run(
+        [sys.executable, "-m", "uringsync", "bench", "--plot-only", str(d / "out" / "bench.json"),
+         "--plot", str(again)],
+        capture_output=True,
+        check=False,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert again.read_bytes()[:8] == PNG_MAGIC
+    assert b"tree" in p.stdout  # the table, from the JSON
+    default = d / "out" / "bench.png"
+    default.unlink()
+    assert bench.plot_only(d / "out" / "bench.json", None) == default
+    assert default.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_plot_only_refuses_other_json(tmp_path: Path) -> None:
+    bad = tmp_path / "x.json"
+    bad.write_text("{}")
+    p = subprocess.run(
+        [sys.executable, "-m", "uringsync", "bench", "--plot-only", str(bad)],
+        capture_output=True,
+        check=False,
+    )
+    assert p.returncode == 1
+    assert b"not the JSON written by uringsync bench" in p.stderr
+
+
+def test_without_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cold runs need root (skipped with a note); the loop file system too (an error)."""
+    monkeypatch.setattr(bench.os, "geteuid", lambda: 1000)
+    opts = bench.Options(workloads=("tree",), entries=10, workdir=tmp_path, warm=False)
+    with pytest.raises(bench.BenchError, match="nothing to time"):
+        bench.run(opts, say=lambda _msg: None)
+    opts.warm = True
+    with pytest.raises(bench.BenchError, match="--no-loop"):
+        bench.run(opts, say=lambda _msg: None)
+
+
+def test_parse_size() -> None:
+    assert bench.parse_size("4G") == 4 << 30
+    assert bench.parse_size("64MiB") == 64 << 20
+    assert bench.parse_size("1.5k") == 1536
+    assert bench.parse_size("4096") == 4096
+    with pytest.raises(bench.BenchError):
+        bench.parse_size("lots")
+
+
+def test_generator_is_deterministic_and_as_estimated(tmp_path: Path) -> None:
+    spec = bench.TreeSpec(entries=2000, seed=7)
+    a, b = tmp_path / "a", tmp_path / "b"
+    bench.generate(spec, a)
+    bench.generate(spec, b)
+    # same names, types, modes, links, xattrs and contents (made at other times)
+    assert _rsync_differences(str(a), str(b), times=False) == b""
+    got, est = bench.summarize(a), bench.estimate(spec)
+    assert got.entries == est.entries == 2000
+    data = {st.st_ino: st.st_size for st in (q.lstat() for q in a.rglob("*"))
+            if stat.S_ISREG(st.st_mode)}  # fmt: skip
+    assert sum(data.values()) == est.bytes  # hard links: the data once
+    assert got.symlinks > 0 and got.linked > 0 and got.dirs > 50
+    dirs = bench._plan_dirs(spec)
+    assert max(d.depth for d in dirs) <= spec.max_depth
+    assert all(5 <= d.cap <= 20 for d in dirs)
+    assert bench.estimate(bench.TreeSpec(entries=2000, seed=8)) != est
+
+
+def test_stamped_big_file_is_not_repetitive(tmp_path: Path) -> None:
+    path = tmp_path / "big"
+    size = 2 * bench.BLOCK_SIZE + 12345
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        bench.write_stamped(fd, size, 1, 1)
+    finally:
+        os.close(fd)
+    st = path.stat()
+    assert st.st_size == size and st.st_blocks * 512 >= size  # no holes
+    with open(path, "rb") as f:
+        first = f.read(bench.PAGE)
+        f.seek(bench.BLOCK_SIZE)
+        second = f.read(bench.PAGE)
+    assert first != second and first[16:] == second[16:]  # only the stamp differs
+    assert first.count(0) < bench.PAGE // 16
