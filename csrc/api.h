@@ -209,6 +209,12 @@ void us_ring_set_max_inflight(struct us_ring *r, uint32_t n);
 /* List `dirfd` (getdents64, a plain syscall) and lstat every entry with
  * io_uring STATX, many in flight.  Returns the number of entries or -errno. */
 long us_scan_dir(struct us_ring *r, int dirfd, struct us_scan *sc);
+/* Several directories at once: their listings (in threads when the disk is
+ * involved), then the lstat of all their entries (inline when cached, else
+ * io_uring STATX, many in flight).  rets[i] gets scans[i]'s entry count or
+ * -errno; returns n, or -errno when the ring failed (-EINTR: stopped). */
+long us_scan_dirs(struct us_ring *r, size_t n, const int *dirfds, struct us_scan **scans,
+                  long *rets);
 void us_scan_free(struct us_scan *sc);
 /* lstat one name relative to dirfd (statx, follow=0) or follow symlinks. */
 int us_stat_at(int dirfd, const char *name, int follow, struct us_stat *st);

@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,7 @@
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "engine.h"
@@ -866,42 +868,143 @@ static int scan_list(int dirfd, struct us_scan *sc)
     }
 }
 
-long us_scan_dir(struct us_ring *r, int dirfd, struct us_scan *sc)
+static uint64_t now_ns(void)
 {
-    size_t next = 0;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* A getdents64 that took longer than this read the disk: list the other
+ * directories of the call in parallel threads. */
+#define COLD_LIST_NS 40000u
+/* statx calls averaging less than this hit the cache: make them inline
+ * (io_uring punts every STATX to a kernel worker, which costs more). */
+#define WARM_STATX_NS 3000u
+#define SCAN_THREADS 8
+
+struct list_pool {
+    const int *dirfds;
+    struct us_scan **scans;
+    long *rets;
+    size_t n;
+    size_t next; /* atomic */
+};
+
+static void *list_worker(void *arg)
+{
+    struct list_pool *p = arg;
+    for (;;) {
+        size_t i = __atomic_fetch_add(&p->next, 1, __ATOMIC_RELAXED);
+        if (i >= p->n)
+            return NULL;
+        p->rets[i] = scan_list(p->dirfds[i], p->scans[i]);
+    }
+}
+
+/* getdents64 of every directory: the first inline; if that one was cold,
+ * the rest in up to SCAN_THREADS threads at once (no io_uring op lists a
+ * directory, and each cold listing waits on the disk). */
+static void list_all(size_t n, const int *dirfds, struct us_scan **scans, long *rets)
+{
+    struct list_pool p = {dirfds, scans, rets, n, 1};
+    pthread_t tid[SCAN_THREADS];
+    unsigned started = 0;
+    uint64_t t0 = now_ns();
+
+    rets[0] = scan_list(dirfds[0], scans[0]);
+    if (n > 1 && now_ns() - t0 > COLD_LIST_NS) {
+        unsigned want = n - 1 < SCAN_THREADS ? (unsigned)(n - 1) : SCAN_THREADS;
+        for (; started < want; started++)
+            if (pthread_create(&tid[started], NULL, list_worker, &p) != 0)
+                break;
+    }
+    list_worker(&p); /* this thread helps (or does it all) */
+    for (unsigned t = 0; t < started; t++)
+        pthread_join(tid[t], NULL);
+}
+
+static void stat_inline(int dirfd, struct us_entry *e, const char *name)
+{
+    struct statx x;
+    if (statx(dirfd, name, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT, STATX_BASIC_STATS, &x) < 0)
+        e->err = -errno;
+    else
+        fill_stat(&e->st, &x);
+}
+
+long us_scan_dirs(struct us_ring *r, size_t n, const int *dirfds, struct us_scan **scans,
+                  long *rets)
+{
     unsigned inflight = 0, nfree = r->nslots;
     unsigned *freesx = r->freesx;
+    size_t k = 0, i = 0; /* the next entry to stat: scans[k]->ents[i] */
     int ret;
-
-    for (unsigned i = 0; i < r->nslots; i++)
-        freesx[i] = i;
 
     if (r->broken)
         return -EIO;
-    sc->n = 0;
-    sc->names_len = 0;
-    ret = scan_list(dirfd, sc);
-    if (ret < 0)
-        return ret;
+    if (n == 0)
+        return 0;
+    if (n > 0xffff)
+        return -E2BIG;
+    for (unsigned s = 0; s < r->nslots; s++)
+        freesx[s] = s;
+    for (size_t d = 0; d < n; d++) {
+        scans[d]->n = 0;
+        scans[d]->names_len = 0;
+    }
+    list_all(n, dirfds, scans, rets);
 
-    /* STATX has no fast path in io_uring: each one runs in a kernel worker.
-     * That is what a cold tree wants: many inode reads in flight at once. */
-    while (next < sc->n || inflight) {
+    /* Warm or cold?  Time a few statx inline first. */
+    {
+        unsigned probes = 0;
+        uint64_t t0 = now_ns();
+        while (k < n && probes < 4) {
+            if (rets[k] < 0 || i >= scans[k]->n) {
+                k++;
+                i = 0;
+                continue;
+            }
+            struct us_entry *e = &scans[k]->ents[i];
+            stat_inline(dirfds[k], e, scans[k]->names + e->name_off);
+            i++;
+            probes++;
+        }
+        if (probes && (now_ns() - t0) / probes < WARM_STATX_NS) {
+            for (; k < n; k++, i = 0)
+                for (; rets[k] >= 0 && i < scans[k]->n; i++) {
+                    struct us_entry *e = &scans[k]->ents[i];
+                    stat_inline(dirfds[k], e, scans[k]->names + e->name_off);
+                }
+        }
+    }
+
+    /* Cold: every remaining entry of every directory through io_uring STATX,
+     * many in flight, so the inode reads queue up at the disk together. */
+    while (k < n || inflight) {
         if (us_stop_flag)
-            next = sc->n; /* submit no more; let those in flight land */
-        while (nfree && next < sc->n) {
+            k = n; /* submit no more; let those in flight land */
+        while (nfree && k < n) {
+            if (rets[k] < 0 || i >= scans[k]->n) {
+                k++;
+                i = 0;
+                continue;
+            }
             unsigned s = freesx[--nfree];
+            struct us_entry *e = &scans[k]->ents[i];
             struct io_uring_sqe *sqe = get_sqe(r);
-            io_uring_prep_statx(sqe, dirfd, sc->names + sc->ents[next].name_off,
+            io_uring_prep_statx(sqe, dirfds[k], scans[k]->names + e->name_off,
                                 AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT, STATX_BASIC_STATS,
                                 &r->sx[s]);
-            io_uring_sqe_set_data64(sqe, ((uint64_t)next << 16) | s);
-            next++;
+            io_uring_sqe_set_data64(sqe, ((uint64_t)k << 48) | ((uint64_t)i << 16) | s);
+            i++;
             inflight++;
         }
+        if (!inflight)
+            break;
         ret = io_uring_submit_and_wait(&r->ring, 1);
         if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
-            r->broken = true; /* statx SQEs still point into sc */
+            r->broken = true; /* statx SQEs still point into the scans */
             return ret;
         }
         struct io_uring_cqe *cqe;
@@ -909,7 +1012,7 @@ long us_scan_dir(struct us_ring *r, int dirfd, struct us_scan *sc)
         io_uring_for_each_cqe(&r->ring, head, cqe) {
             uint64_t d = io_uring_cqe_get_data64(cqe);
             unsigned s = (unsigned)(d & 0xffff);
-            struct us_entry *e = &sc->ents[d >> 16];
+            struct us_entry *e = &scans[d >> 48]->ents[(d >> 16) & 0xffffffffu];
             if (cqe->res < 0)
                 e->err = cqe->res;
             else
@@ -920,7 +1023,18 @@ long us_scan_dir(struct us_ring *r, int dirfd, struct us_scan *sc)
         }
         io_uring_cq_advance(&r->ring, seen);
     }
-    return us_stop_flag ? -EINTR : (long)sc->n;
+    for (size_t d = 0; d < n; d++)
+        if (rets[d] >= 0)
+            rets[d] = (long)scans[d]->n;
+    return us_stop_flag ? -EINTR : (long)n;
+}
+
+long us_scan_dir(struct us_ring *r, int dirfd, struct us_scan *sc)
+{
+    long ret = 0, got = us_scan_dirs(r, 1, &dirfd, &sc, &ret);
+    if (got < 0)
+        return got;
+    return ret < 0 ? ret : (long)sc->n;
 }
 
 void us_scan_free(struct us_scan *sc)

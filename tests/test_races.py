@@ -103,9 +103,11 @@ def test_file_replaced_after_the_scan_is_skipped_not_mixed(tmp_path: Path) -> No
 def test_source_dir_renamed_while_its_hard_link_is_pending(tmp_path: Path) -> None:
     """A hard link into a finished directory re-opens only its destination:
     the source directory renamed meanwhile used to abort the whole copy.
-    Whichever of A and B/C is walked first holds the copy; when B/C is first
-    (and was flushed and closed by the padding), renaming it before A is
-    walked makes the link re-open it."""
+    Whichever of A and B/C is walked first holds the copy.  B/C is renamed
+    once both have been listed (directories are listed in groups, so a
+    rename before B/C is listed would make it vanish: a different case); the
+    padding makes batches flush and directories close in between, so the
+    link re-opens its directory by name."""
     src = tmp_path / "src"
     (src / "A").mkdir(parents=True)
     (src / "B" / "C").mkdir(parents=True)
@@ -116,11 +118,17 @@ def test_source_dir_renamed_while_its_hard_link_is_pending(tmp_path: Path) -> No
         for i in range(1100):
             (src / "B" / dn / f"f{i}").touch()
 
-    def rename() -> None:
-        if (src / "B" / "C").exists():
+    listed: set[bytes] = set()
+    want = {os.fsencode(src / "A"), os.fsencode(src / "B" / "C")}
+
+    def rename_when_both_listed(ev: uringsync.Event) -> None:
+        if ev.kind != "scanned" or listed >= want:
+            return
+        listed.add(ev.src_dir)
+        if listed >= want:
             os.rename(src / "B" / "C", src / "B" / "Cmoved")
 
-    res = uringsync.copy([src], tmp_path / "dst", archive=True, progress=on_scan(src / "A", rename))
+    res = uringsync.copy([src], tmp_path / "dst", archive=True, progress=rename_when_both_listed)
     assert res.exit_code == 0, res.errors[:3]
     dst = tmp_path / "dst"
     [y] = [p for p in (dst / "B" / "C" / "y", dst / "B" / "Cmoved" / "y") if p.exists()]

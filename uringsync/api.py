@@ -238,7 +238,7 @@ def copy(
         one_file_system=one_file_system,
         queue_depth=queue_depth,
         jobs=len(usable_cpus()) if jobs is None else max(0, jobs),
-        direct=int(os.environ.get("URINGSYNC_DIRECT", DIRECT_DEFAULT)) if direct is None else (3 if direct else 0),
+        direct=DIRECT_DEFAULT if direct is None else (3 if direct else 0),
         progress=progress,
         on_error=on_error,
         on_verbose=on_verbose if verbose else None,

@@ -288,6 +288,24 @@ class Ring:
         sc.n = check(lib.us_scan_dir(self._ring, dirfd, sc._sc), "getdents64", path)
         return sc
 
+    def scan_many(self, dirfds: list[int]) -> list[Scan | OSError]:
+        """Several directories at once (``us_scan_dirs``): a Scan each, or
+        the OSError of its listing."""
+        n = len(dirfds)
+        scans = [Scan() for _ in range(n)]
+        ptrs = ffi.new("struct us_scan *[]", [sc._sc for sc in scans])
+        rets = ffi.new("long[]", n)
+        check(lib.us_scan_dirs(self._ring, n, dirfds, ptrs, rets), "io_uring_enter")
+        out: list[Scan | OSError] = []
+        for sc, ret in zip(scans, rets, strict=True):
+            if ret < 0:
+                out.append(OSError(-ret, f"getdents64: {os.strerror(-ret)}"))
+                sc.free()
+            else:
+                sc.n = int(ret)
+                out.append(sc)
+        return out
+
     def run(self, batch: Batch) -> int:
         """Copy every job in the batch; returns how many failed."""
         ret: int = lib.us_run(self._ring, batch.jobs, batch.n)

@@ -62,6 +62,7 @@ SPLIT_MIN = 64 << 20
 RANGE = 32 << 20
 MAX_BIG_OPEN = 4  # big files open at once (two fds each)
 RANGES_PER_BATCH = 8
+SCAN_GROUP = 16  # directories listed and stat'ed together
 EARLY_FLUSH = 64  # an idle worker gets a batch as soon as it has this many jobs
 MAX_TRIES = 2  # runs of a job whose worker died
 
@@ -532,16 +533,44 @@ class Walker:
         stack = [root]
         assert root.st is not None
         root_dev = (root.st.dev_major, root.st.dev_minor)
+        per_scan = max(1, min(SCAN_GROUP, self.max_dirs // 4))
         while stack:
             self._safe_point()
             if self.pinned >= self.max_dirs // 2:
                 self.flush()  # unsent jobs hold half the directory budget
-            d = stack.pop()
-            if not self._create(d):
-                self._abandon(d)
-                continue
-            subdirs = self._visit(d, root_dev)
-            stack.extend(reversed(subdirs))
+            # Several directories are listed and stat'ed at once (in
+            # parallel when cold); they stay open meanwhile.
+            group: list[Dir] = []
+            while stack and len(group) < per_scan:
+                d = stack.pop()
+                if not self._create(d):
+                    self._abandon(d)
+                    continue
+                self._hold(d)
+                group.append(d)
+            todo = [d for d in group if not d.skip_contents]
+            try:
+                found = self.ring.scan_many([d.src_fd for d in todo]) if todo else []
+            except OSError:
+                if lib.us_stop_requested():
+                    raise Stopped from None
+                raise
+            scans: dict[Dir, Scan | OSError] = dict(zip(todo, found, strict=True))
+            for d in group:
+                self._release(d)
+                subdirs = self._visit(d, root_dev, scans.get(d))
+                stack.extend(reversed(subdirs))
+
+    def _hold(self, d: Dir) -> None:
+        """Keep ``d`` open (not evicted) until _release."""
+        if d.jobs == 0:
+            self.pinned += 1
+        d.jobs += 1
+
+    def _release(self, d: Dir) -> None:
+        d.jobs -= 1
+        if d.jobs == 0:
+            self.pinned -= 1
 
     def _safe_point(self) -> None:
         """Between directories: notice a stop, take in finished batches, run
@@ -558,18 +587,14 @@ class Walker:
         while self.deferred:
             self.deferred.popleft()()
 
-    def _visit(self, d: Dir, root_dev: tuple[int, int]) -> list[Dir]:
+    def _visit(self, d: Dir, root_dev: tuple[int, int], sc: Scan | OSError | None) -> list[Dir]:
         subdirs: list[Dir] = []
-        if d.skip_contents:
+        if d.skip_contents or sc is None:
             d.scanned = True
             self._finish_dir(d)
             return subdirs
-        try:
-            sc = self.ring.scan(d.src_fd, d.src_path)
-        except OSError as e:
-            if lib.us_stop_requested():
-                raise Stopped from None
-            self.dir_error(d.src_path, "readdir", e, verb="read")
+        if isinstance(sc, OSError):
+            self.dir_error(d.src_path, "readdir", sc, verb="read")
             d.scanned = True
             self._finish_dir(d)
             return subdirs
