@@ -1368,6 +1368,9 @@ static int next_chunk(struct us_ring *r, struct slot *s, struct chunk *ch)
         if ((uint64_t)(h - d) < len)
             len = (uint64_t)(h - d);
     }
+    /* a range ends where its job says (O_DIRECT: on a block boundary) */
+    if (s->range && off + len > s->eof_off)
+        len = s->eof_off - off;
     ch->off = off;
     ch->len = (uint32_t)len;
     ch->got = ch->put = 0;

@@ -294,7 +294,7 @@ def _run(
             walker = Walker(ring, opts, pool, budget, wake_r)
             try:
                 for p in plans:
-                    tops.append(_copy_one_arg(walker, p, follow, copy_range_min))
+                    _copy_one_arg(walker, p, follow, copy_range_min, tops)
                 walker.drain()
                 ok = True
             finally:
@@ -319,9 +319,12 @@ def _run(
     return walker
 
 
-def _copy_one_arg(walker: Walker, p: _Plan, follow: bool, copy_range_min: int | None) -> Dir:
-    """Start copying one command-line SRC; returns the pseudo-directory that
-    holds the parents' fds (the caller closes them after the run)."""
+def _copy_one_arg(
+    walker: Walker, p: _Plan, follow: bool, copy_range_min: int | None, tops: list[Dir]
+) -> None:
+    """Start copying one command-line SRC.  The pseudo-directory that holds
+    the parents' fds goes into ``tops`` as soon as they are open (the caller
+    closes them after the run, however it ends)."""
     o_dir = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
     top = Dir(None, b"", b"", _shown_parent(p.src_parent, p.src), p.dst_shown, None)
     top.top = True
@@ -330,13 +333,14 @@ def _copy_one_arg(walker: Walker, p: _Plan, follow: bool, copy_range_min: int | 
         top.src_fd = os.open(p.src_parent, o_dir)
         top.dst_fd = os.open(p.dst_parent, o_dir)
         st = engine.stat_at(top.src_fd, p.src_name, follow=follow)
-        walker.set_destination(top.dst_fd, copy_range_min)
         top.acl_default = has_default_acl(top.dst_fd)
     except OSError as e:
         for fd in (top.src_fd, top.dst_fd):
             if fd >= 0:
                 os.close(fd)
         raise CopyError(f"cannot access {show(p.src)}: {os.strerror(e.errno or 0)}") from None
+    tops.append(top)
+    walker.set_destination(top.dst_fd, copy_range_min)
     if p.is_dir:
         root = Dir(
             top,
@@ -349,4 +353,3 @@ def _copy_one_arg(walker: Walker, p: _Plan, follow: bool, copy_range_min: int | 
         walker.copy_dir(top, root)
     else:
         walker.copy_one(top, p.src_name, p.dst_name, st, follow=follow)
-    return top

@@ -978,7 +978,7 @@ class Walker:
             self._worker_died(pool, w)
 
     def _worker_died(self, pool: Pool, w: Worker) -> None:
-        status = pool.dead[-1][1] if pool.dead and pool.dead[-1][0] is w else "died"
+        status = next((how for who, how in pool.dead if who is w), "died")
         held = list(w.held)
         w.held.clear()
         unfinished = sum(
