@@ -1404,11 +1404,29 @@ static void read_next(struct us_ring *r, struct slot *s, int c)
     release_chunk(r, s, c);
 }
 
+/* Start reading `bytes` with as many chunks in flight as the file can use
+ * (up to chunks_per_file), the slot's own buffer plus what is free. */
+static void read_chunks(struct us_ring *r, struct slot *s, uint64_t bytes)
+{
+    uint64_t bs = r->cfg.buf_size, want = bytes / bs + (bytes % bs ? 1 : 0);
+
+    if (want < 1)
+        want = 1;
+    if (want > r->cfg.chunks_per_file)
+        want = r->cfg.chunks_per_file;
+    /* Leave one buffer for every slot that is free, so a job can always
+     * start: start_job relies on it. */
+    while ((uint64_t)s->nchunks < want && r->nfree > r->nfreeslots)
+        s->ch[s->nchunks++].buf = take_buf(r);
+    for (int c = 0; c < s->nchunks; c++)
+        read_next(r, s, c);
+    maybe_done(r, s);
+}
+
 static void start_data(struct us_ring *r, struct slot *s)
 {
     struct us_job *j = s->job;
     const struct us_stat *st = &s->st;
-    uint64_t bs = r->cfg.buf_size;
 
     s->sparse = (j->flags & US_F_SPARSE_ALWAYS) ||
                 ((j->flags & US_F_SPARSE_AUTO) && st->blocks * 512 < st->size);
@@ -1445,19 +1463,7 @@ static void start_data(struct us_ring *r, struct slot *s)
     j->path = US_PATH_URING;
     s->eof_off = UINT64_MAX;
     s->next_off = 0;
-    /* The slot holds one buffer already; big files take more if free. */
-    uint64_t want = st->size / bs + (st->size % bs ? 1 : 0);
-    if (want < 1)
-        want = 1;
-    if (want > r->cfg.chunks_per_file)
-        want = r->cfg.chunks_per_file;
-    /* Leave one buffer for every slot that is free, so a job can always
-     * start: start_job relies on it. */
-    while ((uint64_t)s->nchunks < want && r->nfree > r->nfreeslots)
-        s->ch[s->nchunks++].buf = take_buf(r);
-    for (int c = 0; c < s->nchunks; c++)
-        read_next(r, s, c);
-    maybe_done(r, s);
+    read_chunks(r, s, st->size);
 }
 
 /* A range of a big file: the walker opened both files (maybe O_DIRECT:
@@ -1465,7 +1471,6 @@ static void start_data(struct us_ring *r, struct slot *s)
 static void start_range(struct us_ring *r, struct slot *s)
 {
     struct us_job *j = s->job;
-    uint64_t bs = r->cfg.buf_size, want = j->len / bs + (j->len % bs ? 1 : 0);
 
     s->range = true;
     s->sfd = j->src_dirfd;
@@ -1473,13 +1478,7 @@ static void start_range(struct us_ring *r, struct slot *s)
     j->path = US_PATH_URING;
     s->next_off = j->off;
     s->eof_off = j->off + j->len;
-    if (want > r->cfg.chunks_per_file)
-        want = r->cfg.chunks_per_file;
-    while ((uint64_t)s->nchunks < want && r->nfree > r->nfreeslots)
-        s->ch[s->nchunks++].buf = take_buf(r);
-    for (int c = 0; c < s->nchunks; c++)
-        read_next(r, s, c);
-    maybe_done(r, s);
+    read_chunks(r, s, j->len);
 }
 
 static bool all_zero(const char *p, size_t n)

@@ -428,26 +428,33 @@ class Summary:
     linked: int  # regular-file names whose inode has several names
 
 
-def summarize(root: Path | bytes) -> Summary:
-    dirs = files = symlinks = others = nbytes = linked = 0
-    inodes: set[int] = set()
+def walk(root: Path | bytes) -> Iterator[tuple[bytes, os.stat_result]]:
+    """Every entry below ``root`` (not following symlinks): path, lstat."""
     stack = [os.fsencode(root)]
     while stack:
         with os.scandir(stack.pop()) as it:
             for e in it:
                 st = e.stat(follow_symlinks=False)
                 if stat.S_ISDIR(st.st_mode):
-                    dirs += 1
                     stack.append(e.path)
-                elif stat.S_ISREG(st.st_mode):
-                    files += 1
-                    nbytes += st.st_size
-                    inodes.add(st.st_ino)
-                    linked += st.st_nlink > 1
-                elif stat.S_ISLNK(st.st_mode):
-                    symlinks += 1
-                else:
-                    others += 1
+                yield e.path, st
+
+
+def summarize(root: Path | bytes) -> Summary:
+    dirs = files = symlinks = others = nbytes = linked = 0
+    inodes: set[int] = set()
+    for _, st in walk(root):
+        if stat.S_ISDIR(st.st_mode):
+            dirs += 1
+        elif stat.S_ISREG(st.st_mode):
+            files += 1
+            nbytes += st.st_size
+            inodes.add(st.st_ino)
+            linked += st.st_nlink > 1
+        elif stat.S_ISLNK(st.st_mode):
+            symlinks += 1
+        else:
+            others += 1
     entries = dirs + files + symlinks + others
     return Summary(entries, dirs, files, symlinks, others, nbytes, len(inodes), linked)
 
@@ -612,22 +619,12 @@ class Workspace:
             self.device = dev
             self.active = True
             self._read_dio()
-            if self._big_enough(size, inodes):
-                self.say(f"re-using the mounted {self.image} ({dev})")
-                self.image_size = self.image.stat().st_size
+            if self._reuse(size, inodes, f"the mounted {self.image} ({dev})"):
                 return
-            self.say(f"{self.image} is too small for these parameters: making a new one")
-            self._detach()
-            self.image.unlink()
         elif self.image.exists():
             self._attach()
-            if self._big_enough(size, inodes):
-                self.say(f"re-using {self.image} kept by an earlier run")
-                self.image_size = self.image.stat().st_size
+            if self._reuse(size, inodes, f"{self.image} kept by an earlier run"):
                 return
-            self.say(f"{self.image} is too small for these parameters: making a new one")
-            self._detach()
-            self.image.unlink()
         free = shutil.disk_usage(self.workdir).free
         if size > free - 2 * GiB:
             raise BenchError(
@@ -672,6 +669,17 @@ class Workspace:
         self.image_size = size
         self._attach()
         self.events.append({"at": _now(), "event": "made the loop file system", "size": size})
+
+    def _reuse(self, size: int, inodes: int, what: str) -> bool:
+        """Keep the attached image if it is big enough; else drop it."""
+        if self._big_enough(size, inodes):
+            self.say(f"re-using {what}")
+            self.image_size = self.image.stat().st_size
+            return True
+        self.say(f"{self.image} is too small for these parameters: making a new one")
+        self._detach()
+        self.image.unlink()
+        return False
 
     def _attach(self) -> None:
         p = _run_quiet(["losetup", "--find", "--show", "--direct-io=on", str(self.image)])
@@ -841,22 +849,16 @@ def ensure_source(ws: Workspace, name: str, spec: Spec) -> Source:
 def warm_read(root: Path) -> None:
     """Untimed warm-up: stat every entry, read every file and symlink."""
     buf = bytearray(4 * MiB)
-    stack = [os.fsencode(root)]
-    while stack:
-        with os.scandir(stack.pop()) as it:
-            for e in it:
-                st = e.stat(follow_symlinks=False)
-                if stat.S_ISDIR(st.st_mode):
-                    stack.append(e.path)
-                elif stat.S_ISLNK(st.st_mode):
-                    os.readlink(e.path)
-                elif stat.S_ISREG(st.st_mode):
-                    fd = os.open(e.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-                    try:
-                        while os.readv(fd, [buf]) > 0:
-                            pass
-                    finally:
-                        os.close(fd)
+    for path, st in walk(root):
+        if stat.S_ISLNK(st.st_mode):
+            os.readlink(path)
+        elif stat.S_ISREG(st.st_mode):
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                while os.readv(fd, [buf]) > 0:
+                    pass
+            finally:
+                os.close(fd)
 
 
 # ---------------------------------------------------------------- runners
