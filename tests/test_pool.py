@@ -906,3 +906,33 @@ def test_json_reports_workers_and_peak_rss(tmp: bytes, rich: Rich) -> None:
         assert_same_tree(src, dst)
     # summed over the walker and its two workers: more than the walker alone
     assert peak[b"2"] > peak[b"0"], peak
+
+
+@pytest.mark.parametrize("jobs", [2, 0])
+def test_hard_links_to_many_directories_stay_in_the_fd_budget(tmp: bytes, jobs: int) -> None:
+    """Each hard-link job pins its target directory's fds until its batch is
+    sent: a directory of links into 300 others, under `ulimit -n 128`, used
+    to run out of fds ('cannot open directory ...: Too many open files')."""
+    import resource
+
+    src, dst = p(tmp, b"src"), p(tmp, b"dst")
+    os.makedirs(p(src, b"zz"))
+    for i in range(300):
+        d = p(src, b"d%d" % i)
+        os.mkdir(d)
+        write_file(p(d, b"f"), b"%d" % i)
+        os.link(p(d, b"f"), p(src, b"zz", b"l%d" % i))
+
+    def low_fd_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
+
+    r = subprocess.run(
+        [sys.executable, "-m", "uringsync", "cp", "-a", "-j", str(jobs), src, dst],
+        capture_output=True,
+        preexec_fn=low_fd_limit,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr.decode()
+    assert r.stderr == b""
+    assert_same_links(src, dst)
+    rsync_clean(src, dst)

@@ -249,7 +249,12 @@ def copy(
         if opts.jobs
         else None
     )
-    walker = _run(plans, opts, pool, budget, not recursive, copy_range_min)
+    try:
+        walker = _run(plans, opts, pool, budget, not recursive, copy_range_min)
+    except BaseException:
+        if pool is not None:
+            pool.stop()  # whatever failed, no worker outlives the call
+        raise
     peak = peak_rss_self() + (pool.peak_rss() if pool else 0)
     t = walker.totals
     if not t.errors:
@@ -285,8 +290,8 @@ def _run(
     tops: list[Dir] = []
     wake_r, wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
     catching = threading.current_thread() is threading.main_thread()
+    lib.us_clear_stop()  # a stop belongs to the copy it stopped
     if catching:
-        lib.us_clear_stop()
         engine.check(lib.us_catch_stop(1, wake_w), "sigaction")
     ok = False
     try:

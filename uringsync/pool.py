@@ -33,6 +33,7 @@ from uringsync.engine import Batch, Ring
 PER_WORKER = 2  # batches a worker holds: one running, one waiting
 SCM_MAX_FD = 253  # fds in one message (kernel limit)
 _RUN = struct.Struct("=cII")  # b"R", batch index, number of fds
+_MORE = struct.Struct("=cI")  # b"F", batch index: more of its fds
 _DONE = struct.Struct("=cIq")  # b"D", batch index, us_run's result
 _BYE = struct.Struct("=cq")  # b"B", peak RSS in bytes
 STOP_GRACE = 1.5  # seconds a stopping worker gets before SIGKILL
@@ -119,13 +120,16 @@ class Pool:
         n = engine.check(lib.us_batch_pack_fds(b.c, fds, cap), "pack fds")
         fd_list = [fds[i] for i in range(n)]
         w.held.append(idx)
-        with contextlib.suppress(
-            OSError
-        ):  # the worker is gone: wait() finds it and hands its batches back
-            first = fd_list[:SCM_MAX_FD]
-            socket.send_fds(w.sock, [_RUN.pack(b"R", idx, n)], first)
+        try:
+            socket.send_fds(w.sock, [_RUN.pack(b"R", idx, n)], fd_list[:SCM_MAX_FD])
             for k in range(SCM_MAX_FD, n, SCM_MAX_FD):
-                socket.send_fds(w.sock, [b"F"], fd_list[k : k + SCM_MAX_FD])
+                socket.send_fds(w.sock, [_MORE.pack(b"F", idx)], fd_list[k : k + SCM_MAX_FD])
+        except OSError:
+            # Gone, or alive but unable to take the batch whole (say
+            # ETOOMANYREFS): either way it must not run half of it.  Killed,
+            # it is reaped by wait(), which hands its batches back.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(w.pid, signal.SIGKILL)
 
     # ---------------------------------------------------------- receiving
     def wait(self, wake_fd: int, timeout: float | None) -> tuple[list[int], list[Worker]]:
@@ -249,10 +253,12 @@ def _serve(sock: socket.socket, batches: list[Batch], ring: Ring, wake_r: int) -
             return 0
         _, idx, nfds = _RUN.unpack(msg)
         while len(fds) < nfds:
-            _, more, _, _ = socket.recv_fds(sock, 64, SCM_MAX_FD, socket.MSG_CMSG_CLOEXEC)
-            if not more:
-                return 1
+            cont, more, _, _ = socket.recv_fds(sock, 64, SCM_MAX_FD, socket.MSG_CMSG_CLOEXEC)
             fds.extend(more)
+            if len(cont) != _MORE.size or _MORE.unpack(cont) != (b"F", idx) or not more:
+                for fd in fds:
+                    os.close(fd)
+                return 1  # out of step with the walker: die, it hands the batch on
         b = batches[idx]
         try:
             arr = ffi.new("int[]", fds) if fds else ffi.NULL
@@ -264,6 +270,8 @@ def _serve(sock: socket.socket, batches: list[Batch], ring: Ring, wake_r: int) -
         finally:
             for fd in fds:
                 os.close(fd)
+        if ret < 0 and not lib.us_stop_requested():
+            return 71  # a broken ring: die, so the walker hands the batch on
         sock.send(_DONE.pack(b"D", idx, ret))
         if ret == -4 and lib.us_stop_requested():  # -EINTR: stopped
             return 130

@@ -859,6 +859,8 @@ class Walker:
         bytes or C strings; the batch keeps copies."""
         while self.batch.full:
             self.flush()
+        if self.pinned >= self.max_dirs - 2 and self.batch.n:
+            self.flush()  # hard links pin their targets too: stay in the fd budget
         # pinned first, so opening one cannot evict the other
         self._pin(d)
         if link_to is not None:
@@ -904,19 +906,24 @@ class Walker:
         files; one that was killed left its started jobs' files behind."""
         held = [idx for w in self.pool.workers for idx in w.held] if self.pool else []
         for idx in held:
-            b, sl = self.batches[idx], self.slots[idx]
-            for i in range(b.n):
-                j = b.jobs[i]
-                if j.type == engine.T_REG and j.state == engine.JOB_STARTED:
-                    with contextlib.suppress(OSError):
-                        d = sl.owners[i]
-                        os.unlink(ffi.string(j.dst_name), dir_fd=self._fds(d, False)[1])
+            self._remove_partial(idx)
         for big in list(self.bigs):
             for fd in big.fds:
                 os.close(fd)
             with contextlib.suppress(OSError):
                 os.unlink(big.name, dir_fd=self._fds(big.d, False)[1])
         self.bigs.clear()
+
+    def _remove_partial(self, idx: int) -> None:
+        """A worker was killed holding batch ``idx``: the files it had
+        started may be partial (it could not unlink them itself)."""
+        b, sl = self.batches[idx], self.slots[idx]
+        for i in range(b.n):
+            j = b.jobs[i]
+            if j.type == engine.T_REG and j.state == engine.JOB_STARTED:
+                with contextlib.suppress(OSError):
+                    os.unlink(ffi.string(j.dst_name), dir_fd=self._fds(sl.owners[i], False)[1])
+                j.state = lib.US_JOB_QUEUED  # nothing of it is left
 
     def close(self) -> None:
         for d in list(self.lru):
@@ -997,6 +1004,8 @@ class Walker:
         if pool.alive() == 0:
             self.pool = None  # none left: the walker runs the rest itself
         for idx in held:
+            self._remove_partial(idx)
+        for idx in held:
             self._complete(idx)
 
     def _complete(self, idx: int) -> None:
@@ -1012,7 +1021,9 @@ class Walker:
             d = sl.owners[i]
             aux = sl.aux[i]
             group = sl.groups[i]
-            if j.state != engine.JOB_DONE:
+            if j.state != engine.JOB_DONE or (
+                j.op == lib.US_OP_STOPPED and not lib.us_stop_requested()
+            ):  # its worker died or was stopped alone: run it again
                 self._again(d, j, group, aux, sl.tries[i] + 1)
                 continue
             if isinstance(aux, BigFile):
@@ -1063,23 +1074,13 @@ class Walker:
         dst = ffi.string(j.dst_name)
         st = engine.copy_stat(j.st)
         ftype, flags = int(j.type), int(j.flags)
-        if tries >= MAX_TRIES:
+        if tries >= MAX_TRIES and self.pool is not None:  # (the walker itself never dies)
             j.err, j.op = -E.ECHILD, lib.US_OP_NONE
             if isinstance(aux, BigFile):
                 self._range_done(aux, j)
                 return
-            if ftype == engine.T_REG and j.state == engine.JOB_STARTED:
-                with contextlib.suppress(OSError):  # a partial copy may be there
-                    os.unlink(dst, dir_fd=self._fds(d, need_src=False)[1])
-            self._report(
-                d,
-                src,
-                dst,
-                lib.US_OP_NONE,
-                E.ECHILD,
-                ftype,
-                what=f"{show(join(d.dst_path, dst))} not copied: its workers died",
-            )
+            path = join(d.dst_path, dst)
+            self.error(path, "worker", E.ECHILD, f"{show(path)} not copied: its workers died")
             d.pending -= 1
             if group is not None:
                 self.deferred.append(lambda: self._group_done(group, False))
