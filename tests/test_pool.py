@@ -39,6 +39,7 @@ from helpers import (
     data_map,
     make_socket,
     make_sparse,
+    mount_ramfs,
     mount_tmpfs,
     rand_bytes,
     root_only,
@@ -936,3 +937,32 @@ def test_hard_links_to_many_directories_stay_in_the_fd_budget(tmp: bytes, jobs: 
     assert r.stderr == b""
     assert_same_links(src, dst)
     rsync_clean(src, dst)
+
+
+def test_split_file_metadata_refused_keeps_the_data(tmp: bytes, small_split: Recorder) -> None:
+    """us_big_finish's metadata step failing (ramfs refuses xattrs): the
+    split file's data is complete, so it stays, with its times and mode, and
+    the refusal is reported once as xattr_set (exit 23)."""
+    src = p(tmp, b"src")
+    os.makedirs(src)
+    data = rand_bytes(3 * MiB + 77, "x")
+    write_file(p(src, b"big"), data, 0o640)
+    os.setxattr(p(src, b"big"), b"user.k", b"v")
+    os.utime(p(src, b"big"), ns=(1_000_000_123, 2_000_000_456))
+    mnt = p(tmp, b"mnt")
+    os.mkdir(mnt)
+    reason = mount_ramfs(mnt)
+    if reason:
+        pytest.skip(reason)
+    try:
+        dst = p(mnt, b"dst")
+        res = uringsync.copy([src], dst, archive=True, jobs=2)
+        assert small_split.big == {b"big": True}  # it was split
+        assert res.exit_code == 23
+        assert [(e.op, e.path) for e in res.errors] == [("xattr_set", p(dst, b"big"))]
+        with open(p(dst, b"big"), "rb") as f:
+            assert f.read() == data
+        st = os.stat(p(dst, b"big"))
+        assert (stat.S_IMODE(st.st_mode), st.st_mtime_ns) == (0o640, 2_000_000_456)
+    finally:
+        umount(mnt)
