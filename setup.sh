@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # One set-up path for a fresh Debian 12 machine (root or sudo):
-#   system packages (liburing-dev to build; rsync, acl, attr, xfsprogs and
-#   btrfs-progs for the tests),
+#   system packages (liburing-dev, gcc and make to build; clang-format for the
+#   C lint; rsync, acl, attr, xfsprogs and btrfs-progs for the tests),
 #   the package itself with its test extra, and the cffi C extension.
 # Then:  bash setup.sh demo   -> copy a built-in sample tree and check it
-#        bash setup.sh test   -> run the whole test suite
+#        bash setup.sh test   -> run the whole test suite, then the engine and
+#                                pool tests under ASan/UBSan (make check)
 set -euo pipefail
 cd "$(dirname "$0")"
 
 need=()
-for pkg in liburing-dev rsync acl attr gcc xfsprogs btrfs-progs; do
+for pkg in liburing-dev rsync acl attr gcc make clang-format xfsprogs btrfs-progs; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if ((${#need[@]})); then
@@ -28,7 +29,7 @@ if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
 
 case "${1:-}" in
     demo) exec "$PY" -m uringsync demo ;;
-    test) exec "$PY" -m pytest tests ;;
+    test) exec make check PYTHON="$PY" ;;
     "") ;;
     *) echo "usage: bash setup.sh [demo|test]" >&2; exit 1 ;;
 esac

@@ -14,6 +14,7 @@ from uringsync.api import (
     Result,
     copy,
 )
+from uringsync._version import __version__
 from uringsync.walker import Event, FileError
 
 __all__ = [
@@ -25,6 +26,6 @@ __all__ = [
     "Event",
     "FileError",
     "Result",
+    "__version__",
     "copy",
 ]
-__version__ = "0.1.0"

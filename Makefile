@@ -1,0 +1,64 @@
+# Developer tasks.  `make check` is what CI runs (through `bash setup.sh test`).
+# Set-up first: `bash setup.sh` (system packages, the package with its test extra).
+
+PYTHON ?= python3
+PYTEST ?= $(PYTHON) -m pytest -p no:cacheprovider
+CSRC := $(wildcard csrc/*.c csrc/*.h)
+# The tests that drive the C engine hardest: run under ASan/UBSan by `make asan`.
+ASAN_TESTS ?= tests/test_engine.py tests/test_engine_pool.py tests/test_pool.py
+ASAN_DIR := build/asan
+ASAN_ENV := LD_PRELOAD="$$($(CC) -print-file-name=libasan.so)" \
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:exitcode=99 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:exitcode=99
+
+.PHONY: help ext lint format types test asan check sdist wheel dist clean
+
+help:
+	@echo "make ext      build the extension in place (python build_ffi.py)"
+	@echo "make lint     ruff, ruff format --check, clang-format --dry-run"
+	@echo "make format   ruff format and clang-format -i (also: pre-commit run -a)"
+	@echo "make types    mypy --strict"
+	@echo "make test     the whole test suite (lint and types are tests too)"
+	@echo "make asan     the engine and pool tests on an ASan+UBSan build in $(ASAN_DIR)"
+	@echo "make check    test, then asan: what CI runs"
+	@echo "make dist     sdist and wheel in dist/"
+
+ext:
+	$(PYTHON) build_ffi.py
+
+lint:
+	ruff check uringsync tests benchmarks build_ffi.py
+	ruff format --check uringsync tests benchmarks build_ffi.py
+	clang-format --dry-run -Werror $(CSRC)
+
+format:
+	ruff format uringsync tests benchmarks build_ffi.py
+	clang-format -i $(CSRC)
+
+types:
+	$(PYTHON) -m mypy --strict uringsync
+
+test:
+	$(PYTEST) tests
+
+# A copy of the package built with -fsanitize=address,undefined; the tests run
+# from the copy (their `python -m uringsync` children too, via PYTHONPATH), with
+# libasan preloaded because the interpreter itself is not instrumented.  Leak
+# checking is off: CPython's own allocations would drown the report.
+asan:
+	rm -rf $(ASAN_DIR) && mkdir -p $(ASAN_DIR)
+	cp -r uringsync csrc tests build_ffi.py pyproject.toml $(ASAN_DIR)/
+	rm -f $(ASAN_DIR)/uringsync/*.so $(ASAN_DIR)/csrc/*.o
+	cd $(ASAN_DIR) && URINGSYNC_SANITIZE=1 $(PYTHON) build_ffi.py
+	cd $(ASAN_DIR) && $(ASAN_ENV) PYTHONPATH=$$PWD $(PYTEST) -q $(ASAN_TESTS)
+
+check: test asan
+
+dist: sdist wheel
+sdist:
+	$(PYTHON) -m build --sdist --outdir dist
+wheel:
+	$(PYTHON) -m build --wheel --outdir dist
+
+clean:
+	rm -rf build dist *.egg-info uringsync/_uring.c uringsync/*.so uringsync/*.o csrc/*.o
