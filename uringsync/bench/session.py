@@ -50,6 +50,8 @@ INODE_EXTRA = 20_000
 INODE_SIZE = 256  # ext4's default
 FS_OVERHEAD = 2 * GiB
 BYTES_PER_INODE = 64 * KiB  # with --image-size: inodes for this many bytes each (at least)
+SWEEP_EVERY_J = 8  # the -j sweep tries every worker count up to this many CPUs
+SWEEP_TOOL = "uringsync-j"  # + N: the tool name of uringsync -j N in the sweep
 
 
 def copies_room(est: Estimate, copies: int) -> tuple[int, int]:
@@ -90,21 +92,22 @@ def _rotate(seq: Sequence[str], k: int) -> list[str]:
 
 
 def jobs_list(cpus: int) -> list[int]:
-    """Worker counts of the -j sweep: 1..cpus; above 8 CPUs, powers of two and cpus."""
-    if cpus <= 8:
+    """Worker counts of the -j sweep: 1..cpus; above SWEEP_EVERY_J CPUs, powers of two and cpus."""
+    if cpus <= SWEEP_EVERY_J:
         return list(range(1, cpus + 1))
     return sorted({cpus, *(1 << k for k in range(cpus.bit_length()) if 1 << k < cpus)})
 
 
-def _cli_tools(name: str, cpus: int, sweep: bool) -> list[str]:
+def _tools_for(name: str, cpus: int, sweep: bool) -> list[str]:
+    """The tools a round of workload ``name`` times (the tree: also the -j sweep)."""
     tools = list(TOOLS)
     if sweep and name == "tree":
-        tools += [f"uringsync-j{j}" for j in jobs_list(cpus)]
+        tools += [f"{SWEEP_TOOL}{j}" for j in jobs_list(cpus)]
     return tools
 
 
 def _jobs_of(tool: str) -> int | None:
-    return int(tool.removeprefix("uringsync-j")) if tool.startswith("uringsync-j") else None
+    return int(tool.removeprefix(SWEEP_TOOL)) if tool.startswith(SWEEP_TOOL) else None
 
 
 def _first_line(argv: list[str]) -> str:
@@ -239,7 +242,7 @@ def run(opts: Options, say: Say = say_stderr) -> tuple[int, dict[str, Any]]:
     if opts.rss_entries:
         specs["rss"] = TreeSpec(entries=opts.rss_entries, seed=opts.seed, profile="tiny")
     ests = {name: estimate(spec) for name, spec in specs.items()}
-    copies = {name: len(_cli_tools(name, cpus, opts.jobs_sweep)) for name in opts.workloads}
+    copies = {name: len(_tools_for(name, cpus, opts.jobs_sweep)) for name in opts.workloads}
     plan = space_plan(ests, copies, {name: opts.rounds * len(caches) for name in opts.workloads})
     image, inodes, min_b, min_i = plan.image, plan.inodes, plan.need_bytes, plan.need_inodes
     if opts.image_size is not None:
@@ -319,7 +322,7 @@ def run(opts: Options, say: Say = say_stderr) -> tuple[int, dict[str, Any]]:
         data["rows"], data["workers"], data["rss_check"] = [], [], None
         for name in opts.workloads:
             src = sources[name]
-            tools = _cli_tools(name, cpus, sweep)
+            tools = _tools_for(name, cpus, sweep)
             est = ests[name]
             for cache in caches:
                 for r in range(opts.rounds):
