@@ -106,11 +106,7 @@ def test_copy(
 ) -> None:
     src = sources[workload]
     est = bench.estimate(src.spec)
-    workspace.make_room(
-        int(ROUNDS * est.disk * 1.05) + 64 * bench.MiB,
-        ROUNDS * (est.entries + 1) + 100,
-        f"{workload} {cache} {tool}",
-    )
+    workspace.make_room(*bench.copies_room(est, ROUNDS), f"{workload} {cache} {tool}")
     done: list[tuple[bench.Outcome, Path]] = []
 
     def setup() -> tuple[tuple[list[bench.Argv], Path], dict[str, Any]]:

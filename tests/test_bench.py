@@ -161,7 +161,7 @@ def test_plot_only_refuses_other_json(tmp_path: Path) -> None:
 
 def test_without_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Cold runs need root (skipped with a note); the loop file system too (an error)."""
-    monkeypatch.setattr(bench.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)  # the session and the workspace call it
     opts = bench.Options(workloads=("tree",), entries=10, workdir=tmp_path, warm=False)
     with pytest.raises(bench.BenchError, match="nothing to time"):
         bench.run(opts, say=lambda _msg: None)

@@ -1,0 +1,304 @@
+"""The results: medians and ratios per workload and cache against the
+targets, the JSON, the tables on stdout and the PNG plot (matplotlib is
+imported only to draw it, rich only to print)."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import statistics
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from uringsync.bench.base import BenchError, GiB, fmt_bytes
+from uringsync.bench.tools import TOOLS, Run
+
+# uringsync's time / cp -a's time must stay at or under these (issue #4)
+RATIO_TARGETS: dict[tuple[str, str], float] = {
+    ("tree", "cold"): 0.45,
+    ("tree", "warm"): 0.85,
+    ("bigfile", "cold"): 0.60,
+    ("mixed", "cold"): 0.60,
+}
+RSS_TARGET = 200 * 10**6  # bytes, summed over uringsync's processes ...
+RSS_TARGET_ENTRIES = 1_000_000  # ... when copying a tree of this many entries
+PROGRESS_STDERR = 300  # characters of a failed run's stderr in its progress line
+TABLE_WIDTH = 140  # the tables' least width (wider on a wider terminal)
+PLOT_DPI = 110
+
+
+def summary_row(workload: str, cache: str, runs: list[Run]) -> dict[str, Any]:
+    """The medians of one workload and cache, their ratios to cp -a's, and the verdicts."""
+    sel = [r for r in runs if r.workload == workload and r.cache == cache]
+    medians: dict[str, float | None] = {}
+    failures: dict[str, int] = {}
+    for tool in TOOLS:
+        ok = [r.seconds for r in sel if r.tool == tool and r.ok]
+        medians[tool] = statistics.median(ok) if ok else None
+        failures[tool] = sum(1 for r in sel if r.tool == tool and not r.ok)
+    cp = medians["cp"]
+    ratios = {t: (m / cp if m is not None and cp else None) for t, m in medians.items()}
+    rss = [r.peak_rss for r in sel if r.tool == "uringsync" and r.peak_rss is not None]
+    target = RATIO_TARGETS.get((workload, cache))
+    us, rs = medians["uringsync"], medians["rsync"]
+    ratio_ok = (
+        None
+        if target is None
+        else (ratios["uringsync"] is not None and ratios["uringsync"] <= target)
+    )
+    rsync_ok = us is not None and rs is not None and rs > us
+    return {
+        "workload": workload,
+        "cache": cache,
+        "rounds": max((r.round for r in sel), default=0),
+        "median": medians,
+        "ratio_to_cp": ratios,
+        "failures": failures,
+        "uringsync_peak_rss": max(rss) if rss else None,
+        "target": target,
+        "ratio_ok": ratio_ok,
+        "rsync_slower_ok": rsync_ok,
+        "passed": ratio_ok is not False and rsync_ok and not any(failures.values()),
+    }
+
+
+def worker_rows(runs: list[Run], entries: int) -> list[dict[str, Any]]:
+    """The -j sweep on the tree: median seconds and entries/s per cache and worker count."""
+    out = []
+    keys = sorted({(r.cache, r.jobs) for r in runs if r.jobs is not None}, key=str)
+    for cache, jobs in keys:
+        ok = [r.seconds for r in runs if r.cache == cache and r.jobs == jobs and r.ok]
+        med = statistics.median(ok) if ok else None
+        out.append(
+            {
+                "workload": "tree",
+                "cache": cache,
+                "jobs": jobs,
+                "median": med,
+                "entries": entries,
+                "files_per_s": entries / med if med else None,
+                "failures": sum(
+                    1 for r in runs if r.cache == cache and r.jobs == jobs and not r.ok
+                ),
+            }
+        )
+    return out
+
+
+def run_dict(r: Run) -> dict[str, Any]:
+    """A run as written to the JSON."""
+    d = asdict(r)
+    d["ok"] = r.ok
+    return d
+
+
+def progress_line(r: Run) -> str:
+    """One line per timed run, as the bench goes."""
+    rss = f" rss {fmt_bytes(r.peak_rss)}" if r.peak_rss is not None else ""
+    why = r.verify_error or r.stderr[-PROGRESS_STDERR:]
+    state = "ok" if r.ok else f"FAILED (exit {r.exit_code}) {why}"
+    return f"{r.workload:8} {r.cache:4} r{r.round} {r.tool:13} {r.seconds:8.3f} s{rss}  {state}"
+
+
+def write_json(data: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    tmp.replace(path)
+
+
+TOOL_LABELS = {
+    "uringsync": "uringsync cp -a",
+    "cp": "cp -a",
+    "rsync": "rsync -aHAX",
+    "tar": "tar | tar",
+}
+
+
+def _secs(row: dict[str, Any], tool: str) -> str:
+    m, f = row["median"][tool], row["failures"][tool]
+    if m is None:
+        return f"FAILED ({f})" if f else "-"
+    return f"{m:.3f}" + (f" ({f} failed)" if f else "")
+
+
+def print_table(data: dict[str, Any]) -> None:
+    """The results as tables on stdout."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=max(TABLE_WIDTH, shutil.get_terminal_size().columns))
+    if data.get("rows"):
+        t = Table(title="median seconds, and ratio to cp -a's: lower is faster")
+        for col in (
+            "workload",
+            "cache",
+            "uringsync s",
+            "cp s",
+            "rsync s",
+            "tar s",
+            "us/cp",
+            "rsync/cp",
+            "tar/cp",
+            "us peak RSS",
+            "target us/cp",
+            "rsync>us",
+            "result",
+        ):
+            t.add_column(col, justify="left" if col in ("workload", "cache", "result") else "right")
+        for row in data["rows"]:
+            ratios, rss, target = row["ratio_to_cp"], row["uringsync_peak_rss"], row["target"]
+            t.add_row(
+                row["workload"],
+                row["cache"],
+                *(_secs(row, tool) for tool in TOOLS),
+                *(
+                    f"{ratios[tool]:.2f}" if ratios[tool] is not None else "-"
+                    for tool in ("uringsync", "rsync", "tar")
+                ),
+                fmt_bytes(rss) if rss is not None else "n/a",
+                f"<= {target:.2f} {'ok' if row['ratio_ok'] else 'MISSED'}" if target else "-",
+                "ok" if row["rsync_slower_ok"] else "NO",
+                "[green]pass[/]" if row["passed"] else "[red]FAIL[/]",
+            )
+        console.print(t)
+    if data.get("workers"):
+        w = Table(title="uringsync on the tree by worker count (-j)")
+        for col in ("cache", "-j", "median s", "entries/s"):
+            w.add_column(col, justify="right")
+        for row in data["workers"]:
+            med, fps = row["median"], row["files_per_s"]
+            w.add_row(
+                row["cache"],
+                str(row["jobs"]),
+                f"{med:.3f}" if med else "FAILED",
+                f"{fps:,.0f}" if fps else "-",
+            )
+        console.print(w)
+    rss = data.get("rss_check")
+    if rss:
+        peak = rss["peak_rss"]
+        verdict = {True: "pass", False: "FAIL", None: "not judged below that size"}
+        console.print(
+            f"RSS check: {rss['entries']:,} entries in {rss['seconds']:.1f} s, peak RSS "
+            f"{fmt_bytes(peak) if peak is not None else 'n/a'} ({rss['peak_rss_source']}); "
+            f"target <= {RSS_TARGET / 1e6:.0f} MB at {RSS_TARGET_ENTRIES:,} entries: "
+            f"{verdict[rss['passed']]}" + ("" if rss["ok"] else "; [red]the copy FAILED[/]")
+        )
+    for note in data.get("notes", []):
+        console.print(f"note: {note}")
+
+
+def plot(data: dict[str, Any], path: Path) -> None:
+    """A PNG of the results: ratios to cp -a with the targets, median seconds,
+    and files/s by worker count."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = data.get("rows", [])
+    workers = data.get("workers", [])
+    panels = 2 + bool(workers) if rows else 1
+    fig, axes = plt.subplots(
+        panels, 1, figsize=(max(8.0, 1.7 * len(rows) + 3), 4.0 * panels), squeeze=False
+    )
+    ax_list = [a for (a,) in axes]
+    labels = [f"{r['workload']}\n{r['cache']}" for r in rows]
+    xs = list(range(len(rows)))
+    width = 0.8 / len(TOOLS)
+    colors = {"uringsync": "tab:green", "cp": "tab:gray", "rsync": "tab:orange", "tar": "tab:blue"}
+    if rows:
+        ratio_ax, secs_ax = ax_list[0], ax_list[1]
+        for i, tool in enumerate(TOOLS):
+            pos = [x + (i - (len(TOOLS) - 1) / 2) * width for x in xs]
+            ratio = [
+                r["ratio_to_cp"][tool] if r["ratio_to_cp"][tool] is not None else math.nan
+                for r in rows
+            ]
+            secs = [r["median"][tool] if r["median"][tool] is not None else math.nan for r in rows]
+            bars = ratio_ax.bar(pos, ratio, width, label=TOOL_LABELS[tool], color=colors[tool])
+            if tool == "uringsync":
+                ratio_ax.bar_label(bars, fmt="%.2f", fontsize=8)
+            secs_ax.bar(pos, secs, width, label=TOOL_LABELS[tool], color=colors[tool])
+            for x, r in zip(pos, rows, strict=True):
+                if r["median"][tool] is None and r["failures"][tool]:
+                    ratio_ax.text(
+                        x,
+                        0.02,
+                        "failed",
+                        rotation=90,
+                        color="red",
+                        fontsize=8,
+                        ha="center",
+                        va="bottom",
+                    )
+        first = True
+        for x, r in zip(xs, rows, strict=True):
+            if r["target"] is not None:
+                ratio_ax.hlines(
+                    r["target"],
+                    x - 0.45,
+                    x + 0.45,
+                    colors="red",
+                    linestyles="--",
+                    label="target for uringsync" if first else None,
+                )
+                first = False
+        ratio_ax.axhline(1.0, color="black", linewidth=0.8, linestyle=":")
+        ratio_ax.set_ylabel("median time / cp -a's (lower is faster)")
+        ratio_ax.set_xticks(xs, labels)
+        ratio_ax.legend(fontsize=8, ncols=5, loc="upper left")
+        ratio_ax.set_ylim(
+            0,
+            max(2.0, *(v for r in rows for v in r["ratio_to_cp"].values() if v is not None)) * 1.15,
+        )
+        secs_ax.set_ylabel("median seconds")
+        secs_ax.set_yscale("log")
+        secs_ax.set_xticks(xs, labels)
+        secs_ax.legend(fontsize=8, ncols=4, loc="upper left")
+        if workers:
+            w_ax = ax_list[2]
+            for cache in sorted({w["cache"] for w in workers}):
+                pts = [
+                    (w["jobs"], w["files_per_s"])
+                    for w in workers
+                    if w["cache"] == cache and w["files_per_s"]
+                ]
+                if pts:
+                    w_ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=cache)
+            w_ax.set_xlabel("uringsync -j (worker processes)")
+            w_ax.set_ylabel("entries/s (tree)")
+            w_ax.set_xticks(sorted({w["jobs"] for w in workers}))
+            w_ax.set_ylim(bottom=0)
+            w_ax.legend(fontsize=8)
+    else:
+        ax_list[0].axis("off")
+        ax_list[0].text(0.5, 0.5, "no timed workloads in this run", ha="center", va="center")
+    m = data.get("machine", {})
+    ram = m.get("ram_bytes")
+    fs = (m.get("filesystem") or {}).get("fstype", "?")
+    fig.suptitle(
+        f"uringsync bench {data.get('date', '')[:10]}: {m.get('cpu_model', '?')}, "
+        f"{m.get('cores', '?')} cores, {ram / GiB if ram else 0:.0f} GiB RAM, {fs}"
+        + (" on a loop image" if m.get("loop") else ""),
+        fontsize=10,
+    )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=PLOT_DPI)
+    plt.close(fig)
+
+
+def plot_only(json_path: Path, plot_path: Path | None) -> Path:
+    try:
+        data = json.loads(json_path.read_text())
+    except (OSError, ValueError) as e:
+        raise BenchError(f"cannot read the results {json_path}: {e}") from None
+    if not isinstance(data, dict) or "rows" not in data:
+        raise BenchError(f"{json_path} is not the JSON written by uringsync bench")
+    out = plot_path or json_path.with_suffix(".png")
+    plot(data, out)
+    return out

@@ -1,0 +1,325 @@
+"""The tools timed and how: their commands, what this uringsync's ``cp``
+takes, running a command (or a pipe) timed with its peak RSS, and one timed,
+checked copy (:func:`run_one`)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from uringsync.bench.base import BenchError, KiB, run_quiet
+from uringsync.bench.sources import Source
+from uringsync.bench.verify import check_copy
+from uringsync.bench.workspace import Workspace, drop_caches
+
+TOOLS = ("uringsync", "cp", "rsync", "tar")
+CACHES = ("cold", "warm")
+STDERR_KEPT = 2000  # bytes of a run's stderr kept in its record (the end)
+ERRORS_KEPT = 10  # errors kept from uringsync's --json object
+CLEAR_REFS_PEAK_RSS = "5"  # to /proc/self/clear_refs: reset the peak resident size
+
+
+@dataclass
+class Caps:
+    """What this uringsync's ``cp`` takes (other changes add --json and -j)."""
+
+    json: bool
+    jobs: bool
+
+
+def probe_uringsync() -> Caps:
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}  # plain, unwrapped
+    p = subprocess.run(
+        [sys.executable, "-m", "uringsync", "cp", "--help"],
+        capture_output=True,
+        check=False,
+        env=env,
+    )
+    if p.returncode != 0:
+        raise BenchError(
+            f"`{sys.executable} -m uringsync cp --help` failed ({p.returncode}): "
+            + p.stderr.decode(errors="replace").strip()
+        )
+    text = p.stdout.decode(errors="replace")
+    return Caps(json="--json" in text, jobs="--jobs" in text)
+
+
+Argv = list[str | bytes]
+
+
+def tool_commands(
+    tool: str,
+    src: Path,
+    dst: Path,
+    caps: Caps,
+    jobs: int | None = None,
+    extra: Sequence[str] = (),
+) -> tuple[list[Argv], Path]:
+    """The command(s) (several: a pipe) for one copy, and where the copy ends up.
+    ``extra``: more options for uringsync cp (e.g. --direct)."""
+    s, d = os.fsencode(src), os.fsencode(dst)
+    if tool == "uringsync":
+        argv: Argv = [sys.executable, "-m", "uringsync", "cp", "-a", *extra]
+        if caps.json:
+            argv.append("--json")
+        if jobs is not None:
+            argv += ["-j", str(jobs)]
+        return [[*argv, s, d]], dst
+    if tool == "cp":
+        return [["cp", "-a", s, d]], dst
+    if tool == "rsync":
+        return [["rsync", "-aHAX", s + b"/", d + b"/"]], dst
+    if tool == "tar":
+        name = os.fsencode(src.name)
+        create: Argv = [
+            "tar",
+            "--xattrs",
+            "--acls",
+            "-C",
+            os.fsencode(src.parent),
+            "-cf",
+            "-",
+            name,
+        ]
+        extract: Argv = ["tar", "--xattrs", "--acls", "-C", d, "-xpf", "-"]
+        return [create, extract], dst / src.name
+    raise ValueError(f"unknown tool {tool!r}")
+
+
+def describe(cmds: list[Argv]) -> str:
+    def word(a: str | bytes) -> str:
+        return a if isinstance(a, str) else a.decode(errors="backslashreplace")
+
+    return " | ".join(" ".join(word(a) for a in argv) for argv in cmds)
+
+
+@dataclass
+class Outcome:
+    exit_codes: list[int]
+    seconds: float
+    maxrss: list[int]  # ru_maxrss of each process (with its children), bytes
+    stdout: bytes
+    stderr: bytes
+
+    @property
+    def exit_code(self) -> int:
+        return next((c for c in self.exit_codes if c != 0), 0)
+
+
+_gnu_time: list[str | None] = []
+
+
+def gnu_time() -> str | None:
+    """GNU time, if installed: it forks each tool from a 2 MB process, so the
+    tool's ru_maxrss is its own (see ``execute``)."""
+    if not _gnu_time:
+        path = shutil.which("time")
+        if path:
+            p = run_quiet([path, "--version"])
+            if b"GNU" not in p.stdout + p.stderr:
+                path = None
+        _gnu_time.append(path)
+    return _gnu_time[0]
+
+
+def rss_method() -> str:
+    if gnu_time():
+        return "GNU time -f %M: ru_maxrss of each process and its children, from wait4"
+    return (
+        "wait4 ru_maxrss of each child: an upper bound, since a child starts with the "
+        "bench's own resident size (apt-get install time for exact numbers)"
+    )
+
+
+def _reset_peak_rss() -> None:
+    """A child's ru_maxrss starts at this process's peak resident size (the
+    kernel records it when the child execs): bring that peak down to now."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text(CLEAR_REFS_PEAK_RSS)
+
+
+def execute(cmds: list[Argv]) -> Outcome:
+    """Run the commands (each piped into the next), timed with perf_counter
+    from the first start to the last exit; peak RSS of each from wait4.
+
+    The peak RSS a child reports includes the resident size of the process
+    that forked it (Linux keeps the larger at exec), so each command is started
+    by GNU time when it is installed, which forks it from a small process and
+    writes its ru_maxrss to a file; else by this process, after resetting its
+    own peak."""
+    timer = gnu_time()
+    _reset_peak_rss()
+    with (
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        tempfile.TemporaryDirectory(prefix="uringsync-bench-") as tmp,
+    ):
+        rss_files = [os.path.join(tmp, f"rss{i}") for i in range(len(cmds))]
+        procs: list[subprocess.Popen[bytes]] = []
+        t0 = time.perf_counter()
+        try:
+            stdin: Any = subprocess.DEVNULL
+            for i, argv in enumerate(cmds):
+                last = i == len(cmds) - 1
+                if timer:
+                    argv = [timer, "-f", "%M", "-o", rss_files[i], "--", *argv]
+                p = subprocess.Popen(
+                    argv, stdin=stdin, stdout=out if last else subprocess.PIPE, stderr=err
+                )
+                if p.stdout is not None:
+                    stdin = p.stdout
+                procs.append(p)
+                if i > 0 and procs[i - 1].stdout is not None:
+                    procs[i - 1].stdout.close()  # type: ignore[union-attr]
+        except OSError as e:
+            for p in procs:
+                p.kill()
+                p.wait()
+            return Outcome([127], time.perf_counter() - t0, [0], b"", str(e).encode())
+        codes, rss = [], []
+        for p in procs:
+            _, status, ru = os.wait4(p.pid, 0)
+            p.returncode = os.waitstatus_to_exitcode(status)
+            codes.append(p.returncode)
+            rss.append(ru.ru_maxrss * KiB)
+        took = time.perf_counter() - t0
+        if timer:
+            for i, path in enumerate(rss_files):
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    # "Command exited with non-zero status N" may come first
+                    rss[i] = int(Path(path).read_text().split()[-1]) * KiB
+        out.seek(0)
+        err.seek(0)
+        return Outcome(codes, took, rss, out.read(), err.read())
+
+
+def prepare(cache: str) -> None:
+    """Right before a timed run: write back what earlier runs left dirty; cold:
+    also drop the caches."""
+    if cache == "cold":
+        drop_caches()
+    else:
+        os.sync()
+
+
+@dataclass
+class Run:
+    workload: str
+    cache: str
+    round: int
+    tool: str  # "uringsync", "cp", "rsync", "tar", or "uringsync-jN"
+    jobs: int | None
+    command: str
+    seconds: float
+    sync_seconds: float  # the sync right after (not in ``seconds``)
+    exit_code: int
+    exit_codes: list[int]
+    peak_rss: int | None  # uringsync: from --json (all processes); others: wait4
+    peak_rss_source: str | None
+    maxrss_wait4: list[int]
+    verified: bool | None
+    verify_error: str | None
+    copy: str
+    stderr: str
+    result: dict[str, Any] | None  # uringsync's --json object (errors cut to ERRORS_KEPT)
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and self.verified is not False
+
+
+def uringsync_result(stdout: bytes) -> dict[str, Any] | None:
+    """The object ``uringsync cp --json`` printed (its last JSON line)."""
+    for line in reversed(stdout.splitlines()):
+        if line.strip().startswith(b"{"):
+            with contextlib.suppress(ValueError):
+                obj = json.loads(line)
+                if isinstance(obj, dict):
+                    return obj
+    return None
+
+
+def uringsync_peak_rss(stdout: bytes) -> int | None:
+    """``peak_rss`` from ``uringsync cp --json``: bytes, summed over its processes."""
+    res = uringsync_result(stdout)
+    rss = res.get("peak_rss") if res else None
+    return rss if isinstance(rss, int) else None
+
+
+def run_one(
+    ws: Workspace,
+    source: Source,
+    tool: str,
+    cache: str,
+    caps: Caps,
+    *,
+    round_no: int = 0,
+    jobs: int | None = None,
+    verify: str = "count",
+    label: str | None = None,
+    extra: Sequence[str] = (),
+) -> Run:
+    """One timed copy of ``source`` to a fresh destination, checked afterwards."""
+    base = "uringsync" if tool.startswith("uringsync") else tool
+    dst = ws.destination(label or f"{source.name}-{cache}-r{round_no + 1}-{tool}")
+    cmds, copy = tool_commands(base, source.path, dst, caps, jobs, extra)
+    if base == "tar":
+        dst.mkdir()
+    prepare(cache)
+    out = execute(cmds)
+    if (
+        base == "uringsync"
+        and caps.json
+        and out.exit_code != 0
+        and b"--json" in out.stderr
+        and b"No such option" in out.stderr
+    ):
+        ws.say("uringsync cp has no --json: timing it without, peak RSS not reported")
+        caps.json = False
+        cmds, copy = tool_commands(base, source.path, dst, caps, jobs, extra)
+        prepare(cache)
+        out = execute(cmds)
+    t = time.perf_counter()
+    os.sync()
+    sync_seconds = time.perf_counter() - t
+    result = uringsync_result(out.stdout) if base == "uringsync" and caps.json else None
+    if base == "uringsync":
+        peak = uringsync_peak_rss(out.stdout) if caps.json else None
+        peak_src = "json" if peak is not None else None
+    else:
+        peak, peak_src = sum(out.maxrss), "wait4"
+    if result and isinstance(result.get("errors"), list):
+        result["errors"] = result["errors"][:ERRORS_KEPT]
+    error = None
+    if out.exit_code == 0:
+        error = check_copy(source.path, copy, source.summary, verify)
+    return Run(
+        workload=source.name,
+        cache=cache,
+        round=round_no + 1,
+        tool=tool,
+        jobs=jobs,
+        command=describe(cmds),
+        seconds=out.seconds,
+        sync_seconds=sync_seconds,
+        exit_code=out.exit_code,
+        exit_codes=out.exit_codes,
+        peak_rss=peak,
+        peak_rss_source=peak_src,
+        maxrss_wait4=out.maxrss,
+        verified=None if verify == "none" or out.exit_code != 0 else error is None,
+        verify_error=error,
+        copy=str(copy),
+        stderr=out.stderr[-STDERR_KEPT:].decode(errors="backslashreplace"),
+        result=result,
+    )
