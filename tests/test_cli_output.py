@@ -22,10 +22,12 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
-from helpers import assert_error_lines, rand_bytes, run_cli, snapshot
 from rich.console import Console
 from typer.testing import CliRunner
 
+from tests.support.cli import assert_error_lines, run_cli
+from tests.support.compare import snapshot
+from tests.support.trees import rand_bytes
 from uringsync.cli import app
 from uringsync.progress import ProgressBar
 from uringsync.walker import Event, FileError

@@ -10,24 +10,18 @@ import subprocess
 import sys
 
 import pytest
-from helpers import (
+
+from tests.support.base import root_only
+from tests.support.cli import assert_error_lines, check_cli, check_cp, run_cli, run_cp
+from tests.support.compare import (
     FIELDS_ALL,
     FIELDS_CONTENT,
-    assert_error_lines,
     assert_same_tree,
-    check_cli,
-    check_cp,
-    mount_tmpfs,
-    rand_bytes,
-    root_only,
     rsync_clean,
-    run_cli,
-    run_cp,
-    set_tree_times,
     snapshot,
-    umount,
-    write_file,
 )
+from tests.support.system import mount_tmpfs, umount
+from tests.support.trees import rand_bytes, set_tree_times, write_file
 
 MiB = 1 << 20
 SIZES = [

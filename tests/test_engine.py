@@ -11,17 +11,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from helpers import (
-    O_DIR,
-    count_fds,
-    in_child,
-    rand_bytes,
-    root_only,
-    set_tree_times,
-    snapshot,
-    write_file,
-)
 
+from tests.support.base import O_DIR, root_only
+from tests.support.compare import snapshot
+from tests.support.system import count_fds
+from tests.support.trees import rand_bytes, set_tree_times, write_file
+from tests.support.users import in_child
 from uringsync import engine
 from uringsync.engine import Batch, Ring, ffi, lib
 

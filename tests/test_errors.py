@@ -10,27 +10,20 @@ import subprocess
 from typing import Any
 
 import pytest
-from helpers import (
-    FIELDS_ALL,
-    FIELDS_CONTENT,
-    as_user,
-    assert_error_lines,
-    assert_same_tree,
-    check_cli,
-    check_cp,
-    mount_tmpfs,
-    rand_bytes,
-    root_only,
-    rsync_clean,
-    run_cli,
-    run_cp,
-    set_tree_times,
-    snapshot,
-    umount,
-    write_file,
-)
 
 import uringsync
+from tests.support.base import root_only
+from tests.support.cli import assert_error_lines, check_cli, check_cp, run_cli, run_cp
+from tests.support.compare import (
+    FIELDS_ALL,
+    FIELDS_CONTENT,
+    assert_same_tree,
+    rsync_clean,
+    snapshot,
+)
+from tests.support.system import mount_tmpfs, umount
+from tests.support.trees import rand_bytes, set_tree_times, write_file
+from tests.support.users import as_user
 
 NO_OWNER = tuple(f for f in FIELDS_ALL if f not in ("uid", "gid"))
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import uringsync
-from tests.helpers import as_user
+from tests.support.users import as_user
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 

@@ -7,20 +7,13 @@ import shutil
 import tempfile
 from typing import Any
 
-from helpers import (
-    O_DIR,
-    assert_same_tree,
-    check_cli,
-    check_cp,
-    rand_bytes,
-    root_only,
-    rsync_clean,
-    set_tree_times,
-    snapshot,
-    write_at,
-)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from tests.support.base import O_DIR, root_only
+from tests.support.cli import check_cli, check_cp
+from tests.support.compare import assert_same_tree, rsync_clean, snapshot
+from tests.support.trees import rand_bytes, set_tree_times, write_at
 
 SETTINGS = settings(
     max_examples=25,

@@ -29,30 +29,20 @@ from typing import Any
 
 import psutil
 import pytest
-from helpers import (
-    assert_error_lines,
+
+import uringsync
+from tests.support.base import root_only
+from tests.support.cli import assert_error_lines, check_cp, run_cli
+from tests.support.compare import (
     assert_same_links,
     assert_same_meta,
     assert_same_tree,
-    check_cp,
-    count_fds,
     data_map,
-    make_socket,
-    make_sparse,
-    mount_ramfs,
-    mount_tmpfs,
-    rand_bytes,
-    root_only,
     rsync_clean,
-    run_cli,
-    run_ok,
-    set_tree_times,
     snapshot,
-    umount,
-    write_file,
 )
-
-import uringsync
+from tests.support.system import count_fds, mount_ramfs, mount_tmpfs, run_ok, umount
+from tests.support.trees import make_socket, make_sparse, rand_bytes, set_tree_times, write_file
 from uringsync import engine
 from uringsync import pool as pool_mod
 from uringsync import walker as walker_mod

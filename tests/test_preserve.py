@@ -16,36 +16,23 @@ import subprocess
 from typing import Any
 
 import pytest
-from helpers import (
+
+from tests.support.base import ROOT, root_only
+from tests.support.cli import assert_error_lines, check_cli, check_cp, run_cli, run_cp, stderr_lines
+from tests.support.compare import (
     FIELDS_NO_ATIME,
-    ROOT,
     acl_dump,
-    assert_error_lines,
     assert_same_links,
     assert_same_meta,
     assert_same_tree,
-    check_cli,
-    check_cp,
     data_map,
-    in_child,
     link_groups,
-    loop_fs,
-    make_socket,
-    make_sparse,
-    mount_ramfs,
-    mount_tmpfs,
-    rand_bytes,
-    root_only,
     rsync_clean,
-    run_cli,
-    run_cp,
-    run_ok,
-    set_tree_times,
     snapshot,
-    stderr_lines,
-    umount,
-    write_file,
 )
+from tests.support.system import loop_fs, mount_ramfs, mount_tmpfs, run_ok, umount
+from tests.support.trees import make_socket, make_sparse, rand_bytes, set_tree_times, write_file
+from tests.support.users import in_child
 
 MiB = 1 << 20
 NEG_MTIME = -1_234_567_890_123_456_789  # 1930

@@ -17,29 +17,23 @@ import string
 import tempfile
 from typing import Any
 
-from helpers import (
-    ROOT,
-    as_user,
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.support.base import ROOT, root_only
+from tests.support.cli import check_cli, check_cp
+from tests.support.compare import (
     assert_same_links,
     assert_same_meta,
     assert_same_tree,
-    check_cli,
-    check_cp,
     data_map,
-    in_child,
     link_groups,
-    make_socket,
-    make_sparse,
-    rand_bytes,
-    root_only,
     rsync_clean,
-    run_ok,
-    set_tree_times,
     snapshot,
-    write_file,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from tests.support.system import run_ok
+from tests.support.trees import make_socket, make_sparse, rand_bytes, set_tree_times, write_file
+from tests.support.users import as_user, in_child
 
 MiB = 1 << 20
 BLOCK = 8  # one 4 KiB block in st_blocks units
