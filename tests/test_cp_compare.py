@@ -11,19 +11,20 @@ import sys
 
 import pytest
 
-from tests.support.base import root_only
-from tests.support.cli import assert_error_lines, check_cli, check_cp, run_cli, run_cp
+from tests.support.base import NEG_MTIME, Y2200_MTIME, MiB, root_only
+from tests.support.cli import assert_error_lines, check_cli, run_cli, run_cp
 from tests.support.compare import (
     FIELDS_ALL,
     FIELDS_CONTENT,
     assert_same_tree,
+    copy_both,
     rsync_clean,
     snapshot,
 )
 from tests.support.system import mount_tmpfs, umount
 from tests.support.trees import rand_bytes, set_tree_times, write_file
+from tests.support.users import as_user
 
-MiB = 1 << 20
 SIZES = [
     0, 1, 4095, 4096, 4097,
     65535, 65536, 65537,
@@ -35,20 +36,14 @@ SIZES = [
     5 * MiB + 7,
 ]  # fmt: skip
 
-NEG_MTIME = -1_234_567_890_123_456_789  # 1930
-Y2200_MTIME = 7_258_118_400 * 10**9 + 987_654_321  # 2200-01-01
 BAD_NAME = b"bad\xff\xfename\x80"
-
-
-def _mk(root: bytes, rel: bytes) -> bytes:
-    return os.path.join(root, rel)
 
 
 def build_varied_tree(root: bytes, seed: int = 1, big: bool = True) -> dict[bytes, int]:
     """Build the standard varied tree under `root` (created); times set last."""
     rng = random.Random(seed)
     os.mkdir(root)
-    p = lambda rel: _mk(root, rel)  # noqa: E731
+    p = lambda rel: os.path.join(root, rel)  # noqa: E731
     mtimes: dict[bytes, int] = {}
 
     # sizes straddling page, 64 KiB and 128 KiB (buffer) boundaries, and big files
@@ -168,18 +163,6 @@ def small(tmp_path_factory) -> bytes:
     src = os.path.join(base, b"src")
     build_varied_tree(src, seed=7, big=False)
     return src
-
-
-def copy_both(
-    src_args: list[bytes],
-    d_us: bytes,
-    d_cp: bytes,
-    flags: tuple[bytes, ...] = (b"-a",),
-    cwd: bytes | None = None,
-) -> tuple[bytes, bytes]:
-    out = check_cli(b"cp", *flags, *src_args, d_us, cwd=cwd)
-    check_cp(*flags, *src_args, d_cp, cwd=cwd)
-    return out
 
 
 # ------------------------------------------------------------------ -a
@@ -346,7 +329,7 @@ CONTENT_AND_MODE = (*FIELDS_CONTENT, "mode", "uid", "gid")
 @root_only
 def test_recursive_without_preservation(small: bytes, tmp: bytes) -> None:
     d_us, d_cp = tmp + b"/us", tmp + b"/cp"
-    copy_both([small], d_us, d_cp, flags=(b"-r",))
+    copy_both([small], d_us, d_cp, b"-r")
     assert_same_tree(d_cp, d_us, fields=CONTENT_AND_MODE)
     # content is the source's
     assert_same_tree(small, d_us, fields=FIELDS_CONTENT)
@@ -359,7 +342,7 @@ def test_recursive_into_existing_files_keeps_their_mode(small: bytes, tmp: bytes
     for d in (d_us, d_cp):
         os.mkdir(d)
         write_file(d + b"/s_4097", b"old", 0o604)
-    copy_both([small + b"/sizes/s_4097"], d_us, d_cp, flags=(b"-r",))
+    copy_both([small + b"/sizes/s_4097"], d_us, d_cp, b"-r")
     assert_same_tree(d_cp, d_us, fields=CONTENT_AND_MODE)
     assert stat.S_IMODE(os.stat(d_us + b"/s_4097").st_mode) == 0o604
 
@@ -375,7 +358,7 @@ def test_p_files(varied: bytes, tmp: bytes) -> None:
     d_us, d_cp = tmp + b"/us", tmp + b"/cp"
     os.mkdir(d_us)
     os.mkdir(d_cp)
-    copy_both(srcs, d_us, d_cp, flags=(b"-p",))
+    copy_both(srcs, d_us, d_cp, b"-p")
     for s in srcs:
         n = os.path.basename(s)
         assert_same_tree(d_cp + b"/" + n, d_us + b"/" + n)
@@ -385,14 +368,14 @@ def test_p_files(varied: bytes, tmp: bytes) -> None:
 @root_only
 def test_r_p_tree(small: bytes, tmp: bytes) -> None:
     d_us, d_cp = tmp + b"/us", tmp + b"/cp"
-    copy_both([small], d_us, d_cp, flags=(b"-r", b"-p"))
+    copy_both([small], d_us, d_cp, b"-r", b"-p")
     assert_same_tree(d_cp, d_us)
 
 
 @root_only
 def test_preserve_mode_timestamps(small: bytes, tmp: bytes) -> None:
     d_us, d_cp = tmp + b"/us", tmp + b"/cp"
-    copy_both([small], d_us, d_cp, flags=(b"-r", b"--preserve=mode,timestamps"))
+    copy_both([small], d_us, d_cp, b"-r", b"--preserve=mode,timestamps")
     assert_same_tree(d_cp, d_us, fields=FIELDS_ALL)
     # not owners: everything belongs to root
     assert {r.uid for r in snapshot(d_us).values()} == {0}
@@ -451,7 +434,7 @@ def test_one_file_system(tmp: bytes) -> None:
 
         # -x: the mount point is created, its contents are not copied
         d_us, d_cp = tmp + b"/us_x", tmp + b"/cp_x"
-        copy_both([src], d_us, d_cp, flags=(b"-a", b"-x"))
+        copy_both([src], d_us, d_cp, b"-a", b"-x")
         assert_same_tree(d_cp, d_us)
         assert os.path.isdir(d_us + b"/mnt")
         assert os.listdir(d_us + b"/mnt") == []
@@ -459,7 +442,7 @@ def test_one_file_system(tmp: bytes) -> None:
 
         # without -x the other file system is copied too
         d_us2, d_cp2 = tmp + b"/us", tmp + b"/cp"
-        copy_both([src], d_us2, d_cp2, flags=(b"-a",))
+        copy_both([src], d_us2, d_cp2, b"-a")
         assert_same_tree(d_cp2, d_us2)
         assert_same_tree(src, d_us2)
     finally:
@@ -624,8 +607,6 @@ def test_dst_is_symlink_to_dir(small: bytes, tmp: bytes) -> None:
 def test_archive_as_unprivileged_user_matches_cp(world: bytes) -> None:
     """cp -a run by a user: owners can't be kept, set-id bits are dropped
     when the owner/group can't be kept; uringsync must do the same."""
-    from helpers import as_user
-
     src = world + b"/src"
     os.makedirs(src + b"/d")
     for m in (0o4755, 0o2755, 0o6755, 0o1755, 0o644, 0o600):

@@ -8,12 +8,9 @@ import os
 import stat
 from pathlib import Path
 
-import pytest
-
 import uringsync
+from tests.support.base import root_only
 from tests.support.users import as_user
-
-root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
 
 @root_only

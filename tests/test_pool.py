@@ -31,7 +31,7 @@ import psutil
 import pytest
 
 import uringsync
-from tests.support.base import root_only
+from tests.support.base import KiB, MiB, p, root_only
 from tests.support.cli import assert_error_lines, check_cp, run_cli
 from tests.support.compare import (
     assert_same_links,
@@ -48,16 +48,10 @@ from uringsync import pool as pool_mod
 from uringsync import walker as walker_mod
 from uringsync._uring import ffi, lib
 
-KiB = 1 << 10
-MiB = 1 << 20
 # the fields a complete copy must have (atime aside: see snapshot's Rec)
 FULL = ("type", "mode", "uid", "gid", "size", "mtime_ns", "sha256")
 
 pytestmark = root_only  # owners, trusted.* xattrs, device nodes, mounts
-
-
-def p(root: bytes, *parts: bytes) -> bytes:
-    return os.path.join(root, *parts)
 
 
 # ----------------------------------------------------------- recording

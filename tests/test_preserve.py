@@ -13,11 +13,10 @@ import random
 import shutil
 import stat
 import subprocess
-from typing import Any
 
 import pytest
 
-from tests.support.base import ROOT, root_only
+from tests.support.base import BLOCK, NEG_MTIME, ROOT, Y2200_MTIME, MiB, p, root_only
 from tests.support.cli import assert_error_lines, check_cli, check_cp, run_cli, run_cp, stderr_lines
 from tests.support.compare import (
     FIELDS_NO_ATIME,
@@ -25,6 +24,7 @@ from tests.support.compare import (
     assert_same_links,
     assert_same_meta,
     assert_same_tree,
+    copy_both,
     data_map,
     link_groups,
     rsync_clean,
@@ -32,35 +32,7 @@ from tests.support.compare import (
 )
 from tests.support.system import loop_fs, mount_ramfs, mount_tmpfs, run_ok, umount
 from tests.support.trees import make_socket, make_sparse, rand_bytes, set_tree_times, write_file
-from tests.support.users import in_child
-
-MiB = 1 << 20
-NEG_MTIME = -1_234_567_890_123_456_789  # 1930
-Y2200_MTIME = 7_258_118_400 * 10**9 + 987_654_321  # 2200-01-01
-BLOCK = 8  # one 4 KiB file-system block, in 512-byte st_blocks units
-
-
-def p(root: bytes, *parts: bytes) -> bytes:
-    return os.path.join(root, *parts)
-
-
-def api_copy(srcs: list[bytes], dst: bytes, **kw: Any) -> Any:
-    """uringsync.copy(...) in a forked child (a crash there can't take pytest down)."""
-
-    def run() -> Any:
-        import uringsync
-
-        return uringsync.copy(srcs, dst, archive=True, **kw)
-
-    return in_child(run)
-
-
-def copy_both(srcs: list[bytes], d_us: bytes, d_cp: bytes, *flags: bytes) -> bytes:
-    """uringsync cp -a FLAGS SRCS D_US and cp -a FLAGS SRCS D_CP; both must succeed."""
-    _out, err = check_cli(b"cp", b"-a", *flags, *srcs, d_us)
-    check_cp(b"-a", *flags, *srcs, d_cp)
-    return err
-
+from tests.support.users import api_copy, as_user
 
 # ------------------------------------------------------------ hard links
 
@@ -272,15 +244,13 @@ def test_special_file_as_src_argument(tmp: bytes) -> None:
     build_specials(src)
     for rel in (b"fifo", b"null_like", b"sock", b"sub/loop200"):
         name = os.path.basename(rel)
-        check_cli(b"cp", b"-a", p(src, rel), p(tmp, b"us_" + name))
-        check_cp(b"-a", p(src, rel), p(tmp, b"cp_" + name))
+        copy_both([p(src, rel)], p(tmp, b"us_" + name), p(tmp, b"cp_" + name))
         assert_same_tree(p(tmp, b"cp_" + name), p(tmp, b"us_" + name))
         assert_same_tree(p(src, rel), p(tmp, b"us_" + name))
 
 
 def test_special_files_unprivileged(world: bytes) -> None:
     """FIFOs and sockets as a user who cannot make devices or chown."""
-    from helpers import as_user
 
     def body() -> None:
         src = world + b"/src"
@@ -419,8 +389,6 @@ def test_xattrs_and_acls_big_values_tmpfs(tmp: bytes) -> None:
 
 
 def test_xattrs_and_acls_unprivileged(world: bytes) -> None:
-    from helpers import as_user
-
     def body() -> None:
         src = world + b"/src"
         os.mkdir(src)
@@ -517,7 +485,7 @@ def test_sparse_auto_keeps_holes(tmp: bytes, flags: tuple[bytes, ...]) -> None:
     for name in SPARSE_FILES:  # sanity: the source is sparse
         st = os.stat(p(src, name))
         assert st.st_blocks * 512 < st.st_size, name
-    copy_both([src], tmp + b"/us", tmp + b"/cp", *flags)
+    copy_both([src], tmp + b"/us", tmp + b"/cp", b"-a", *flags)
     assert_same_tree(tmp + b"/cp", tmp + b"/us")
     assert_same_tree(src, tmp + b"/us")
     for name in [*SPARSE_FILES, b"dense_zeros", b"dense"]:
@@ -541,7 +509,7 @@ def test_sparse_always_makes_holes_from_zeros(tmp: bytes) -> None:
     make_sparse(p(src, b"sparse"), [(0, rand_bytes(MiB, "s"))], 20 * MiB)
     set_tree_times(src, seed=23)
     assert blocks(p(src, b"zeros8m")) * 512 >= 8 * MiB  # sanity: really written
-    copy_both([src], tmp + b"/us", tmp + b"/cp", b"--sparse=always")
+    copy_both([src], tmp + b"/us", tmp + b"/cp", b"-a", b"--sparse=always")
     assert_same_tree(tmp + b"/cp", tmp + b"/us")
     assert_same_tree(src, tmp + b"/us")
     us = tmp + b"/us"
@@ -563,7 +531,7 @@ def test_sparse_never_allocates_everything(tmp: bytes) -> None:
     make_sparse(p(src, b"all_hole"), [], 10 * MiB + 7)
     make_sparse(p(src, b"start_hole"), [(5 * MiB, rand_bytes(4096, "c"))], 6 * MiB)
     set_tree_times(src, seed=29)
-    copy_both([src], tmp + b"/us", tmp + b"/cp", b"--sparse=never")
+    copy_both([src], tmp + b"/us", tmp + b"/cp", b"-a", b"--sparse=never")
     assert_same_tree(tmp + b"/cp", tmp + b"/us")
     assert_same_tree(src, tmp + b"/us")
     for name in (b"holey", b"all_hole", b"start_hole"):
@@ -632,7 +600,7 @@ def test_reflink_always_fails_per_file_on_ext4(tmp: bytes) -> None:
 def test_reflink_auto_never_copy_normally_on_ext4(tmp: bytes, mode: bytes) -> None:
     src = tmp + b"/src"
     build_plain(src)
-    copy_both([src], tmp + b"/us", tmp + b"/cp", b"--reflink=" + mode)
+    copy_both([src], tmp + b"/us", tmp + b"/cp", b"-a", b"--reflink=" + mode)
     assert_same_tree(tmp + b"/cp", tmp + b"/us")
     assert_same_tree(src, tmp + b"/us")
     rsync_clean(src, tmp + b"/us")

@@ -6,7 +6,6 @@ are copied."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import resource
 import subprocess
@@ -16,12 +15,9 @@ from pathlib import Path
 import pytest
 
 import uringsync
+from tests.support.compare import sha256_file
 
 # ------------------------------------------------------------ helpers
-
-
-def sha(p: Path) -> str:
-    return hashlib.sha256(p.read_bytes()).hexdigest()
 
 
 def on_scan(target: Path, action):  # type: ignore[no-untyped-def]
@@ -56,7 +52,7 @@ def test_file_that_grew_after_the_scan_is_copied_whole(tmp_path: Path, old_size:
     assert res.exit_code == 0, res.errors
     out = tmp_path / "dst" / "f"
     assert out.stat().st_size == old_size + 5000
-    assert sha(out) == sha(f)
+    assert sha256_file(out) == sha256_file(f)
     assert out.stat().st_mtime_ns == f.stat().st_mtime_ns  # the times of what was copied
 
 
@@ -74,7 +70,7 @@ def test_sparse_file_that_shrank_is_not_padded(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.errors
     out = tmp_path / "dst" / "sparse"
     assert out.stat().st_size == 65536
-    assert sha(out) == sha(f)
+    assert sha256_file(out) == sha256_file(f)
 
 
 def test_file_replaced_after_the_scan_is_skipped_not_mixed(tmp_path: Path) -> None:

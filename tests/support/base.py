@@ -7,8 +7,11 @@ and walks trees with directory fds (trees may be deeper than PATH_MAX).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
+
+REPO_DIR = Path(__file__).resolve().parents[2]  # the repository's top directory
 
 ROOT = os.geteuid() == 0
 NOBODY = 65534
