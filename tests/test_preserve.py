@@ -174,6 +174,26 @@ def test_hardlink_whose_first_name_fails_gets_data_via_next(tmp: bytes) -> None:
                 assert os.path.isdir(p(dst, b"src", b"g%d" % g, n, b"planted"))
 
 
+@root_only
+def test_hard_links_preserved(tmp: bytes) -> None:
+    src = tmp + b"/src"
+    os.makedirs(src + b"/sub")
+    write_file(src + b"/f", rand_bytes(150_000, "hl"))
+    os.link(src + b"/f", src + b"/f_link")
+    os.link(src + b"/f", src + b"/sub/f_link2")
+    write_file(src + b"/g", b"other")
+    os.link(src + b"/g", src + b"/sub/g_link")
+    set_tree_times(src)
+    d_us, d_cp = tmp + b"/us", tmp + b"/cp"
+    copy_both([src], d_us, d_cp)
+    assert_same_tree(d_cp, d_us)
+    st = [os.stat(d_us + p) for p in (b"/f", b"/f_link", b"/sub/f_link2")]
+    assert len({s.st_ino for s in st}) == 1, "hard links not preserved (cp -a keeps them)"
+    assert st[0].st_nlink == 3
+    assert os.stat(d_us + b"/g").st_ino == os.stat(d_us + b"/sub/g_link").st_ino
+    rsync_clean(src, d_us)
+
+
 # --------------------------------------------------------- special files
 
 
@@ -266,6 +286,22 @@ def test_special_files_unprivileged(world: bytes) -> None:
         assert_same_tree(src, world + b"/us")
 
     as_user(body) if ROOT else body()
+
+
+@root_only
+def test_special_files(tmp: bytes) -> None:
+    src = tmp + b"/src"
+    os.mkdir(src)
+    os.mkfifo(src + b"/fifo", 0o640)
+    os.mknod(src + b"/null_like", 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+    os.mknod(src + b"/blk", 0o660 | stat.S_IFBLK, os.makedev(7, 200))
+    write_file(src + b"/reg", b"r")
+    set_tree_times(src)
+    d_us, d_cp = tmp + b"/us", tmp + b"/cp"
+    copy_both([src], d_us, d_cp)
+    assert_same_tree(d_cp, d_us)
+    assert_same_tree(src, d_us)
+    rsync_clean(src, d_us)
 
 
 # ------------------------------------------------- xattrs and POSIX ACLs
@@ -446,6 +482,33 @@ def test_xattrs_refused_by_destination(tmp: bytes) -> None:
             assert b"extended attribute" in low or b"xattr" in low, ln
     finally:
         umount(mnt)
+
+
+def _have_xattr_tools() -> bool:
+    return shutil.which("setfattr") is not None and shutil.which("setfacl") is not None
+
+
+@root_only
+@pytest.mark.skipif(not _have_xattr_tools(), reason="setfattr/setfacl not installed")
+def test_xattrs_and_acls_preserved(tmp: bytes) -> None:
+    src = tmp + b"/src"
+    os.makedirs(src + b"/d")
+    write_file(src + b"/f", b"with xattrs")
+    os.setxattr(src + b"/f", b"user.test", b"value\x00\xff")
+    os.setxattr(src + b"/d", b"user.dirattr", b"v")
+    subprocess.run([b"setfacl", b"-m", b"u:1234:rw", src + b"/f"], check=True)
+    subprocess.run([b"setfacl", b"-d", b"-m", b"g:5678:rx", src + b"/d"], check=True)
+    set_tree_times(src)
+    d_us, d_cp = tmp + b"/us", tmp + b"/cp"
+    copy_both([src], d_us, d_cp)
+    assert os.getxattr(d_us + b"/f", b"user.test") == b"value\x00\xff"
+    assert os.getxattr(d_us + b"/d", b"user.dirattr") == b"v"
+    for rel in (b"/f", b"/d"):
+        assert sorted(os.listxattr(d_us + rel)) == sorted(os.listxattr(d_cp + rel))
+        for a in os.listxattr(d_cp + rel):
+            assert os.getxattr(d_us + rel, a) == os.getxattr(d_cp + rel, a), (rel, a)
+    assert_same_tree(d_cp, d_us)
+    rsync_clean(src, d_us)
 
 
 # ------------------------------------------------------------ sparse files
