@@ -1,25 +1,13 @@
-"""Fixtures for the uringsync tests; the plain helpers live in helpers.py."""
+"""Fixtures for the uringsync tests; the plain helpers live in tests/support/."""
 
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from helpers import (
-    as_user,
-    assert_same_tree,
-    rsync_clean,
-    run_cli,
-    snapshot,
-    world_tmpdir,
-)
-
-__all__ = ["as_user", "assert_same_tree", "rsync_clean", "run_cli", "snapshot"]
+from tests.support.users import world_tmpdir
 
 
 @pytest.fixture(autouse=True)

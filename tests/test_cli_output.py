@@ -22,15 +22,17 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
-from helpers import assert_error_lines, rand_bytes, run_cli, snapshot
 from rich.console import Console
 from typer.testing import CliRunner
 
+from tests.support.base import REPO_DIR
+from tests.support.cli import assert_error_lines, run_cli
+from tests.support.compare import snapshot
+from tests.support.trees import rand_bytes
 from uringsync.cli import app
 from uringsync.progress import ProgressBar
 from uringsync.walker import Event, FileError
 
-ROOT = Path(__file__).resolve().parent.parent
 ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]")
 
 
@@ -246,7 +248,7 @@ def run_on_pty(*args: str | Path, timeout: float = 20) -> tuple[int, bytes, byte
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=slave,
-        cwd=ROOT,
+        cwd=REPO_DIR,
         env=env,
     )
     os.close(slave)

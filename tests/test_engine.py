@@ -11,21 +11,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from helpers import (
-    O_DIR,
-    count_fds,
-    in_child,
-    rand_bytes,
-    root_only,
-    set_tree_times,
-    snapshot,
-    write_file,
-)
 
+from tests.support.base import O_DIR, MiB, root_only
+from tests.support.compare import snapshot
+from tests.support.system import count_fds
+from tests.support.trees import rand_bytes, set_tree_times, write_file
+from tests.support.users import in_child
 from uringsync import engine
 from uringsync.engine import Batch, Ring, ffi, lib
 
-MiB = 1 << 20
 BOUNDARY_SIZES = [0, 1, 4095, 4096, 4097, 65535, 65536, 65537, 131071, 131072, 131073,
                   262143, 262144, 262145, 524288 + 3, MiB + 1, 3 * MiB + 5]  # fmt: skip
 ALL_META = engine.P_OWNER | engine.P_TIMES | engine.P_MODE

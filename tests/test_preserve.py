@@ -13,67 +13,26 @@ import random
 import shutil
 import stat
 import subprocess
-from typing import Any
 
 import pytest
-from helpers import (
+
+from tests.support.base import BLOCK, NEG_MTIME, ROOT, Y2200_MTIME, MiB, p, root_only
+from tests.support.cli import assert_error_lines, check_cli, check_cp, run_cli, run_cp, stderr_lines
+from tests.support.compare import (
     FIELDS_NO_ATIME,
-    ROOT,
     acl_dump,
-    assert_error_lines,
     assert_same_links,
     assert_same_meta,
     assert_same_tree,
-    check_cli,
-    check_cp,
+    copy_both,
     data_map,
-    in_child,
     link_groups,
-    loop_fs,
-    make_socket,
-    make_sparse,
-    mount_ramfs,
-    mount_tmpfs,
-    rand_bytes,
-    root_only,
     rsync_clean,
-    run_cli,
-    run_cp,
-    run_ok,
-    set_tree_times,
     snapshot,
-    stderr_lines,
-    umount,
-    write_file,
 )
-
-MiB = 1 << 20
-NEG_MTIME = -1_234_567_890_123_456_789  # 1930
-Y2200_MTIME = 7_258_118_400 * 10**9 + 987_654_321  # 2200-01-01
-BLOCK = 8  # one 4 KiB file-system block, in 512-byte st_blocks units
-
-
-def p(root: bytes, *parts: bytes) -> bytes:
-    return os.path.join(root, *parts)
-
-
-def api_copy(srcs: list[bytes], dst: bytes, **kw: Any) -> Any:
-    """uringsync.copy(...) in a forked child (a crash there can't take pytest down)."""
-
-    def run() -> Any:
-        import uringsync
-
-        return uringsync.copy(srcs, dst, archive=True, **kw)
-
-    return in_child(run)
-
-
-def copy_both(srcs: list[bytes], d_us: bytes, d_cp: bytes, *flags: bytes) -> bytes:
-    """uringsync cp -a FLAGS SRCS D_US and cp -a FLAGS SRCS D_CP; both must succeed."""
-    _out, err = check_cli(b"cp", b"-a", *flags, *srcs, d_us)
-    check_cp(b"-a", *flags, *srcs, d_cp)
-    return err
-
+from tests.support.system import loop_fs, mount_ramfs, mount_tmpfs, run_ok, umount
+from tests.support.trees import make_socket, make_sparse, rand_bytes, set_tree_times, write_file
+from tests.support.users import api_copy, as_user
 
 # ------------------------------------------------------------ hard links
 
@@ -215,6 +174,26 @@ def test_hardlink_whose_first_name_fails_gets_data_via_next(tmp: bytes) -> None:
                 assert os.path.isdir(p(dst, b"src", b"g%d" % g, n, b"planted"))
 
 
+@root_only
+def test_hard_links_preserved(tmp: bytes) -> None:
+    src = tmp + b"/src"
+    os.makedirs(src + b"/sub")
+    write_file(src + b"/f", rand_bytes(150_000, "hl"))
+    os.link(src + b"/f", src + b"/f_link")
+    os.link(src + b"/f", src + b"/sub/f_link2")
+    write_file(src + b"/g", b"other")
+    os.link(src + b"/g", src + b"/sub/g_link")
+    set_tree_times(src)
+    d_us, d_cp = tmp + b"/us", tmp + b"/cp"
+    copy_both([src], d_us, d_cp)
+    assert_same_tree(d_cp, d_us)
+    st = [os.stat(d_us + p) for p in (b"/f", b"/f_link", b"/sub/f_link2")]
+    assert len({s.st_ino for s in st}) == 1, "hard links not preserved (cp -a keeps them)"
+    assert st[0].st_nlink == 3
+    assert os.stat(d_us + b"/g").st_ino == os.stat(d_us + b"/sub/g_link").st_ino
+    rsync_clean(src, d_us)
+
+
 # --------------------------------------------------------- special files
 
 
@@ -285,15 +264,13 @@ def test_special_file_as_src_argument(tmp: bytes) -> None:
     build_specials(src)
     for rel in (b"fifo", b"null_like", b"sock", b"sub/loop200"):
         name = os.path.basename(rel)
-        check_cli(b"cp", b"-a", p(src, rel), p(tmp, b"us_" + name))
-        check_cp(b"-a", p(src, rel), p(tmp, b"cp_" + name))
+        copy_both([p(src, rel)], p(tmp, b"us_" + name), p(tmp, b"cp_" + name))
         assert_same_tree(p(tmp, b"cp_" + name), p(tmp, b"us_" + name))
         assert_same_tree(p(src, rel), p(tmp, b"us_" + name))
 
 
 def test_special_files_unprivileged(world: bytes) -> None:
     """FIFOs and sockets as a user who cannot make devices or chown."""
-    from helpers import as_user
 
     def body() -> None:
         src = world + b"/src"
@@ -309,6 +286,22 @@ def test_special_files_unprivileged(world: bytes) -> None:
         assert_same_tree(src, world + b"/us")
 
     as_user(body) if ROOT else body()
+
+
+@root_only
+def test_special_files(tmp: bytes) -> None:
+    src = tmp + b"/src"
+    os.mkdir(src)
+    os.mkfifo(src + b"/fifo", 0o640)
+    os.mknod(src + b"/null_like", 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+    os.mknod(src + b"/blk", 0o660 | stat.S_IFBLK, os.makedev(7, 200))
+    write_file(src + b"/reg", b"r")
+    set_tree_times(src)
+    d_us, d_cp = tmp + b"/us", tmp + b"/cp"
+    copy_both([src], d_us, d_cp)
+    assert_same_tree(d_cp, d_us)
+    assert_same_tree(src, d_us)
+    rsync_clean(src, d_us)
 
 
 # ------------------------------------------------- xattrs and POSIX ACLs
@@ -432,8 +425,6 @@ def test_xattrs_and_acls_big_values_tmpfs(tmp: bytes) -> None:
 
 
 def test_xattrs_and_acls_unprivileged(world: bytes) -> None:
-    from helpers import as_user
-
     def body() -> None:
         src = world + b"/src"
         os.mkdir(src)
@@ -493,6 +484,33 @@ def test_xattrs_refused_by_destination(tmp: bytes) -> None:
         umount(mnt)
 
 
+def _have_xattr_tools() -> bool:
+    return shutil.which("setfattr") is not None and shutil.which("setfacl") is not None
+
+
+@root_only
+@pytest.mark.skipif(not _have_xattr_tools(), reason="setfattr/setfacl not installed")
+def test_xattrs_and_acls_preserved(tmp: bytes) -> None:
+    src = tmp + b"/src"
+    os.makedirs(src + b"/d")
+    write_file(src + b"/f", b"with xattrs")
+    os.setxattr(src + b"/f", b"user.test", b"value\x00\xff")
+    os.setxattr(src + b"/d", b"user.dirattr", b"v")
+    subprocess.run([b"setfacl", b"-m", b"u:1234:rw", src + b"/f"], check=True)
+    subprocess.run([b"setfacl", b"-d", b"-m", b"g:5678:rx", src + b"/d"], check=True)
+    set_tree_times(src)
+    d_us, d_cp = tmp + b"/us", tmp + b"/cp"
+    copy_both([src], d_us, d_cp)
+    assert os.getxattr(d_us + b"/f", b"user.test") == b"value\x00\xff"
+    assert os.getxattr(d_us + b"/d", b"user.dirattr") == b"v"
+    for rel in (b"/f", b"/d"):
+        assert sorted(os.listxattr(d_us + rel)) == sorted(os.listxattr(d_cp + rel))
+        for a in os.listxattr(d_cp + rel):
+            assert os.getxattr(d_us + rel, a) == os.getxattr(d_cp + rel, a), (rel, a)
+    assert_same_tree(d_cp, d_us)
+    rsync_clean(src, d_us)
+
+
 # ------------------------------------------------------------ sparse files
 
 SPARSE_FILES = {
@@ -530,7 +548,7 @@ def test_sparse_auto_keeps_holes(tmp: bytes, flags: tuple[bytes, ...]) -> None:
     for name in SPARSE_FILES:  # sanity: the source is sparse
         st = os.stat(p(src, name))
         assert st.st_blocks * 512 < st.st_size, name
-    copy_both([src], tmp + b"/us", tmp + b"/cp", *flags)
+    copy_both([src], tmp + b"/us", tmp + b"/cp", b"-a", *flags)
     assert_same_tree(tmp + b"/cp", tmp + b"/us")
     assert_same_tree(src, tmp + b"/us")
     for name in [*SPARSE_FILES, b"dense_zeros", b"dense"]:
@@ -554,7 +572,7 @@ def test_sparse_always_makes_holes_from_zeros(tmp: bytes) -> None:
     make_sparse(p(src, b"sparse"), [(0, rand_bytes(MiB, "s"))], 20 * MiB)
     set_tree_times(src, seed=23)
     assert blocks(p(src, b"zeros8m")) * 512 >= 8 * MiB  # sanity: really written
-    copy_both([src], tmp + b"/us", tmp + b"/cp", b"--sparse=always")
+    copy_both([src], tmp + b"/us", tmp + b"/cp", b"-a", b"--sparse=always")
     assert_same_tree(tmp + b"/cp", tmp + b"/us")
     assert_same_tree(src, tmp + b"/us")
     us = tmp + b"/us"
@@ -576,7 +594,7 @@ def test_sparse_never_allocates_everything(tmp: bytes) -> None:
     make_sparse(p(src, b"all_hole"), [], 10 * MiB + 7)
     make_sparse(p(src, b"start_hole"), [(5 * MiB, rand_bytes(4096, "c"))], 6 * MiB)
     set_tree_times(src, seed=29)
-    copy_both([src], tmp + b"/us", tmp + b"/cp", b"--sparse=never")
+    copy_both([src], tmp + b"/us", tmp + b"/cp", b"-a", b"--sparse=never")
     assert_same_tree(tmp + b"/cp", tmp + b"/us")
     assert_same_tree(src, tmp + b"/us")
     for name in (b"holey", b"all_hole", b"start_hole"):
@@ -645,7 +663,7 @@ def test_reflink_always_fails_per_file_on_ext4(tmp: bytes) -> None:
 def test_reflink_auto_never_copy_normally_on_ext4(tmp: bytes, mode: bytes) -> None:
     src = tmp + b"/src"
     build_plain(src)
-    copy_both([src], tmp + b"/us", tmp + b"/cp", b"--reflink=" + mode)
+    copy_both([src], tmp + b"/us", tmp + b"/cp", b"-a", b"--reflink=" + mode)
     assert_same_tree(tmp + b"/cp", tmp + b"/us")
     assert_same_tree(src, tmp + b"/us")
     rsync_clean(src, tmp + b"/us")

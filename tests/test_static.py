@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.base import REPO_DIR
 
 
 def run(*cmd: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
+    return subprocess.run(cmd, cwd=REPO_DIR, capture_output=True, text=True, check=False)
 
 
 @pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff is not installed")
@@ -29,7 +29,7 @@ def test_mypy_strict() -> None:
 
 def test_c_builds_with_warnings_as_errors(tmp_path: Path) -> None:
     """Every csrc/*.c compiles alone with -Wall -Wextra -Werror (also -Wshadow)."""
-    for src in sorted((ROOT / "csrc").glob("*.c")):
+    for src in sorted((REPO_DIR / "csrc").glob("*.c")):
         r = run(
             "cc", "-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror", "-Wshadow",
             "-c", str(src), "-o", str(tmp_path / (src.stem + ".o")),

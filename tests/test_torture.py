@@ -17,33 +17,25 @@ import string
 import tempfile
 from typing import Any
 
-from helpers import (
-    ROOT,
-    as_user,
-    assert_same_links,
-    assert_same_meta,
-    assert_same_tree,
-    check_cli,
-    check_cp,
-    data_map,
-    in_child,
-    link_groups,
-    make_socket,
-    make_sparse,
-    rand_bytes,
-    root_only,
-    rsync_clean,
-    run_ok,
-    set_tree_times,
-    snapshot,
-    write_file,
-)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-MiB = 1 << 20
-BLOCK = 8  # one 4 KiB block in st_blocks units
-NEG_MTIME = -1_234_567_890_123_456_789  # 1930-11-18, ns precision
+from tests.support.base import BLOCK, NEG_MTIME, ROOT, MiB, p, root_only
+from tests.support.cli import check_cli, check_cp
+from tests.support.compare import (
+    assert_same_links,
+    assert_same_meta,
+    assert_same_tree,
+    copy_both,
+    data_map,
+    link_groups,
+    rsync_clean,
+    snapshot,
+)
+from tests.support.system import run_ok
+from tests.support.trees import make_socket, make_sparse, rand_bytes, set_tree_times, write_file
+from tests.support.users import api_copy, as_user
+
 NEG_SMALL = -1  # 1969-12-31 23:59:59.999999999
 Y2100_MTIME = 4_102_444_800 * 10**9 + 1  # 2100-01-01 + 1 ns
 Y2400_MTIME = 13_569_465_600 * 10**9 + 999_999_999  # 2400-01-01
@@ -54,10 +46,6 @@ DIR255 = b"D" * 255
 BAD = b"bad\xff\xfe\x80name"
 
 SPARSE = (b"sparse/mid", b"sparse/allhole", b"sparse/endhole", b"sparse/starthole")
-
-
-def p(root: bytes, *parts: bytes) -> bytes:
-    return os.path.join(root, *parts)
 
 
 def build_torture(src: bytes, privileged: bool) -> tuple[int, int]:
@@ -229,17 +217,11 @@ def test_torture_tree_as_root(tmp: bytes) -> None:
     assert {before[b"special/" + k].type for k in (b"fifo", b"sock", b"chr", b"blk")} == {
         "fifo", "sock", "chr", "blk",
     }  # fmt: skip
-    check_cli(b"cp", b"-a", src, tmp + b"/us")
-    check_cp(b"-a", src, tmp + b"/cp")
+    copy_both([src], tmp + b"/us", tmp + b"/cp")
     check_torture(src, tmp + b"/us", tmp + b"/cp", before)
 
     # the Python API, same tree: counts of links and special files
-    def api() -> Any:
-        import uringsync
-
-        return uringsync.copy([src], tmp + b"/api", archive=True)
-
-    res = in_child(api)
+    res = api_copy([src], tmp + b"/api")
     assert res.exit_code == 0, res.errors
     assert res.links == extra
     assert res.specials == specials
@@ -366,8 +348,7 @@ def test_random_links_holes_xattrs(tree: Any) -> None:
         src = base + b"/src"
         build_random(src, tree)
         before = snapshot(src)
-        check_cli(b"cp", b"-a", src, base + b"/us")
-        check_cp(b"-a", src, base + b"/cp")
+        copy_both([src], base + b"/us", base + b"/cp")
         assert_same_tree(base + b"/cp", base + b"/us")
         assert_same_tree(before, base + b"/us")
         assert link_groups(base + b"/us") == link_groups(src)

@@ -1,27 +1,24 @@
-"""The source changing under the copy, and the walker's own bookkeeping under
-pressure (full batches, a tight fd limit): each case once lost or mixed data
-silently.  Races are made deterministic with the ``scanned`` progress event,
-which fires after a directory was listed and stat'ed and before its files
-are copied."""
+"""The source changing under the copy: files that grow, shrink, are replaced,
+vanish or are renamed between the scan and the copy; each case once lost or
+mixed data silently, or must be reported as cp reports it.  Races are made
+deterministic with the ``scanned`` progress event, which fires after a
+directory was listed and stat'ed and before its files are copied."""
 
 from __future__ import annotations
 
-import hashlib
+import errno
 import os
-import resource
-import subprocess
-import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import uringsync
+from tests.support.base import root_only
+from tests.support.compare import assert_same_tree, sha256_file
+from tests.support.trees import rand_bytes, set_tree_times, write_file
 
 # ------------------------------------------------------------ helpers
-
-
-def sha(p: Path) -> str:
-    return hashlib.sha256(p.read_bytes()).hexdigest()
 
 
 def on_scan(target: Path, action):  # type: ignore[no-untyped-def]
@@ -56,7 +53,7 @@ def test_file_that_grew_after_the_scan_is_copied_whole(tmp_path: Path, old_size:
     assert res.exit_code == 0, res.errors
     out = tmp_path / "dst" / "f"
     assert out.stat().st_size == old_size + 5000
-    assert sha(out) == sha(f)
+    assert sha256_file(out) == sha256_file(f)
     assert out.stat().st_mtime_ns == f.stat().st_mtime_ns  # the times of what was copied
 
 
@@ -74,7 +71,7 @@ def test_sparse_file_that_shrank_is_not_padded(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.errors
     out = tmp_path / "dst" / "sparse"
     assert out.stat().st_size == 65536
-    assert sha(out) == sha(f)
+    assert sha256_file(out) == sha256_file(f)
 
 
 def test_file_replaced_after_the_scan_is_skipped_not_mixed(tmp_path: Path) -> None:
@@ -137,72 +134,103 @@ def test_source_dir_renamed_while_its_hard_link_is_pending(tmp_path: Path) -> No
     assert sum(len(os.listdir(dst / "B" / dn)) for dn in "DEFGHIJK") == 8800
 
 
-# ------------------------------------------ the walker's bookkeeping
+@root_only
+def test_vanished_file(tmp: bytes) -> None:
+    src = tmp + b"/src"
+    os.makedirs(src + b"/sub")
+    for n in (b"a", b"b", b"c", b"d"):
+        write_file(src + b"/" + n, rand_bytes(50_000, n))
+    write_file(src + b"/sub/x", b"x")
+    os.symlink(b"a", src + b"/lnk")
+    set_tree_times(src)
+    deleted: list[bytes] = []
+
+    def progress(ev: Any) -> None:
+        if ev.kind == "scanned" and ev.src_dir == src and not deleted:
+            os.unlink(src + b"/c")
+            os.unlink(src + b"/lnk")
+            deleted.append(b"c")
+
+    dst = tmp + b"/dst"
+    res = uringsync.copy([src], dst, archive=True, progress=progress)
+    assert deleted, "no 'scanned' event for the source directory"
+    assert res.exit_code == 24, res.errors
+    assert len(res.errors) == 2, res.errors
+    for e in res.errors:
+        assert "vanished" in e.message
+        assert e.errno == errno.ENOENT
+        assert os.path.basename(e.path) in (b"c", b"lnk")
+    assert not os.path.lexists(dst + b"/c")
+    assert not os.path.lexists(dst + b"/lnk")
+    assert_same_tree(src, dst, exclude=lambda p: p == b"")
+    assert res.files == 4
 
 
-def test_more_command_line_files_than_a_batch(tmp_path: Path) -> None:
-    """Names and stats of queued jobs were freed when a full batch flushed
-    inside the queueing call: one file went missing, silently."""
+@root_only
+def test_vanished_directory(tmp: bytes) -> None:
+    src = tmp + b"/src"
+    os.makedirs(src + b"/gone/inner")
+    write_file(src + b"/gone/inner/f", b"f")
+    write_file(src + b"/keep", b"k")
+    set_tree_times(src)
+    deleted = []
+
+    def progress(ev: Any) -> None:
+        if ev.kind == "scanned" and ev.src_dir == src and not deleted:
+            import shutil
+
+            shutil.rmtree(src + b"/gone")
+            deleted.append(1)
+
+    res = uringsync.copy([src], tmp + b"/dst", archive=True, progress=progress)
+    assert deleted
+    assert res.exit_code == 24, res.errors
+    assert res.errors and all("vanished" in e.message for e in res.errors)
+    assert os.path.exists(tmp + b"/dst/keep")
+
+
+@root_only
+def test_vanished_exit_code_cli_like(tmp: bytes) -> None:
+    """Vanished files are reported through on_error/CLI formatting as one line each."""
+    src = tmp + b"/src"
+    os.mkdir(src)
+    write_file(src + b"/a", b"a")
+    write_file(src + b"/b", b"b")
+    set_tree_times(src)
+    seen: list[Any] = []
+
+    def progress(ev: Any) -> None:
+        if ev.kind == "scanned" and ev.src_dir == src and not seen:
+            os.unlink(src + b"/b")
+            seen.append(ev)
+
+    res = uringsync.copy([src], tmp + b"/dst", archive=True, progress=progress)
+    assert res.exit_code == 24
+    (e,) = res.errors
+    assert isinstance(e, uringsync.FileError)
+    assert e.path.endswith(b"/b")
+    assert "\n" not in e.message
+    assert "'" in e.message
+
+
+def test_symlink_replaced_by_a_file_after_the_scan(tmp_path: Path) -> None:
     src = tmp_path / "src"
     src.mkdir()
-    names = []
-    for i in range(4200):  # the batch holds 4096 jobs
-        p = src / f"file_{i:05d}"
-        p.write_bytes(b"%d\n" % i * (1 + i % 7))
-        os.utime(p, ns=(1_000_000_000 + i, 1_000_000_000 + i))
-        names.append(p)
-    dst = tmp_path / "dst"
-    dst.mkdir()
-    res = uringsync.copy(names, dst, archive=True)
-    assert res.exit_code == 0, res.errors[:3]
-    assert sorted(os.listdir(dst)) == sorted(p.name for p in names)
-    for p in names:
-        q = dst / p.name
-        assert q.read_bytes() == p.read_bytes() and q.stat().st_mtime_ns == p.stat().st_mtime_ns
+    os.symlink("target", src / "l")
+    (src / "ok").write_bytes(b"ok")
 
+    def replace() -> None:
+        os.unlink(src / "l")
+        (src / "l").write_bytes(b"now a file")
 
-def test_many_hard_link_groups_across_full_batches(tmp_path: Path) -> None:
-    """Link jobs outliving their group (name freed) and queued across flushes."""
-    src = tmp_path / "src"
-    for d in "abcde":
-        (src / d).mkdir(parents=True)
-    for i in range(1000):
-        first = src / "a" / f"i{i:04d}"
-        first.write_bytes(b"%d" % i)
-        for d in "bcde":
-            os.link(first, src / d / f"i{i:04d}")
-    res = uringsync.copy([src], tmp_path / "dst", archive=True)
-    assert res.exit_code == 0, res.errors[:3]
-    assert res.links == 4000 and res.files == 1000
-    for i in range(1000):
-        inos = {os.stat(tmp_path / "dst" / d / f"i{i:04d}").st_ino for d in "abcde"}
-        assert len(inos) == 1
-        assert (tmp_path / "dst" / "e" / f"i{i:04d}").read_bytes() == b"%d" % i
-    assert sorted(os.listdir(tmp_path / "dst" / "e")) == sorted(os.listdir(src / "e"))
+    def cb(ev: uringsync.Event) -> None:
+        if ev.kind == "scanned" and ev.src_dir == os.fsencode(src):
+            replace()
 
-
-def test_hard_link_lands_in_its_own_directory_under_a_tight_fd_limit(tmp_path: Path) -> None:
-    """Opening the link's target directory could evict the directory the link
-    goes into and reuse its fd number: the link landed elsewhere."""
-    src = tmp_path / "src"
-    (src / "A").mkdir(parents=True)
-    (src / "B" / "C").mkdir(parents=True)
-    for i in range(30):
-        (src / "B" / f"pad{i:02d}").mkdir()
-    (src / "A" / "x").write_bytes(b"data")
-    os.link(src / "A" / "x", src / "B" / "C" / "y")
-
-    def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (20, 20))
-
-    r = subprocess.run(
-        [sys.executable, "-m", "uringsync", "cp", "-a", str(src), str(tmp_path / "dst")],
-        preexec_fn=limit,
-        capture_output=True,
-        check=False,
-    )
-    assert r.returncode == 0, r.stderr
-    dst = tmp_path / "dst"
-    assert sorted(os.listdir(dst / "A")) == ["x"]
-    assert sorted(os.listdir(dst / "B" / "C")) == ["y"]
-    assert (dst / "A" / "x").stat().st_ino == (dst / "B" / "C" / "y").stat().st_ino
+    res = uringsync.copy([src], tmp_path / "dst", archive=True, progress=cb)
+    assert res.exit_code == 23
+    [e] = res.errors
+    assert (e.op, e.errno) == ("readlink", 22)  # EINVAL: not a symlink any more
+    assert e.message.startswith(f"cannot read symbolic link '{src}/l'")
+    assert not os.path.lexists(tmp_path / "dst" / "l")
+    assert (tmp_path / "dst" / "ok").read_bytes() == b"ok"

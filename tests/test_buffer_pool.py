@@ -4,15 +4,11 @@ its first buffer)."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 import uringsync
-
-
-def digest(p: Path) -> str:
-    return hashlib.sha256(p.read_bytes()).hexdigest()
+from tests.support.compare import sha256_file
 
 
 def test_many_multi_chunk_files_share_the_pool(tmp_path: Path) -> None:
@@ -30,4 +26,4 @@ def test_many_multi_chunk_files_share_the_pool(tmp_path: Path) -> None:
     for p in src.iterdir():
         q = tmp_path / "dst" / p.name
         assert q.stat().st_size == p.stat().st_size
-        assert digest(q) == digest(p)
+        assert sha256_file(q) == sha256_file(p)

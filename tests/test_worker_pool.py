@@ -29,45 +29,29 @@ from typing import Any
 
 import psutil
 import pytest
-from helpers import (
-    assert_error_lines,
+
+import uringsync
+from tests.support.base import KiB, MiB, p, root_only
+from tests.support.cli import assert_error_lines, check_cp, run_cli
+from tests.support.compare import (
     assert_same_links,
     assert_same_meta,
     assert_same_tree,
-    check_cp,
-    count_fds,
     data_map,
-    make_socket,
-    make_sparse,
-    mount_ramfs,
-    mount_tmpfs,
-    rand_bytes,
-    root_only,
     rsync_clean,
-    run_cli,
-    run_ok,
-    set_tree_times,
     snapshot,
-    umount,
-    write_file,
 )
-
-import uringsync
+from tests.support.system import count_fds, mount_ramfs, mount_tmpfs, run_ok, umount
+from tests.support.trees import make_socket, make_sparse, rand_bytes, set_tree_times, write_file
 from uringsync import engine
 from uringsync import pool as pool_mod
 from uringsync import walker as walker_mod
 from uringsync._uring import ffi, lib
 
-KiB = 1 << 10
-MiB = 1 << 20
 # the fields a complete copy must have (atime aside: see snapshot's Rec)
 FULL = ("type", "mode", "uid", "gid", "size", "mtime_ns", "sha256")
 
 pytestmark = root_only  # owners, trusted.* xattrs, device nodes, mounts
-
-
-def p(root: bytes, *parts: bytes) -> bytes:
-    return os.path.join(root, *parts)
 
 
 # ----------------------------------------------------------- recording

@@ -6,17 +6,12 @@ import os
 from collections.abc import Callable
 
 import pytest
-from helpers import (
-    as_user,
-    assert_same_tree,
-    check_cp,
-    rand_bytes,
-    root_only,
-    rsync_itemize,
-    set_tree_times,
-    snapshot,
-    write_file,
-)
+
+from tests.support.base import root_only
+from tests.support.cli import check_cp
+from tests.support.compare import assert_same_tree, rsync_itemize, snapshot
+from tests.support.trees import rand_bytes, set_tree_times, write_file
+from tests.support.users import as_user
 
 
 def _tree(root: bytes) -> None:

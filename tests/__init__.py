@@ -1,0 +1,1 @@
+"""The uringsync test suite; shared helpers are in tests/support/."""

@@ -1,0 +1,40 @@
+"""Paths, constants and markers that the other support modules and the tests share.
+
+Everything in tests/support works on bytes paths (names need not be UTF-8)
+and walks trees with directory fds (trees may be deeper than PATH_MAX).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_DIR = Path(__file__).resolve().parents[2]  # the repository's top directory
+
+ROOT = os.geteuid() == 0
+NOBODY = 65534
+
+root_only = pytest.mark.skipif(not ROOT, reason="needs root")
+
+PathLike = str | bytes | os.PathLike
+
+O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# Reading content for the hash must not touch atimes (O_NOATIME: owner or root only).
+O_NOATIME = getattr(os, "O_NOATIME", 0) if ROOT else 0
+
+KiB = 1 << 10
+MiB = 1 << 20
+BLOCK = 8  # one 4 KiB file-system block, in 512-byte st_blocks units
+NEG_MTIME = -1_234_567_890_123_456_789  # 1930-11-18, ns precision
+Y2200_MTIME = 7_258_118_400 * 10**9 + 987_654_321  # 2200-01-01
+
+
+def b(p: PathLike) -> bytes:
+    return os.fsencode(p)
+
+
+def p(root: bytes, *parts: bytes) -> bytes:
+    """root/part/...: os.path.join for bytes paths."""
+    return os.path.join(root, *parts)
