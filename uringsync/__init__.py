@@ -5,6 +5,7 @@
 >>> res.exit_code, res.files, res.errors                  # doctest: +SKIP
 """
 
+from uringsync._version import __version__
 from uringsync.api import (
     EXIT_FATAL,
     EXIT_OK,
@@ -14,7 +15,6 @@ from uringsync.api import (
     Result,
     copy,
 )
-from uringsync._version import __version__
 from uringsync.walker import Event, FileError
 
 __all__ = [
