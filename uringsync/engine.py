@@ -77,6 +77,9 @@ OP_STOPPED: int = lib.US_OP_STOPPED
 DEFAULT_QUEUE_DEPTH = 64
 DEFAULT_BUF_SIZE = 128 * 1024
 DEFAULT_CHUNKS_PER_FILE = 4
+# Registered buffers beyond one per file in flight: room for this many files
+# with all their chunks in flight (a read and a write buffer each).
+MULTI_CHUNK_FILES = 4
 PACK_FDS_MIN = 64  # room for fds when packing a batch (two per job at most)
 # Data path (docs/design.md): io_uring READ/WRITE everywhere, except onto file
 # systems where copy_file_range moves no data through the page cache (clones
@@ -241,15 +244,15 @@ class Batch:
     worker runs it and writes each job's result in place."""
 
     NAME_RESERVE = 1024  # room for two NAME_MAX names: checked by ``full``
+    NAME_BYTES_PER_JOB = 96  # default room for names: most are far shorter
 
     def __init__(self, capacity: int, names_cap: int | None = None) -> None:
-        names_cap = names_cap or capacity * 96 + self.NAME_RESERVE
+        names_cap = names_cap or capacity * self.NAME_BYTES_PER_JOB + self.NAME_RESERVE
         size = lib.us_batch_size(capacity, names_cap)
         self._mem = mmap.mmap(-1, size)
         self._buf = ffi.from_buffer(self._mem)
         self.c: UsBatch = lib.us_batch_init(self._buf, capacity, names_cap)
         self.jobs: JobArray = self.c.jobs
-        self.capacity = capacity
 
     @property
     def n(self) -> int:
@@ -311,7 +314,7 @@ class Ring:
             {
                 "queue_depth": queue_depth,
                 "buf_size": buf_size,
-                "nbufs": queue_depth + 2 * chunks_per_file * 4,
+                "nbufs": queue_depth + 2 * chunks_per_file * MULTI_CHUNK_FILES,
                 "chunks_per_file": chunks_per_file,
                 "copy_range_min": copy_range_min,
             },

@@ -40,6 +40,7 @@ STOP_GRACE = 1.5  # seconds a stopping worker gets before SIGKILL
 CLOSE_GRACE = 5.0  # seconds finishing workers get to say goodbye
 REAP_POLL = 0.01  # seconds between checks of a worker being reaped
 MSG_MAX = 64  # bytes of the longest message
+KIB = 1024
 # a worker's exit status
 EXIT_ORPHAN = 1  # the walker died before the worker could ask to die with it
 EXIT_OUT_OF_STEP = 1  # a message it did not expect
@@ -57,7 +58,7 @@ def usable_cpus() -> list[int]:
 
 
 def peak_rss_self() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * KIB  # ru_maxrss: KiB
 
 
 @dataclass

@@ -38,6 +38,7 @@ from uringsync.walker.links import InodeKey, LinkGroup, Links
 from uringsync.walker.visit import Visit
 
 LOCAL_BATCHES = 2  # without workers: one filling while the other runs
+BATCH_SIZE = 512  # jobs per batch
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ class Options:
     sparse: str = "auto"  # auto | always | never
     reflink: str = "auto"  # auto | always | never
     queue_depth: int = engine.DEFAULT_QUEUE_DEPTH
-    batch_size: int = 512
+    batch_size: int = BATCH_SIZE
     jobs: int = 0  # worker processes (0: run the batches in this process)
     direct: int = 0  # O_DIRECT for split big files: 1 source, 2 destination
     progress: Callable[[Event], None] | None = None

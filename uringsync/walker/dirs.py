@@ -29,6 +29,7 @@ MIN_SPARE_FDS = 8
 MAX_OPEN_DIRS = 512
 MIN_OPEN_DIRS = 2
 UNLIMITED_FDS = 1 << 20  # what RLIM_INFINITY counts as
+NEW_DIR_MODE = 0o700  # until its metadata is applied, after its children
 
 
 class Dir:
@@ -214,7 +215,7 @@ class Dirs:
             d.no_src = d.skip_contents = True
             src_fd = -1
         try:
-            os.mkdir(d.dst_name, 0o700, dir_fd=pdst)
+            os.mkdir(d.dst_name, NEW_DIR_MODE, dir_fd=pdst)
         except FileExistsError:
             pass
         except OSError as e:

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from uringsync.walker.links import LinkGroup
 
 SCAN_GROUP = 16  # directories listed and stat'ed together
+SCAN_SHARE = 4  # ... holding at most this part of the directory budget open
+UNSENT_SHARE = 2  # flush when unsent jobs pin this part of the directory budget
 _COPYABLE = frozenset(
     {engine.T_REG, engine.T_LNK, engine.T_FIFO, engine.T_CHR, engine.T_BLK, engine.T_SOCK}
 )
@@ -68,10 +70,10 @@ class Visit:
         stack = [root]
         assert root.st is not None
         root_dev = (root.st.dev_major, root.st.dev_minor)
-        per_scan = max(1, min(SCAN_GROUP, self.max_dirs // 4))
+        per_scan = max(1, min(SCAN_GROUP, self.max_dirs // SCAN_SHARE))
         while stack:
             self._safe_point()
-            if self.pinned >= self.max_dirs // 2:
+            if self.pinned >= self.max_dirs // UNSENT_SHARE:
                 self.flush()  # unsent jobs hold half the directory budget
             # Several directories are listed and stat'ed at once (in
             # parallel when cold); they stay open meanwhile.
