@@ -4,9 +4,9 @@ split into ranges, stopping on SIGINT/SIGTERM, workers that die.
 Every test checks what is on disk afterwards: content hashes, every stat
 field, xattrs and ACLs, hard-link groups, holes; against the source, against
 ``cp -a`` and with ``rsync -naHAXc``.  Where a test needs to know which path
-the walker took (split or not, which worker ran which job), it wraps the
-walker's or pool's own Python method and records the calls; the wrapped
-method still does all the work, nothing of the kernel is faked.
+the walker took (split or not, which worker ran which job), it records the
+walker's trace events (``Tuning.on_trace``); nothing is patched, nothing of
+the kernel is faked.
 """
 
 from __future__ import annotations
