@@ -11,11 +11,10 @@ import stat as S
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from uringsync.options import CopyError
 from uringsync.steps import join, show
 
-
-class CopyError(Exception):
-    """A usage or fatal error: nothing was copied.  ``str()`` is the message."""
+__all__ = ["CopyError", "Plan", "operands", "plan", "shown_parent"]
 
 
 @dataclass(frozen=True)

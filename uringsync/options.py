@@ -1,14 +1,14 @@
 """Copy options, as cp takes them, to what the engine needs: which
 attributes to keep (-a, -p, --preserve=LIST), --sparse and --reflink, turned
 into the engine's flag word (``US_P_*``, ``US_F_*``) and mode masks.  The one
-place those words are made; the API and the CLI use it."""
+place those words are made: the CLI and the API check and parse the options
+here, the walker gets its flags from here.  It imports only the binding."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from uringsync import engine
-from uringsync.cpargs import CopyError
 
 PRESERVE_NAMES = ("mode", "ownership", "timestamps", "links", "context", "xattr", "all")
 ARCHIVE = frozenset(PRESERVE_NAMES[:-1])  # -a: --preserve=all
@@ -18,6 +18,10 @@ FULL_MODE = 0o7777  # with the mode preserved: every bit, set-id and sticky too
 FILE_MODE = 0o777  # without: the permission bits less umask (cp's rule)
 DIR_MODE = 0o1777  # ... and a directory keeps its sticky bit
 _SPARSE = {"auto": engine.F_SPARSE_AUTO, "always": engine.F_SPARSE_ALWAYS, "never": 0}
+
+
+class CopyError(Exception):
+    """A usage or fatal error: nothing was copied.  ``str()`` is the message."""
 
 
 def parse_preserve(spec: str) -> set[str]:
