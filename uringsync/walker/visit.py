@@ -8,7 +8,7 @@ import errno as E
 from typing import TYPE_CHECKING
 
 from uringsync import engine, steps
-from uringsync.engine import CharPtr, Ring, Scan, Stat, ffi
+from uringsync.engine import CharPtr, Ring, Scan, Stat, ffi  # ffi: see _visit
 from uringsync.walker.bigfiles import SECTOR
 from uringsync.walker.dirs import Dir
 from uringsync.walker.errors import Event, Stopped, join
@@ -109,6 +109,8 @@ class Visit:
             d.scanned = True
             self._finish_dir(d)
             return subdirs
+        # ffi.addressof (from the binding) directly: one C call per entry,
+        # no Python wrapper around it
         one_fs = self.opts.one_file_system
         split = self._can_split()
         split_min = self.split_min
