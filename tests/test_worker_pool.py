@@ -4,9 +4,9 @@ split into ranges, stopping on SIGINT/SIGTERM, workers that die.
 Every test checks what is on disk afterwards: content hashes, every stat
 field, xattrs and ACLs, hard-link groups, holes; against the source, against
 ``cp -a`` and with ``rsync -naHAXc``.  Where a test needs to know which path
-the walker took (split or not, which worker ran which job), it wraps the
-walker's or pool's own Python method and records the calls; the wrapped
-method still does all the work, nothing of the kernel is faked.
+the walker took (split or not, which worker ran which job), it records the
+walker's trace events (``Tuning.on_trace``); nothing is patched, nothing of
+the kernel is faked.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from tests.support.trees import make_socket, make_sparse, rand_bytes, set_tree_t
 from uringsync import engine
 from uringsync import pool as pool_mod
 from uringsync import walker as walker_mod
-from uringsync._uring import ffi, lib
+from uringsync.engine import ffi, lib
 
 # the fields a complete copy must have (atime aside: see snapshot's Rec)
 FULL = ("type", "mode", "uid", "gid", "size", "mtime_ns", "sha256")
@@ -58,51 +58,36 @@ pytestmark = root_only  # owners, trusted.* xattrs, device nodes, mounts
 
 
 class Recorder:
-    """Wraps ``Pool.send``, ``Walker._queue_big`` and ``Walker._range_done``
-    (each still runs in full) to see which worker got which job, which files
-    were split, and how many ranges of each came back."""
+    """Watches the walker through its trace events (``Tuning.on_trace``,
+    passed as ``api.copy``'s ``_tuning``) to see which worker got which
+    job, which files were split, and how many ranges of each came back.
+    ``split_min``/``range_size``: the walker's split sizes for the copy."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(
+        self,
+        split_min: int = walker_mod.Tuning.split_min,
+        range_size: int = walker_mod.Tuning.range_size,
+    ) -> None:
         # per job sent to a worker: (worker index, type, src name, dst name)
         self.sent: list[tuple[int, int, bytes, bytes]] = []
-        self.big: dict[bytes, bool] = {}  # name -> _queue_big's answer
+        self.big: dict[bytes, bool] = {}  # name -> split or not
         self.ranges: dict[bytes, int] = {}  # name -> ranges completed
         self.range_bytes: dict[bytes, int] = {}
+        # called (with the walker) before a big file is opened to be split
         self.before_big: Callable[[Any, bytes], None] | None = None
-        rec = self
-        send0 = pool_mod.Pool.send
-        queue_big0 = walker_mod.Walker._queue_big
-        range_done0 = walker_mod.Walker._range_done
+        self.tuning = walker_mod.Tuning(split_min, range_size, on_trace=self.on_trace)
 
-        def send(pool: Any, idx: int) -> None:
-            b = pool.batches[idx]
-            jobs = [
-                (
-                    int(b.jobs[i].type),
-                    ffi.string(b.jobs[i].src_name),
-                    ffi.string(b.jobs[i].dst_name),
-                )
-                for i in range(b.n)
-            ]
-            send0(pool, idx)
-            [w] = [w for w in pool.workers if w.held and w.held[-1] == idx]
-            rec.sent.extend((w.index, *j) for j in jobs)
-
-        def queue_big(w: Any, d: Any, name: bytes, st: Any) -> bool:
-            if rec.before_big is not None:
-                rec.before_big(w, name)
-            ok = bool(queue_big0(w, d, name, st))
-            rec.big[name] = ok
-            return ok
-
-        def range_done(w: Any, big: Any, j: Any) -> None:
-            rec.ranges[big.name] = rec.ranges.get(big.name, 0) + 1
-            rec.range_bytes[big.name] = rec.range_bytes.get(big.name, 0) + int(j.bytes)
-            range_done0(w, big, j)
-
-        monkeypatch.setattr(pool_mod.Pool, "send", send)
-        monkeypatch.setattr(walker_mod.Walker, "_queue_big", queue_big)
-        monkeypatch.setattr(walker_mod.Walker, "_range_done", range_done)
+    def on_trace(self, walker: walker_mod.Walker, ev: walker_mod.Trace) -> None:
+        if ev.kind == "batch_sent":
+            self.sent.extend((ev.worker, *j) for j in ev.jobs)
+        elif ev.kind == "big_open":
+            if self.before_big is not None:
+                self.before_big(walker, ev.name)
+        elif ev.kind == "big_split":
+            self.big[ev.name] = ev.split
+        elif ev.kind == "range_done":
+            self.ranges[ev.name] = self.ranges.get(ev.name, 0) + 1
+            self.range_bytes[ev.name] = self.range_bytes.get(ev.name, 0) + ev.bytes
 
     def workers_of(self, jtype: int, name: bytes) -> set[int]:
         return {w for w, t, _s, d in self.sent if t == jtype and d == name}
@@ -251,12 +236,10 @@ def check_rich_copy(rich: Rich, dst: bytes) -> None:
 
 
 @pytest.mark.parametrize("jobs", [2, 3, 1, 0])
-def test_tree_with_workers_is_cp_a(
-    rich: Rich, tmp: bytes, jobs: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    rec = Recorder(monkeypatch)
+def test_tree_with_workers_is_cp_a(rich: Rich, tmp: bytes, jobs: int) -> None:
+    rec = Recorder()
     dst = p(tmp, b"us")
-    res = uringsync.copy([rich.src], dst, archive=True, jobs=jobs)
+    res = uringsync.copy([rich.src], dst, archive=True, jobs=jobs, _tuning=rec.tuning)
     assert res.exit_code == 0, res.errors[:5]
     assert res.workers == jobs
     assert (res.files, res.links, res.symlinks, res.specials) == rich.counts
@@ -304,12 +287,10 @@ BIG_SIZES = {
 
 
 @pytest.fixture
-def small_split(monkeypatch: pytest.MonkeyPatch) -> Recorder:
+def small_split() -> Recorder:
     """Split files from 1 MiB on, in 256 KiB ranges (the split is decided in
-    this process: api.copy runs the walker here)."""
-    monkeypatch.setattr(walker_mod, "SPLIT_MIN", SPLIT_MIN)
-    monkeypatch.setattr(walker_mod, "RANGE", RANGE)
-    return Recorder(monkeypatch)
+    this process: api.copy runs the walker here); pass ``_tuning``."""
+    return Recorder(SPLIT_MIN, RANGE)
 
 
 def build_bigs(src: bytes) -> dict[bytes, int]:
@@ -359,7 +340,9 @@ def test_big_files_split_into_ranges(
         os.mkdir(d)
         if into == "default_acl_dir":
             run_ok("setfacl", "-d", "-m", "u:999:rwx,g:999:rwx,m::rwx", d)
-    res = uringsync.copy([src], us_out, archive=True, jobs=2, direct=direct)
+    res = uringsync.copy(
+        [src], us_out, archive=True, jobs=2, direct=direct, _tuning=small_split.tuning
+    )
     check_cp(b"-a", src, cp_out)
     us, cp = p(us_out, b"src"), p(cp_out, b"src")
     assert res.exit_code == 0, res.errors
@@ -409,7 +392,7 @@ def test_big_file_onto_existing_destination(tmp: bytes, small_split: Recorder) -
     victim = p(tmp, b"victim")
     write_file(victim, b"must stay")
     os.symlink(victim, p(dst, b"big2"))
-    res = uringsync.copy([src], out, archive=True, jobs=2)
+    res = uringsync.copy([src], out, archive=True, jobs=2, _tuning=small_split.tuning)
     assert res.exit_code == 0, res.errors
     assert small_split.big == {b"big": False, b"big2": False}
     assert_same_tree(src, dst)
@@ -443,7 +426,9 @@ def test_split_file_onto_full_tmpfs(tmp: bytes, small_split: Recorder, direct: b
         pytest.skip(reason)
     try:
         dst = p(mnt, b"dst")
-        res = uringsync.copy([src], dst, archive=True, jobs=2, direct=direct)
+        res = uringsync.copy(
+            [src], dst, archive=True, jobs=2, direct=direct, _tuning=small_split.tuning
+        )
         assert res.exit_code == 23
         assert small_split.big == {b"f": True}  # it was split
         [e] = res.errors
@@ -462,7 +447,7 @@ def test_sparse_big_file_not_split(tmp: bytes, small_split: Recorder) -> None:
     make_sparse(p(src, b"holes"), segs, 32 * MiB + 1)
     write_file(p(src, b"dense"), rand_bytes(3 * MiB, 3))
     set_tree_times(src, seed=2, keep_mtime=False)
-    res = uringsync.copy([src], p(tmp, b"dst"), archive=True, jobs=2)
+    res = uringsync.copy([src], p(tmp, b"dst"), archive=True, jobs=2, _tuning=small_split.tuning)
     assert res.exit_code == 0, res.errors
     assert small_split.big == {b"dense": True}
     assert_same_tree(src, p(tmp, b"dst"))
@@ -486,7 +471,7 @@ def test_split_file_replaced_before_it_is_opened(tmp: bytes, small_split: Record
 
     small_split.before_big = replace
     dst = p(tmp, b"dst")
-    res = uringsync.copy([src], dst, archive=True, jobs=2)
+    res = uringsync.copy([src], dst, archive=True, jobs=2, _tuning=small_split.tuning)
     assert res.exit_code == 23
     [e] = res.errors
     assert (e.op, e.path) == ("src_changed", p(src, b"big")), e
@@ -519,7 +504,9 @@ def test_files_replaced_after_the_scan_with_workers(tmp: bytes, small_split: Rec
             os.rename(f + b".new", f)
 
     dst = p(tmp, b"dst")
-    res = uringsync.copy([src], dst, archive=True, jobs=2, progress=swap)
+    res = uringsync.copy(
+        [src], dst, archive=True, jobs=2, progress=swap, _tuning=small_split.tuning
+    )
     assert res.exit_code == 23
     [e] = res.errors
     assert (e.op, e.path) == ("src_changed", p(src, b"s", b"small")), e
@@ -713,14 +700,16 @@ def test_stop_in_process(tmp: bytes, small_split: Recorder) -> None:
             os.kill(os.getpid(), signal.SIGINT)
 
     with pytest.raises(walker_mod.Stopped):
-        uringsync.copy([a, b], dst, archive=True, jobs=2, progress=ctrl_c)
+        uringsync.copy(
+            [a, b], dst, archive=True, jobs=2, progress=ctrl_c, _tuning=small_split.tuning
+        )
     fds1, names1 = count_fds(), fd_names()
     assert len(me.children()) == kids0
     assert small_split.big, "no file was split"
     before[b""] = snapshot(dst)[b""]  # dst is not a copy of anything
     check_stopped_copy(before, dst)
     os.mkdir(p(tmp, b"again"))
-    res = uringsync.copy([a, b], p(tmp, b"again"), archive=True, jobs=2)
+    res = uringsync.copy([a, b], p(tmp, b"again"), archive=True, jobs=2, _tuning=small_split.tuning)
     assert res.exit_code == 0, res.errors
     assert_same_tree(a, p(tmp, b"again", b"a"))
     assert_same_tree(b, p(tmp, b"again", b"b"))
@@ -940,7 +929,7 @@ def test_split_file_metadata_refused_keeps_the_data(tmp: bytes, small_split: Rec
         pytest.skip(reason)
     try:
         dst = p(mnt, b"dst")
-        res = uringsync.copy([src], dst, archive=True, jobs=2)
+        res = uringsync.copy([src], dst, archive=True, jobs=2, _tuning=small_split.tuning)
         assert small_split.big == {b"big": True}  # it was split
         assert res.exit_code == 23
         assert [(e.op, e.path) for e in res.errors] == [("xattr_set", p(dst, b"big"))]

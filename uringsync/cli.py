@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 import typer
 
-from uringsync import api, engine
+from uringsync import api, cpargs, engine, options
 from uringsync.walker import FileError
 
 EXIT_STOPPED = 130  # SIGINT or SIGTERM, as a shell reports a Ctrl-C
@@ -131,15 +131,13 @@ def cp(
         ),
     ] = False,
 ) -> None:
-    if len(paths) < 2:
-        err(
-            f"missing destination file operand after '{paths[0]}'"
-            if paths
-            else "missing file operand"
-        )
-        raise typer.Exit(api.EXIT_FATAL)
+    try:
+        srcs, dst = cpargs.operands(paths)
+    except cpargs.CopyError as e:
+        err(str(e))
+        raise typer.Exit(api.EXIT_FATAL) from None
     if keep:
-        preserve = "mode,ownership,timestamps" + ("," + preserve if preserve else "")
+        preserve = options.with_p(preserve)
     # -v lines go to stdout, so no bar with -v; with --json stdout is the JSON's
     on_verbose = _verbose_to_stderr if json_out else None
     bar = None
@@ -150,8 +148,8 @@ def cp(
     try:
         with bar if bar is not None else contextlib.nullcontext():
             res = api.copy(
-                paths[:-1],
-                paths[-1],
+                srcs,
+                dst,
                 archive=archive,
                 recursive=recursive,
                 preserve=preserve,

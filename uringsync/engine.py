@@ -2,7 +2,9 @@
 
 This is the raw binding kept apart from the copy logic: it owns the C memory
 (rings, scans, job arrays) and turns C's ``-errno`` returns into ``OSError``.
-Nothing here walks trees or prints.
+Nothing here walks trees or prints.  It is the only module that imports
+``uringsync._uring`` (typed by ``_uring.pyi``): the rest of the package, and
+the tests, reach C through the names here.
 """
 
 from __future__ import annotations
@@ -11,9 +13,23 @@ import mmap
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, TypeAlias
 
+from uringsync import steps
 from uringsync._uring import ffi, lib
+from uringsync.steps import Step
+
+if TYPE_CHECKING:
+    from uringsync._uring import CharPtr, JobArray, UsBatch, UsEntry, UsJob, UsRing, UsStat
+
+    Stat: TypeAlias = UsStat  # cdata 'struct us_stat *' (or a struct us_stat field)
+else:
+    # The cdata types are Protocols of _uring.pyi only; at run time (where
+    # they appear in annotations alone) any cdata fits.
+    CharPtr = JobArray = UsBatch = UsEntry = UsJob = UsRing = UsStat = Stat = object
+
+# re-exported: the package and the tests reach C only through this module
+__all__ = ["CharPtr", "UsEntry", "UsJob", "UsStat", "ffi", "lib"]
 
 # File types (US_T_*)
 T_UNKNOWN: int = lib.US_T_UNKNOWN
@@ -26,8 +42,9 @@ T_BLK: int = lib.US_T_BLK
 T_SOCK: int = lib.US_T_SOCK
 T_HARDLINK: int = lib.US_T_HARDLINK
 T_RANGE: int = lib.US_T_RANGE
-JOB_DONE: int = lib.US_JOB_DONE
+JOB_QUEUED: int = lib.US_JOB_QUEUED
 JOB_STARTED: int = lib.US_JOB_STARTED
+JOB_DONE: int = lib.US_JOB_DONE
 
 # What to preserve (US_P_*) and flags
 P_OWNER: int = lib.US_P_OWNER
@@ -50,38 +67,20 @@ IORING_OPS: dict[str, int] = {
     if name.startswith("US_IORING_OP_")
 }
 
-# Failing step (US_OP_*) -> short name used in errors and JSON
-OPS: dict[int, str] = {
-    lib.US_OP_NONE: "none",
-    lib.US_OP_OPEN_SRC: "open",
-    lib.US_OP_OPEN_DST: "create",
-    lib.US_OP_READ: "read",
-    lib.US_OP_WRITE: "write",
-    lib.US_OP_COPY_RANGE: "copy_file_range",
-    lib.US_OP_CHOWN: "chown",
-    lib.US_OP_CHMOD: "chmod",
-    lib.US_OP_UTIMES: "utimens",
-    lib.US_OP_CLOSE: "close",
-    lib.US_OP_READLINK: "readlink",
-    lib.US_OP_SYMLINK: "symlink",
-    lib.US_OP_UNLINK: "unlink",
-    lib.US_OP_STAT: "stat",
-    lib.US_OP_TYPE: "type",
-    lib.US_OP_SRC_CHANGED: "src_changed",
-    lib.US_OP_XATTR_LIST: "xattr_list",
-    lib.US_OP_XATTR_GET: "xattr_get",
-    lib.US_OP_XATTR_SET: "xattr_set",
-    lib.US_OP_MKNOD: "mknod",
-    lib.US_OP_LINK: "link",
-    lib.US_OP_CLONE: "clone",
-    lib.US_OP_SEEK: "seek",
-    lib.US_OP_TRUNCATE: "truncate",
-    lib.US_OP_STOPPED: "stopped",
-}
+# Failing step (US_OP_*) -> its row of the step table (uringsync/steps.py)
+STEPS: dict[int, Step] = {getattr(lib, st.c_name): st for st in steps.STEPS if st.c_name}
+# codes of the steps after the data: the file stays (complete) when one fails
+AFTER_DATA: frozenset[int] = frozenset(code for code, st in STEPS.items() if st.after_data)
+OP_NONE: int = lib.US_OP_NONE
+OP_STOPPED: int = lib.US_OP_STOPPED
 
 DEFAULT_QUEUE_DEPTH = 64
 DEFAULT_BUF_SIZE = 128 * 1024
 DEFAULT_CHUNKS_PER_FILE = 4
+# Registered buffers beyond one per file in flight: room for this many files
+# with all their chunks in flight (a read and a write buffer each).
+MULTI_CHUNK_FILES = 4
+PACK_FDS_MIN = 64  # room for fds when packing a batch (two per job at most)
 # Data path (docs/design.md): io_uring READ/WRITE everywhere, except onto file
 # systems where copy_file_range moves no data through the page cache (clones
 # or server-side copies): there every regular file uses it.
@@ -101,9 +100,6 @@ def fs_type(fd: int) -> int:
     magic = ffi.new("uint64_t *")
     check(lib.us_fs_type(fd, magic), "fstatfs")
     return int(magic[0])
-
-
-Stat = Any  # cdata 'struct us_stat *'
 
 
 def check(ret: int, what: str, path: bytes | str | None = None) -> int:
@@ -127,18 +123,81 @@ def stat_at(dirfd: int, name: bytes, follow: bool = False) -> Stat:
     return st
 
 
+def step_of(op: int, unknown: Step = steps.UNKNOWN_JOB) -> Step:
+    """The step table's row of a ``US_OP_*`` code."""
+    return STEPS.get(op, unknown)
+
+
 def set_meta_fd(fd: int, st: Stat, flags: int, mode_mask: int) -> tuple[int, str]:
     """Owner, mode, times on an open fd.  Returns (-errno or 0, failing op)."""
     op = ffi.new("int *")
-    ret: int = lib.us_set_meta_fd(fd, st, flags, mode_mask, op)
-    return ret, OPS.get(op[0], "meta")
+    ret = lib.us_set_meta_fd(fd, st, flags, mode_mask, op)
+    return ret, step_of(op[0], steps.UNKNOWN_META).name
 
 
-def dir_meta(src_fd: int, dst_fd: int, st: Stat, flags: int, mode_mask: int) -> tuple[int, str]:
-    """A directory's owner, mode, xattrs (from src_fd; -1: none) and times."""
+def dir_meta(src_fd: int, dst_fd: int, st: Stat, flags: int, mode_mask: int) -> tuple[int, Step]:
+    """A directory's owner, mode, xattrs (from src_fd; -1: none) and times.
+    Returns (-errno or 0, the failing step)."""
     op = ffi.new("int *")
-    ret: int = lib.us_dir_meta(src_fd, dst_fd, st, flags, mode_mask, op)
-    return ret, OPS.get(op[0], "meta")
+    ret = lib.us_dir_meta(src_fd, dst_fd, st, flags, mode_mask, op)
+    return ret, step_of(op[0], steps.UNKNOWN_META)
+
+
+def c_name(name: bytes) -> CharPtr:
+    """A name in C memory (kept alive by the returned object)."""
+    return ffi.new("char[]", name)
+
+
+def string(p: CharPtr) -> bytes:
+    """The bytes of a NUL-terminated C string (a job's name)."""
+    return ffi.string(p)
+
+
+def big_open(
+    src_dirfd: int, name: bytes, dst_dirfd: int, st: Stat, direct: int
+) -> tuple[int, tuple[int, int], Step]:
+    """Open a big file's source and create its destination (``us_big_open``):
+    (1|2 for the ends that got O_DIRECT, or -errno; the two fds; the
+    failing step)."""
+    fds = ffi.new("int[2]")
+    op = ffi.new("int *")
+    ret = lib.us_big_open(src_dirfd, name, dst_dirfd, name, st, direct, fds, op)
+    return ret, (fds[0], fds[1]), step_of(op[0])
+
+
+def big_finish(
+    sfd: int, dfd: int, tail_off: int, st: Stat, flags: int, mode_mask: int
+) -> tuple[int, Step]:
+    """A split file's tail and metadata (``us_big_finish``): (0 or -errno,
+    the failing step)."""
+    op = ffi.new("int *")
+    ret = lib.us_big_finish(sfd, dfd, tail_off, st, flags, mode_mask, op)
+    return ret, step_of(op[0])
+
+
+# Stopping (SIGINT/SIGTERM caught in C, see csrc/api.h)
+def stop_requested() -> bool:
+    return bool(lib.us_stop_requested())
+
+
+def clear_stop() -> None:
+    lib.us_clear_stop()
+
+
+def catch_stop(wake_fd: int) -> int:
+    """SIGINT and SIGTERM set the stop flag (and write a byte to wake_fd,
+    unless it is -1).  Returns 0 or -errno."""
+    return lib.us_catch_stop(1, wake_fd)
+
+
+def release_stop() -> None:
+    """The previous SIGINT and SIGTERM handlers back."""
+    lib.us_catch_stop(0, -1)
+
+
+def die_with_parent() -> None:
+    """This process gets SIGKILL when its parent dies (PR_SET_PDEATHSIG)."""
+    lib.us_die_with_parent()
 
 
 @dataclass(frozen=True)
@@ -156,17 +215,17 @@ class Scan:
         self._sc = ffi.gc(ffi.new("struct us_scan *"), lib.us_scan_free)
         self.n = 0
 
-    def name_ptr(self, i: int) -> Any:
+    def name_ptr(self, i: int) -> CharPtr:
         return self._sc.names + self._sc.ents[i].name_off
 
     def name(self, i: int) -> bytes:
         e = self._sc.ents[i]
         return bytes(ffi.buffer(self._sc.names + e.name_off, e.name_len))
 
-    def entry(self, i: int) -> Any:
+    def entry(self, i: int) -> UsEntry:
         return self._sc.ents[i]
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[UsEntry]:
         ents = self._sc.ents
         for i in range(self.n):
             yield ents[i]
@@ -185,15 +244,15 @@ class Batch:
     worker runs it and writes each job's result in place."""
 
     NAME_RESERVE = 1024  # room for two NAME_MAX names: checked by ``full``
+    NAME_BYTES_PER_JOB = 96  # default room for names: most are far shorter
 
     def __init__(self, capacity: int, names_cap: int | None = None) -> None:
-        names_cap = names_cap or capacity * 96 + self.NAME_RESERVE
+        names_cap = names_cap or capacity * self.NAME_BYTES_PER_JOB + self.NAME_RESERVE
         size = lib.us_batch_size(capacity, names_cap)
         self._mem = mmap.mmap(-1, size)
         self._buf = ffi.from_buffer(self._mem)
-        self.c: Any = lib.us_batch_init(self._buf, capacity, names_cap)
-        self.jobs: Any = self.c.jobs
-        self.capacity = capacity
+        self.c: UsBatch = lib.us_batch_init(self._buf, capacity, names_cap)
+        self.jobs: JobArray = self.c.jobs
 
     @property
     def n(self) -> int:
@@ -202,16 +261,16 @@ class Batch:
     def add(
         self,
         src_dirfd: int,
-        src_name: Any,
+        src_name: bytes | CharPtr,
         dst_dirfd: int,
-        dst_name: Any,
+        dst_name: bytes | CharPtr,
         st: Stat,
         ftype: int,
         flags: int,
         mode_mask: int,
     ) -> int:
         """Append a job (names and stat are copied in); returns its index."""
-        i: int = lib.us_batch_add(
+        i = lib.us_batch_add(
             self.c, src_dirfd, src_name, dst_dirfd, dst_name, st, ftype, flags, mode_mask
         )
         return check(i, "batch")
@@ -225,6 +284,19 @@ class Batch:
         self.c.n = 0
         self.c.names_used = 0
         self.c.result = 0
+
+    def pack_fds(self) -> list[int]:
+        """Turn the jobs' fds into indices (``us_batch_pack_fds``); returns
+        the distinct fds, in order of first use, to send along."""
+        cap = max(PACK_FDS_MIN, 2 * self.n)  # two per job at most
+        fds = ffi.new("int[]", cap)
+        n = check(lib.us_batch_pack_fds(self.c, fds, cap), "pack fds")
+        return [fds[i] for i in range(n)]
+
+    def bind_fds(self, fds: list[int]) -> int:
+        """Indices back to the fds received (``us_batch_bind_fds``): 0 or -errno."""
+        arr = ffi.new("int[]", fds) if fds else ffi.NULL
+        return lib.us_batch_bind_fds(self.c, arr, len(fds))
 
 
 class Ring:
@@ -242,7 +314,7 @@ class Ring:
             {
                 "queue_depth": queue_depth,
                 "buf_size": buf_size,
-                "nbufs": queue_depth + 2 * chunks_per_file * 4,
+                "nbufs": queue_depth + 2 * chunks_per_file * MULTI_CHUNK_FILES,
                 "chunks_per_file": chunks_per_file,
                 "copy_range_min": copy_range_min,
             },
@@ -251,7 +323,7 @@ class Ring:
         ring = lib.us_ring_new(cfg, err)
         if ring == ffi.NULL:
             check(err[0], "io_uring_queue_init")
-        self._ring: Any = ring
+        self._ring: UsRing | None = ring
 
     def close(self) -> None:
         if self._ring is not None:
@@ -266,7 +338,7 @@ class Ring:
 
     def info(self) -> RingInfo:
         info = ffi.new("struct us_ring_info *")
-        lib.us_ring_get_info(self._ring, info)
+        lib.us_ring_get_info(self.ptr, info)
         return RingInfo(
             int(info.sq_entries), bool(info.fixed_buffers), int(info.nops), int(info.max_inflight)
         )
@@ -275,17 +347,17 @@ class Ring:
         """Whether the kernel has this io_uring opcode (number or name)."""
         if isinstance(opcode, str):
             opcode = IORING_OPS[opcode]
-        return bool(lib.us_ring_has_op(self._ring, opcode))
+        return bool(lib.us_ring_has_op(self.ptr, opcode))
 
     def set_copy_range_min(self, n: int) -> None:
-        lib.us_ring_set_copy_range_min(self._ring, n)
+        lib.us_ring_set_copy_range_min(self.ptr, n)
 
     def set_max_inflight(self, n: int) -> None:
-        lib.us_ring_set_max_inflight(self._ring, n)
+        lib.us_ring_set_max_inflight(self.ptr, n)
 
     def scan(self, dirfd: int, path: bytes | None = None) -> Scan:
         sc = Scan()
-        sc.n = check(lib.us_scan_dir(self._ring, dirfd, sc._sc), "getdents64", path)
+        sc.n = check(lib.us_scan_dir(self.ptr, dirfd, sc._sc), "getdents64", path)
         return sc
 
     def scan_many(self, dirfds: list[int]) -> list[Scan | OSError]:
@@ -295,7 +367,7 @@ class Ring:
         scans = [Scan() for _ in range(n)]
         ptrs = ffi.new("struct us_scan *[]", [sc._sc for sc in scans])
         rets = ffi.new("long[]", n)
-        check(lib.us_scan_dirs(self._ring, n, dirfds, ptrs, rets), "io_uring_enter")
+        check(lib.us_scan_dirs(self.ptr, n, dirfds, ptrs, rets), "io_uring_enter")
         out: list[Scan | OSError] = []
         for sc, ret in zip(scans, rets, strict=True):
             if ret < 0:
@@ -308,6 +380,17 @@ class Ring:
 
     def run(self, batch: Batch) -> int:
         """Copy every job in the batch; returns how many failed."""
-        ret: int = lib.us_run(self._ring, batch.jobs, batch.n)
+        return check(self.run_raw(batch), "io_uring_enter")
+
+    def run_raw(self, batch: Batch) -> int:
+        """``us_run`` of the batch on this ring, its result also left in the
+        batch: how many jobs failed, or -errno when the ring failed."""
+        ret = lib.us_run(self.ptr, batch.jobs, batch.n)
         batch.c.result = ret
-        return check(ret, "io_uring_enter")
+        return ret
+
+    @property
+    def ptr(self) -> UsRing:
+        if self._ring is None:
+            raise ValueError("the ring is closed")
+        return self._ring

@@ -16,6 +16,7 @@ worker exits.  A worker also dies with the walker (PR_SET_PDEATHSIG).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import resource
 import select
@@ -27,7 +28,6 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from uringsync import engine
-from uringsync._uring import ffi, lib
 from uringsync.engine import Batch, Ring
 
 PER_WORKER = 2  # batches a worker holds: one running, one waiting
@@ -37,6 +37,16 @@ _MORE = struct.Struct("=cI")  # b"F", batch index: more of its fds
 _DONE = struct.Struct("=cIq")  # b"D", batch index, us_run's result
 _BYE = struct.Struct("=cq")  # b"B", peak RSS in bytes
 STOP_GRACE = 1.5  # seconds a stopping worker gets before SIGKILL
+CLOSE_GRACE = 5.0  # seconds finishing workers get to say goodbye
+REAP_POLL = 0.01  # seconds between checks of a worker being reaped
+MSG_MAX = 64  # bytes of the longest message
+KIB = 1024
+# a worker's exit status
+EXIT_ORPHAN = 1  # the walker died before the worker could ask to die with it
+EXIT_OUT_OF_STEP = 1  # a message it did not expect
+EXIT_CRASHED = 70  # an exception (EX_SOFTWARE)
+EXIT_BROKEN_RING = 71  # us_run failed as a whole
+EXIT_STOPPED = 130  # SIGINT or SIGTERM
 
 
 def usable_cpus() -> list[int]:
@@ -48,7 +58,7 @@ def usable_cpus() -> list[int]:
 
 
 def peak_rss_self() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * KIB  # ru_maxrss: KiB
 
 
 @dataclass
@@ -93,10 +103,6 @@ class Pool:
             self.workers.append(Worker(k, pid, cpu, parent))
 
     # ------------------------------------------------------------ sending
-    def take(self) -> int:
-        """A free batch index (the caller made sure there is one)."""
-        return self.free.pop()
-
     def idle(self) -> bool:
         """Some live worker holds nothing."""
         return any(w.alive and not w.held for w in self.workers)
@@ -107,18 +113,17 @@ class Pool:
     def alive(self) -> int:
         return sum(w.alive for w in self.workers)
 
-    def send(self, idx: int) -> None:
-        """Give batch ``idx`` to the least busy live worker (one has room).
-        Its jobs' fds become indices; the fds travel with the message."""
+    def send(self, idx: int) -> int:
+        """Give batch ``idx`` to the least busy live worker (one has room);
+        returns its index.  Its jobs' fds become indices; the fds travel
+        with the message."""
         b = self.batches[idx]
         w = min(
             (w for w in self.workers if w.alive and len(w.held) < PER_WORKER),
             key=lambda w: len(w.held),
         )
-        cap = max(64, 2 * b.n)
-        fds = ffi.new("int[]", cap)
-        n = engine.check(lib.us_batch_pack_fds(b.c, fds, cap), "pack fds")
-        fd_list = [fds[i] for i in range(n)]
+        fd_list = b.pack_fds()
+        n = len(fd_list)
         w.held.append(idx)
         try:
             socket.send_fds(w.sock, [_RUN.pack(b"R", idx, n)], fd_list[:SCM_MAX_FD])
@@ -130,6 +135,7 @@ class Pool:
             # it is reaped by wait(), which hands its batches back.
             with contextlib.suppress(ProcessLookupError):
                 os.kill(w.pid, signal.SIGKILL)
+        return w.index
 
     # ---------------------------------------------------------- receiving
     def wait(self, wake_fd: int, timeout: float | None) -> tuple[list[int], list[Worker]]:
@@ -145,7 +151,7 @@ class Pool:
             if w is None:
                 continue
             try:
-                msg = w.sock.recv(64)
+                msg = w.sock.recv(MSG_MAX)
             except OSError:
                 msg = b""
             if msg[:1] == b"D":
@@ -169,13 +175,13 @@ class Pool:
             if w.alive:
                 with contextlib.suppress(OSError):
                     w.sock.send(b"Q")
-        deadline = time.monotonic() + 5.0
+        deadline = time.monotonic() + CLOSE_GRACE
         for w in self.workers:
             if not w.alive:
                 continue
             w.sock.settimeout(max(0.1, deadline - time.monotonic()))
             with contextlib.suppress(OSError):
-                msg = w.sock.recv(64)
+                msg = w.sock.recv(MSG_MAX)
                 if msg[:1] == b"B":
                     w.peak_rss = _BYE.unpack(msg)[1]
             w.sock.close()
@@ -207,7 +213,7 @@ class Pool:
                     os.kill(w.pid, signal.SIGKILL)
                 os.waitpid(w.pid, 0)
                 return
-            time.sleep(0.01)
+            time.sleep(REAP_POLL)
 
     def peak_rss(self) -> int:
         return sum(w.peak_rss for w in self.workers)
@@ -219,12 +225,12 @@ def _worker_main(
     """A worker's whole life; ends the process."""
     code = 0
     try:
-        lib.us_die_with_parent()
+        engine.die_with_parent()
         if os.getppid() == 1:  # the parent died before prctl
-            os._exit(1)
+            os._exit(EXIT_ORPHAN)
         wake_r, wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-        lib.us_clear_stop()
-        lib.us_catch_stop(1, wake_w)
+        engine.clear_stop()
+        engine.catch_stop(wake_w)
         with contextlib.suppress(OSError):  # pinning is an optimisation
             os.sched_setaffinity(0, {cpu})
         ring = Ring(queue_depth=queue_depth)
@@ -234,44 +240,43 @@ def _worker_main(
         with contextlib.suppress(OSError):
             sock.send(_BYE.pack(b"B", rss))
     except BaseException:  # a worker must never return into the parent's code
-        code = 70
+        code = EXIT_CRASHED
     finally:
         os._exit(code)
 
 
 def _serve(sock: socket.socket, batches: list[Batch], ring: Ring, wake_r: int) -> int:
     while True:
-        if lib.us_stop_requested():
-            return 130
+        if engine.stop_requested():
+            return EXIT_STOPPED
         ready, _, _ = select.select([sock.fileno(), wake_r], [], [])
-        if lib.us_stop_requested():
-            return 130
+        if engine.stop_requested():
+            return EXIT_STOPPED
         if sock.fileno() not in ready:
             continue
-        msg, fds, _, _ = socket.recv_fds(sock, 64, SCM_MAX_FD, socket.MSG_CMSG_CLOEXEC)
+        msg, fds, _, _ = socket.recv_fds(sock, MSG_MAX, SCM_MAX_FD, socket.MSG_CMSG_CLOEXEC)
         if not msg or msg[:1] == b"Q":
             return 0
         _, idx, nfds = _RUN.unpack(msg)
         while len(fds) < nfds:
-            cont, more, _, _ = socket.recv_fds(sock, 64, SCM_MAX_FD, socket.MSG_CMSG_CLOEXEC)
+            cont, more, _, _ = socket.recv_fds(sock, MSG_MAX, SCM_MAX_FD, socket.MSG_CMSG_CLOEXEC)
             fds.extend(more)
             if len(cont) != _MORE.size or _MORE.unpack(cont) != (b"F", idx) or not more:
                 for fd in fds:
                     os.close(fd)
-                return 1  # out of step with the walker: die, it hands the batch on
+                return EXIT_OUT_OF_STEP  # die: the walker hands the batch on
         b = batches[idx]
         try:
-            arr = ffi.new("int[]", fds) if fds else ffi.NULL
-            ret = lib.us_batch_bind_fds(b.c, arr, len(fds))
+            ret = b.bind_fds(fds)
             if ret == 0:
                 ring.set_copy_range_min(int(b.c.copy_range_min))
-                ret = lib.us_run(ring._ring, b.jobs, b.n)
+                ret = ring.run_raw(b)
             b.c.result = ret
         finally:
             for fd in fds:
                 os.close(fd)
-        if ret < 0 and not lib.us_stop_requested():
-            return 71  # a broken ring: die, so the walker hands the batch on
+        if ret < 0 and not engine.stop_requested():
+            return EXIT_BROKEN_RING  # die, so the walker hands the batch on
         sock.send(_DONE.pack(b"D", idx, ret))
-        if ret == -4 and lib.us_stop_requested():  # -EINTR: stopped
-            return 130
+        if ret == -errno.EINTR and engine.stop_requested():  # stopped
+            return EXIT_STOPPED

@@ -1,0 +1,162 @@
+"""The Walker: composes the walker's roles over one shared state.
+
+Python owns the walk, the batching and the bookkeeping; the per-file work
+(open, data, metadata, close) happens in C, many files at once.
+
+Design points:
+* Every open is relative to a directory fd and never follows a symlink in the
+  destination (O_NOFOLLOW, O_EXCL), so depth is not limited by PATH_MAX.
+* Jobs from many directories share one batch, so even trees with a few files
+  per directory keep the queue full.
+* A directory's owner, mode and times are applied after all its children are
+  done (cp -a's order); it is created 0700 until then.
+* Open directory fds are bounded (RLIMIT_NOFILE): least recently used
+  directories are closed and re-opened from their parent when needed again.
+
+The roles (one module each; they share the walker's attributes, so the
+per-file path pays no extra indirection): reporting (errors.py), the
+directory table (dirs.py), the hard-link table (links.py), big files
+(bigfiles.py), batches and completions (dispatch.py), the visit (visit.py).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from uringsync import engine, options
+from uringsync.engine import Batch, Ring
+from uringsync.pool import Pool
+from uringsync.walker.bigfiles import RANGE, SPLIT_MIN, BigFile, BigFiles
+from uringsync.walker.dirs import Dirs, fd_budget
+from uringsync.walker.dispatch import Dispatch, Slot
+from uringsync.walker.errors import Event, FileError, Reporting, Totals, Trace
+from uringsync.walker.links import InodeKey, LinkGroup, Links
+from uringsync.walker.visit import Visit
+
+LOCAL_BATCHES = 2  # without workers: one filling while the other runs
+BATCH_SIZE = 512  # jobs per batch
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """Internal knobs, not part of the API: tests pass them (``api.copy``'s
+    ``_tuning``) to split small files and to watch the walker's path through
+    ``on_trace(walker, event)`` (errors.Trace)."""
+
+    split_min: int = SPLIT_MIN  # files this big are split into ranges
+    range_size: int = RANGE
+    on_trace: Callable[[Walker, Trace], None] | None = None
+
+
+@dataclass
+class Options:
+    preserve_owner: bool = True
+    preserve_mode: bool = True
+    preserve_times: bool = True
+    preserve_xattr: bool = True
+    preserve_acl: bool = True
+    preserve_links: bool = True
+    recursive: bool = True
+    one_file_system: bool = False
+    sparse: str = "auto"  # auto | always | never
+    reflink: str = "auto"  # auto | always | never
+    queue_depth: int = engine.DEFAULT_QUEUE_DEPTH
+    batch_size: int = BATCH_SIZE
+    jobs: int = 0  # worker processes (0: run the batches in this process)
+    direct: int = 0  # O_DIRECT for split big files: 1 source, 2 destination
+    progress: Callable[[Event], None] | None = None
+    on_error: Callable[[FileError], None] | None = None
+    on_verbose: Callable[[str], None] | None = None
+    tuning: Tuning = field(default_factory=Tuning)
+
+
+class Walker(Visit, BigFiles, Links, Dispatch, Dirs, Reporting):
+    """Walks the source, queues jobs into batches, and hands full batches to
+    the worker pool (or runs them itself without one).  It alone owns the
+    hard-link table and directory completion, so both stay right with any
+    number of workers."""
+
+    def __init__(
+        self,
+        ring: Ring,
+        opts: Options,
+        pool: Pool | None = None,
+        budget: tuple[int, int] | None = None,
+        wake_fd: int = -1,
+    ) -> None:
+        self.ring = ring
+        self.opts = opts
+        self.totals = Totals()
+        self.reported = set()
+        on_trace = opts.tuning.on_trace
+        self.trace = functools.partial(on_trace, self) if on_trace else None
+        # batches (dispatch.py)
+        self.pool = pool
+        self.wake_fd = wake_fd
+        self.batches = (
+            pool.batches if pool else [Batch(opts.batch_size) for _ in range(LOCAL_BATCHES)]
+        )
+        self.slots = [Slot() for _ in self.batches]
+        self.free = pool.free if pool else list(reversed(range(LOCAL_BATCHES)))
+        self.ready = deque()
+        self.deferred = deque()
+        self.cur = self.free.pop()
+        self.batch = self.batches[self.cur]
+        self.slot = self.slots[self.cur]
+        # directories (dirs.py)
+        self.pinned = 0
+        self.lru = OrderedDict()
+        self.max_dirs, inflight = budget or fd_budget()
+        ring.set_max_inflight(min(inflight, opts.queue_depth))
+        # hard links (links.py), big files (bigfiles.py)
+        self.inodes: dict[InodeKey, LinkGroup] = {}
+        self.bigs: dict[BigFile, None] = {}
+        self.split_min = opts.tuning.split_min
+        self.range_size = opts.tuning.range_size
+        # the data path (set_destination)
+        self.offload = False  # the destination uses copy_file_range
+        self.copy_range_min = engine.NEVER
+        umask = os.umask(0)
+        os.umask(umask)
+        ef = options.engine_flags(
+            owner=opts.preserve_owner,
+            mode=opts.preserve_mode,
+            times=opts.preserve_times,
+            xattr=opts.preserve_xattr,
+            acl=opts.preserve_acl,
+            sparse=opts.sparse,
+            root=os.geteuid() == 0,
+            umask=umask,
+        )
+        self.flags = ef.flags
+        self.job_flags = self.flags  # plus the destination's reflink choice
+        self.mode_mask = ef.mode_mask
+        self.dir_mode_mask = ef.dir_mode_mask
+
+    def set_destination(self, dst_fd: int, copy_range_min: int | None) -> None:
+        """Per command-line argument: the data path and reflinks suit the
+        destination's file system (docs/design.md)."""
+        fs = engine.fs_type(dst_fd)
+        clones = engine.OFFLOAD_FS.get(fs) in ("btrfs", "xfs")
+        reflink = self.opts.reflink
+        self.job_flags = self.flags | options.reflink_flags(reflink, clones)
+        if copy_range_min is None:
+            # copy_file_range clones on btrfs/xfs: not with --reflink=never
+            offload = fs in engine.OFFLOAD_FS and not (clones and reflink == "never")
+            copy_range_min = 0 if offload else engine.NEVER
+        self.flush()  # the batch so far goes to the previous destination
+        self.copy_range_min = copy_range_min
+        self.offload = copy_range_min != engine.NEVER
+        self.batch.c.copy_range_min = copy_range_min
+        self.ring.set_copy_range_min(copy_range_min)
+
+    def abort(self) -> None:
+        """After a stop (the workers are gone): remove what was left half
+        written.  A worker that stopped cleanly removed its own partial
+        files; one that was killed left its started jobs' files behind."""
+        self._abort_batches()
+        self._abort_bigs()

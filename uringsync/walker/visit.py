@@ -1,0 +1,185 @@
+"""The tree visit: directories depth first, listed and stat'ed several at
+a time, each entry turned into a job (or a subdirectory, a hard link, a big
+file's ranges); and a command-line SRC that is not a directory."""
+
+from __future__ import annotations
+
+import errno as E
+from typing import TYPE_CHECKING
+
+from uringsync import engine, steps
+from uringsync.engine import CharPtr, Ring, Scan, Stat, ffi  # ffi: see _visit
+from uringsync.walker.bigfiles import SECTOR
+from uringsync.walker.dirs import Dir
+from uringsync.walker.errors import Event, Stopped, join
+
+if TYPE_CHECKING:
+    from uringsync.steps import Step
+    from uringsync.walker.core import Options
+    from uringsync.walker.links import LinkGroup
+
+SCAN_GROUP = 16  # directories listed and stat'ed together
+SCAN_SHARE = 4  # ... holding at most this part of the directory budget open
+UNSENT_SHARE = 2  # flush when unsent jobs pin this part of the directory budget
+_COPYABLE = frozenset(
+    {engine.T_REG, engine.T_LNK, engine.T_FIFO, engine.T_CHR, engine.T_BLK, engine.T_SOCK}
+)
+
+
+class Visit:
+    """The walker's visiting role."""
+
+    ring: Ring
+    opts: Options
+    pinned: int
+    max_dirs: int
+    job_flags: int
+    split_min: int
+
+    if TYPE_CHECKING:  # the other roles' methods used here
+
+        def _safe_point(self) -> None: ...
+        def flush(self) -> None: ...
+        def _create(self, d: Dir) -> bool: ...
+        def _abandon(self, d: Dir) -> None: ...
+        def _hold(self, d: Dir) -> None: ...
+        def _release(self, d: Dir) -> None: ...
+        def _finish_dir(self, d: Dir) -> None: ...
+        def _can_split(self) -> bool: ...
+        def _queue_big(self, d: Dir, name: bytes, st_ptr: Stat) -> bool: ...
+        def _group_for(self, d: Dir, name: bytes, st: Stat) -> LinkGroup | None: ...
+        def error(self, path: bytes, step: Step, err: int, what: str) -> None: ...
+        def dir_error(self, path: bytes, step: Step, e: OSError) -> None: ...
+        def _queue(
+            self,
+            d: Dir,
+            src_name: bytes | CharPtr,
+            dst_name: bytes | CharPtr,
+            st: Stat,
+            ftype: int,
+            flags: int,
+            group: LinkGroup | None,
+            link_to: Dir | None = None,
+            tries: int = 0,
+        ) -> None: ...
+
+    def copy_dir(self, top: Dir, root: Dir) -> None:
+        """Copy the directory ``root`` (a child of the pseudo-directory ``top``
+        that holds the command-line parents' fds)."""
+        top.pending += 1
+        stack = [root]
+        assert root.st is not None
+        root_dev = (root.st.dev_major, root.st.dev_minor)
+        per_scan = max(1, min(SCAN_GROUP, self.max_dirs // SCAN_SHARE))
+        while stack:
+            self._safe_point()
+            if self.pinned >= self.max_dirs // UNSENT_SHARE:
+                self.flush()  # unsent jobs hold half the directory budget
+            # Several directories are listed and stat'ed at once (in
+            # parallel when cold); they stay open meanwhile.
+            group: list[Dir] = []
+            while stack and len(group) < per_scan:
+                d = stack.pop()
+                if not self._create(d):
+                    self._abandon(d)
+                    continue
+                self._hold(d)
+                group.append(d)
+            todo = [d for d in group if not d.skip_contents]
+            try:
+                found = self.ring.scan_many([d.src_fd for d in todo]) if todo else []
+            except OSError:
+                if engine.stop_requested():
+                    raise Stopped from None
+                raise
+            scans: dict[Dir, Scan | OSError] = dict(zip(todo, found, strict=True))
+            for d in group:
+                self._release(d)
+                subdirs = self._visit(d, root_dev, scans.get(d))
+                stack.extend(reversed(subdirs))
+
+    def _visit(self, d: Dir, root_dev: tuple[int, int], sc: Scan | OSError | None) -> list[Dir]:
+        subdirs: list[Dir] = []
+        if d.skip_contents or sc is None:
+            d.scanned = True
+            self._finish_dir(d)
+            return subdirs
+        if isinstance(sc, OSError):
+            self.dir_error(d.src_path, steps.READDIR, sc)
+            d.scanned = True
+            self._finish_dir(d)
+            return subdirs
+        # ffi.addressof (from the binding) directly: one C call per entry,
+        # no Python wrapper around it
+        one_fs = self.opts.one_file_system
+        split = self._can_split()
+        split_min = self.split_min
+        total = 0
+        for i, ent in enumerate(sc):
+            if ent.err:
+                path = join(d.src_path, sc.name(i))
+                self.error(path, steps.STAT, -ent.err, steps.STAT.what(path, path))
+                continue
+            st = ent.st
+            t = st.type
+            if t == engine.T_DIR:
+                name = sc.name(i)
+                child = Dir(
+                    d,
+                    name,
+                    name,
+                    join(d.src_path, name),
+                    join(d.dst_path, name),
+                    engine.copy_stat(ffi.addressof(ent, "st")),
+                )
+                child.skip_contents = one_fs and (st.dev_major, st.dev_minor) != root_dev
+                d.pending += 1
+                subdirs.append(child)
+            elif t in _COPYABLE:
+                group = None
+                if t == engine.T_REG:
+                    total += st.size
+                if st.nlink > 1 and self.opts.preserve_links:
+                    group = self._group_for(d, sc.name(i), ffi.addressof(ent, "st"))
+                    if group is None:
+                        continue  # a later name of a copied inode: linked, not copied
+                elif (
+                    split
+                    and t == engine.T_REG
+                    and st.size >= split_min
+                    and st.blocks * SECTOR >= st.size  # not sparse
+                    and self._queue_big(d, sc.name(i), ffi.addressof(ent, "st"))
+                ):
+                    continue
+                nm = sc.name_ptr(i)
+                d.pending += 1
+                self._queue(d, nm, nm, ffi.addressof(ent, "st"), t, self.job_flags, group)
+            else:
+                self._unknown_type(join(d.src_path, sc.name(i)))
+        d.scanned = True
+        if self.opts.progress:
+            self.opts.progress(Event("scanned", src_dir=d.src_path, entries=sc.n, bytes=total))
+        sc.free()  # the batches hold copies of the names and stats
+        self._finish_dir(d)
+        return subdirs
+
+    def _unknown_type(self, path: bytes) -> None:
+        what = steps.TYPE.what(path, path) + ": unknown type"
+        self.error(path, steps.TYPE, E.EOPNOTSUPP, what)
+
+    def copy_one(
+        self, top: Dir, src_name: bytes, dst_name: bytes, st: Stat, follow: bool = False
+    ) -> None:
+        """A command-line SRC that is a file or a symlink (``follow``: the
+        symlink's target, as cp does without -r)."""
+        if st.type not in _COPYABLE:
+            self._unknown_type(join(top.src_path, src_name))
+            return
+        group = None
+        if st.nlink > 1 and self.opts.preserve_links and not follow:
+            group = self._group_for(top, dst_name, st)
+            if group is None:
+                return
+        flags = self.job_flags | (engine.F_FOLLOW_SRC if follow else 0)
+        top.pending += 1
+        self._queue(top, src_name, dst_name, st, st.type, flags, group)
