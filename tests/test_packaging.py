@@ -53,6 +53,9 @@ def test_build_ffi_builds_in_place_from_the_repo_root(tmp_path: Path) -> None:
     for so in (copy / "uringsync").glob("*.so"):
         so.unlink()
     _run(sys.executable, "build_ffi.py", cwd=copy)
-    check = f"import uringsync._uring as u; assert u.__file__.startswith({str(copy)!r}), u.__file__"
+    check = (
+        "import sys, uringsync.engine; f = sys.modules['uringsync._uring'].__file__; "
+        f"assert f.startswith({str(copy)!r}), f"
+    )
     _run(sys.executable, "-c", check, cwd=copy)
     assert list((copy / "uringsync").glob("_uring*.so"))
