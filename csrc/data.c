@@ -83,6 +83,18 @@ static int copy_range(struct slot *s)
     }
 }
 
+/* Data is all written: a copy that ends in a hole gets its size, then the
+ * metadata (meta.c). */
+static void finish_data(struct us_ring *r, struct slot *s)
+{
+    if (s->size_end > s->written_end && ftruncate(s->dfd, (off_t)s->size_end) < 0) {
+        fail(s, US_OP_TRUNCATE, -errno);
+        finish(r, s);
+        return;
+    }
+    start_meta(r, s);
+}
+
 /* Every chunk still in use has an op in flight, so once nothing is pending
  * the data is either all written or given up on. */
 static void maybe_done(struct us_ring *r, struct slot *s)

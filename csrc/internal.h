@@ -282,8 +282,8 @@ void start_data(struct us_ring *r, struct slot *s);
 void start_range(struct us_ring *r, struct slot *s);
 void on_read(struct us_ring *r, struct slot *s, int c, int res);
 void on_write(struct us_ring *r, struct slot *s, int c, int res);
-/* meta.c: data is in: size, then metadata, then close */
-void finish_data(struct us_ring *r, struct slot *s);
+/* meta.c: the data is in: metadata, then close */
+void start_meta(struct us_ring *r, struct slot *s);
 void on_xattr(struct us_ring *r, struct slot *s, enum tag t, int res);
 
 #pragma GCC visibility pop

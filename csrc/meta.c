@@ -11,7 +11,7 @@
  * meta_xattr_done / meta_last.  meta_sync runs it with plain syscalls
  * (directories, big files, symlinks, special files, us_set_meta_fd); a
  * regular file copied by a job runs the same steps, its plain xattrs going
- * through the backend (finish_data .. finish_meta below).
+ * through the backend (start_meta .. finish_meta below).
  */
 #include "internal.h"
 
@@ -254,20 +254,14 @@ void on_xattr(struct us_ring *r, struct slot *s, enum tag t, int res)
     next_xattr(r, s);
 }
 
-/* Data is all written: size, then the metadata, then close (the
- * destination's close is waited for). */
-void finish_data(struct us_ring *r, struct slot *s)
+/* The data is in: the metadata, then close (the destination's close is
+ * waited for). */
+void start_meta(struct us_ring *r, struct slot *s)
 {
     struct us_job *j = s->job;
     uint32_t flags = j->flags, mask = j->mode_mask;
     struct target src = {s->sfd, NULL}, dst = {s->dfd, NULL};
 
-    /* a copy that ends in a hole gets its size here */
-    if (s->size_end > s->written_end && ftruncate(s->dfd, (off_t)s->size_end) < 0) {
-        fail(s, US_OP_TRUNCATE, -errno);
-        finish(r, s);
-        return;
-    }
     /* from here s->st is what the destination gets */
     if (s->replaced && !(flags & US_P_MODE)) {
         s->st.mode = s->old_mode;
