@@ -229,7 +229,7 @@ struct us_ring {
     bool broken;             /* a backend failure left work in flight */
     struct statx *sx;
     unsigned *freesx;
-    struct us_done *done; /* us_cq_*: a ring buffer of cq_cap (a power of 2) */
+    struct us_done *done; /* us_cq_*: a ring buffer of done_cap (a power of 2) */
     unsigned done_head, done_tail, done_cap;
 };
 
