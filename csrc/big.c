@@ -1,0 +1,115 @@
+/* Big files.  A big file is split into US_T_RANGE jobs that several workers
+ * copy at once.  The walker opens both ends here, hands the fds to the
+ * workers, and completes the file with us_big_finish once every range is
+ * in: the unaligned tail, then the metadata in cp's order (meta.c).
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+int us_big_open(int src_dirfd, const char *src_name, int dst_dirfd, const char *dst_name,
+                struct us_stat *st, int direct, int *fds, int *op)
+{
+    int sflag = (direct & 1) ? O_DIRECT : 0, dflag = (direct & 2) ? O_DIRECT : 0, sfd, dfd,
+        ret = 0;
+    struct stat sb;
+
+    fds[0] = fds[1] = -1;
+    sfd = openat(src_dirfd, src_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | sflag);
+    if (sfd < 0 && sflag && errno == EINVAL) /* no O_DIRECT on this fs */
+        sfd = openat(src_dirfd, src_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (sfd < 0) {
+        *op = US_OP_OPEN_SRC;
+        return -errno;
+    }
+    if (fstat(sfd, &sb) < 0) {
+        *op = US_OP_STAT;
+        ret = -errno;
+        goto fail;
+    }
+    if (!same_inode(&sb, st)) {
+        *op = US_OP_SRC_CHANGED;
+        ret = -ESTALE;
+        goto fail;
+    }
+    stat_from(st, &sb);
+    dfd = openat(dst_dirfd, dst_name,
+                 O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | dflag, 0600);
+    if (dfd < 0 && dflag && errno == EINVAL)
+        dfd = openat(dst_dirfd, dst_name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                     0600);
+    if (dfd < 0) {
+        *op = US_OP_OPEN_DST;
+        ret = -errno;
+        goto fail;
+    }
+    fds[0] = sfd;
+    fds[1] = dfd;
+    return ((fcntl(sfd, F_GETFL) & O_DIRECT) ? 1 : 0) | ((fcntl(dfd, F_GETFL) & O_DIRECT) ? 2 : 0);
+fail:
+    close(sfd);
+    return ret;
+}
+
+static int clear_direct(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || ((fl & O_DIRECT) && fcntl(fd, F_SETFL, fl & ~O_DIRECT) < 0))
+        return -errno;
+    return 0;
+}
+
+int us_big_finish(int sfd, int dfd, uint64_t tail_off, const struct us_stat *st,
+                  uint32_t flags, uint32_t mode_mask, int *op)
+{
+    struct target src = {sfd, NULL}, dst = {dfd, NULL};
+    char *buf = malloc(2 * XATTR_MAX);
+    struct meta m;
+    int ret;
+
+    *op = US_OP_NONE;
+    if (!buf) {
+        *op = US_OP_XATTR_LIST;
+        return -ENOMEM;
+    }
+    /* the unaligned tail that O_DIRECT could not take */
+    if (tail_off < st->size) {
+        if ((ret = clear_direct(sfd)) < 0 || (ret = clear_direct(dfd)) < 0) {
+            *op = US_OP_WRITE;
+            goto out;
+        }
+        uint64_t off = tail_off;
+        while (off < st->size) {
+            size_t want = st->size - off > 2 * XATTR_MAX ? 2 * XATTR_MAX : st->size - off;
+            ssize_t n = pread(sfd, buf, want, (off_t)off), w = 0;
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0) {
+                *op = US_OP_READ;
+                ret = n < 0 ? -errno : -ESTALE; /* shrank while copied */
+                goto out;
+            }
+            while (w < n) {
+                ssize_t k = pwrite(dfd, buf + w, (size_t)(n - w), (off_t)(off + (uint64_t)w));
+                if (k < 0 && errno == EINTR)
+                    continue;
+                if (k <= 0) {
+                    *op = US_OP_WRITE;
+                    ret = k < 0 ? -errno : -EIO;
+                    goto out;
+                }
+                w += k;
+            }
+            off += (uint64_t)n;
+        }
+    }
+    m = meta_sync(src, dst, st, flags, mode_mask, buf, false);
+    ret = m.err;
+    *op = m.op;
+out:
+    free(buf);
+    return ret;
+}

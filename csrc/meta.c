@@ -1,0 +1,289 @@
+/* Metadata in cp's order, for every kind of entry:
+ *
+ *   owner     fchown first: it clears set-id bits
+ *   xattrs    all names but ACLs, before the mode (a read-only mode would
+ *             refuse user.* names even to the owner)
+ *   mode      fchmod (not on a symlink)
+ *   ACLs      after the mode: a chmod rewrites an ACL's mask
+ *   times     futimens last
+ *
+ * The order is written down once, in meta_first / meta_next_xattr /
+ * meta_xattr_done / meta_last.  meta_sync runs it with plain syscalls
+ * (directories, big files, symlinks, special files, us_set_meta_fd); a
+ * regular file copied by a job runs the same steps, its plain xattrs going
+ * through the backend (start_meta .. finish_meta below).
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static bool chown_failure_ok(uint32_t flags, int e)
+{
+    /* cp -a as a non-root user: not being allowed to give a file away is
+     * not an error; cp then keeps the group if it can and drops set-id bits. */
+    return !(flags & US_F_STRICT_OWNER) && (e == EPERM || e == EINVAL);
+}
+
+static int t_chown(struct target t, uid_t uid, gid_t gid)
+{
+    int r = t.name ? fchownat(t.fd, t.name, uid, gid, AT_SYMLINK_NOFOLLOW) : fchown(t.fd, uid, gid);
+    return r < 0 ? -errno : 0;
+}
+
+/* Owner first (it clears set-id bits).  Returns the mode to apply later:
+ * without the right to give the file away, as cp -a, no set-id bits, and
+ * no sticky bit on a non-directory. */
+static uint32_t do_owner(struct target t, const struct us_stat *st, uint32_t flags,
+                         uint32_t mode, struct meta *m)
+{
+    int ret;
+
+    if (!(flags & US_P_OWNER) || (ret = t_chown(t, st->uid, st->gid)) == 0)
+        return mode;
+    if (!chown_failure_ok(flags, -ret)) {
+        note(m, ret, US_OP_CHOWN);
+        return mode;
+    }
+    (void)t_chown(t, (uid_t)-1, st->gid);
+    mode &= ~(uint32_t)(S_ISUID | S_ISGID);
+    if (!S_ISDIR(st->mode))
+        mode &= ~(uint32_t)S_ISVTX;
+    return mode;
+}
+
+static void do_mode(struct target t, uint32_t mode, struct meta *m)
+{
+    /* by name: never follow, even if the node we made was swapped meanwhile */
+    int r = t.name ? fchmodat(t.fd, t.name, mode, AT_SYMLINK_NOFOLLOW) : fchmod(t.fd, mode);
+    if (r < 0)
+        note(m, -errno, US_OP_CHMOD);
+}
+
+static void times_of(const struct us_stat *st, struct timespec ts[2])
+{
+    ts[0].tv_sec = st->atime_sec;
+    ts[0].tv_nsec = st->atime_nsec;
+    ts[1].tv_sec = st->mtime_sec;
+    ts[1].tv_nsec = st->mtime_nsec;
+}
+
+static void do_times(struct target t, const struct us_stat *st, uint32_t flags, struct meta *m)
+{
+    struct timespec ts[2];
+    int r;
+
+    if (!(flags & US_P_TIMES))
+        return;
+    times_of(st, ts);
+    r = t.name ? utimensat(t.fd, t.name, ts, AT_SYMLINK_NOFOLLOW) : futimens(t.fd, ts);
+    if (r < 0)
+        note(m, -errno, US_OP_UTIMES);
+}
+
+/* ------------------------------------------------------ cp's order */
+
+void meta_init(struct meta_seq *q, struct target src, struct target dst,
+               const struct us_stat *st, uint32_t flags, uint32_t mode_mask, char *buf,
+               bool is_dir)
+{
+    q->src = src;
+    q->dst = dst;
+    q->st = st;
+    q->flags = flags;
+    q->mode = st->mode & mode_mask & 07777;
+    q->link = S_ISLNK(st->mode);
+    q->is_dir = is_dir;
+    q->list = buf;
+    q->val = buf ? buf + XATTR_MAX : NULL;
+    q->n = q->pos = 0;
+    q->m.err = q->xm.err = 0;
+    q->m.op = q->xm.op = US_OP_NONE;
+}
+
+/* owner, then the names of the source's xattrs */
+void meta_first(struct meta_seq *q)
+{
+    q->mode = do_owner(q->dst, q->st, q->flags, q->mode, &q->m);
+    q->n = q->pos = 0;
+    if (q->src.fd >= 0 && (q->flags & (US_P_XATTR | US_P_ACL)))
+        q->n = (uint32_t)list_xattrs(q->src, q->list, &q->m);
+}
+
+/* The next plain (non-ACL) xattr to copy (US_P_XATTR), or NULL when none is
+ * left; the caller copies it and reports with meta_xattr_done. */
+const char *meta_next_xattr(struct meta_seq *q)
+{
+    while ((q->flags & US_P_XATTR) && q->pos < q->n) {
+        const char *key = q->list + q->pos;
+        if (!is_acl(key))
+            return key;
+        q->pos += (uint32_t)strlen(key) + 1;
+    }
+    return NULL;
+}
+
+void meta_xattr_done(struct meta_seq *q, int err, int op)
+{
+    note(&q->xm, err, op);
+    q->pos += (uint32_t)strlen(q->list + q->pos) + 1;
+}
+
+/* mode, ACLs, times */
+void meta_last(struct meta_seq *q)
+{
+    /* Linux refuses user.* on symlinks, so the source has none either */
+    if (!(q->link && q->xm.err == -EPERM))
+        note(&q->m, q->xm.err, q->xm.op);
+    if (!q->link)
+        do_mode(q->dst, q->mode, &q->m);
+    if ((q->flags & US_P_ACL) && !q->link)
+        copy_acls(q->src, q->dst, q->list, (ssize_t)q->n, q->val, q->is_dir,
+                  (q->flags & US_F_CLEAR_ACL) != 0, &q->m);
+    do_times(q->dst, q->st, q->flags, &q->m);
+}
+
+static struct meta meta_run(struct meta_seq *q)
+{
+    const char *key;
+
+    meta_first(q);
+    while ((key = meta_next_xattr(q))) {
+        struct meta one = {0, US_OP_NONE};
+        copy_one_xattr(q->src, q->dst, key, q->val, &one);
+        meta_xattr_done(q, one.err, one.op);
+    }
+    meta_last(q);
+    return q->m;
+}
+
+/* The whole sequence with plain syscalls.  `buf` holds 2 * XATTR_MAX
+ * bytes; src.fd < 0: the source is unreadable and has no xattrs to give. */
+struct meta meta_sync(struct target src, struct target dst, const struct us_stat *st,
+                      uint32_t flags, uint32_t mode_mask, char *buf, bool is_dir)
+{
+    struct meta_seq q;
+
+    meta_init(&q, src, dst, st, flags, mode_mask, buf, is_dir);
+    return meta_run(&q);
+}
+
+int us_set_meta_fd(int fd, const struct us_stat *st, uint32_t flags,
+                   uint32_t mode_mask, int *op)
+{
+    struct target src = {-1, NULL}, dst = {fd, NULL};
+    struct meta_seq q;
+
+    /* owner, mode, times only: no xattrs, and a mode whatever st says */
+    meta_init(&q, src, dst, st, flags & ~(uint32_t)(US_P_XATTR | US_P_ACL), mode_mask, NULL,
+              false);
+    q.link = false;
+    meta_run(&q);
+    *op = q.m.op;
+    return q.m.err;
+}
+
+int us_dir_meta(int src_fd, int dst_fd, const struct us_stat *st, uint32_t flags,
+                uint32_t mode_mask, int *op)
+{
+    struct target src = {src_fd, NULL}, dst = {dst_fd, NULL};
+    char *buf = malloc(2 * XATTR_MAX);
+    struct meta m;
+
+    if (!buf) {
+        *op = US_OP_XATTR_LIST;
+        return -ENOMEM;
+    }
+    /* a directory may have inherited default ACLs: always clear, it is one
+     * syscall per directory */
+    m = meta_sync(src, dst, st, flags | US_F_CLEAR_ACL, mode_mask, buf, true);
+    free(buf);
+    *op = m.op;
+    return m.err;
+}
+
+/* Metadata by (dirfd, name) for symlinks and special files, never
+ * following; `buf` holds 2 * XATTR_MAX bytes. */
+int meta_at(const struct us_job *j, char *buf, int *op)
+{
+    struct target src = {j->src_dirfd, j->src_name}, dst = {j->dst_dirfd, j->dst_name};
+    struct meta m = meta_sync(src, dst, j->st, j->flags, j->mode_mask, buf, false);
+
+    *op = m.op;
+    return m.err;
+}
+
+/* ------------------------------------------- a job's regular file
+ * The same order, driven by completions: the plain xattrs go through the
+ * backend (FGETXATTR on the source, FSETXATTR on the destination), one
+ * name at a time, in the slot's first buffer. */
+
+static void finish_meta(struct us_ring *r, struct slot *s);
+
+static void next_xattr(struct us_ring *r, struct slot *s)
+{
+    const char *key = meta_next_xattr(&s->meta);
+
+    if (!key) {
+        finish_meta(r, s);
+        return;
+    }
+    r->be->fgetxattr(r, udata(slot_index(r, s), 0, T_XGET), s->sfd, key, s->meta.val,
+                     XATTR_MAX);
+    s->pending++;
+}
+
+void on_xattr(struct us_ring *r, struct slot *s, enum tag t, int res)
+{
+    struct meta_seq *q = &s->meta;
+
+    s->pending--;
+    if (t == T_XGET && res >= 0) {
+        r->be->fsetxattr(r, udata(slot_index(r, s), 0, T_XSET), s->dfd, q->list + q->pos,
+                         q->val, (size_t)res, 0);
+        s->pending++;
+        return;
+    }
+    if (t == T_XGET && res == -ENODATA) /* removed meanwhile */
+        res = 0;
+    meta_xattr_done(q, res, t == T_XGET ? US_OP_XATTR_GET : US_OP_XATTR_SET);
+    next_xattr(r, s);
+}
+
+/* The data is in: the metadata, then close (the destination's close is
+ * waited for). */
+void start_meta(struct us_ring *r, struct slot *s)
+{
+    struct us_job *j = s->job;
+    uint32_t flags = j->flags, mask = j->mode_mask;
+    struct target src = {s->sfd, NULL}, dst = {s->dfd, NULL};
+
+    /* from here s->st is what the destination gets */
+    if (s->replaced && !(flags & US_P_MODE)) {
+        s->st.mode = s->old_mode;
+        mask = 07777;
+    }
+    if (s->replaced && !(flags & US_P_OWNER) && geteuid() == 0) {
+        s->st.uid = s->old_uid;
+        s->st.gid = s->old_gid;
+        flags |= US_P_OWNER;
+    }
+    meta_init(&s->meta, src, dst, &s->st, flags, mask, buf_addr(r, s->ch[0].buf), false);
+    meta_first(&s->meta);
+    next_xattr(r, s);
+}
+
+static void finish_meta(struct us_ring *r, struct slot *s)
+{
+    meta_last(&s->meta);
+    record(s->job, s->meta.m.err, s->meta.m.op);
+    r->be->close(r, udata(0, 0, T_IGNORE), s->sfd);
+    r->closes_pending++;
+    s->sfd = -1;
+    r->be->close(r, udata(slot_index(r, s), 0, T_CLOSE_DST), s->dfd);
+    s->pending++;
+}
