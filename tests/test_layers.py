@@ -1,0 +1,69 @@
+"""Imports go one way, down the layers of docs/design.md: nothing calls back up.
+
+CLI -> commands' helpers (demo, progress, bench) -> API -> cp's path rules ->
+walker -> options -> pool -> binding (engine) -> step table -> the cffi module.
+Inside one package (walker/, bench/) the modules may use each other.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parent.parent / "uringsync"
+
+# top-level module (or subpackage) -> layer; a lower number is higher up
+LAYERS = {
+    "cli": 0,
+    "__main__": -1,
+    "demo": 1,
+    "progress": 1,
+    "bench": 1,
+    "api": 2,
+    "cpargs": 3,
+    "walker": 4,
+    "options": 5,
+    "pool": 6,
+    "engine": 7,
+    "steps": 8,
+    "_version": 8,
+    "_uring": 9,
+}
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    """(line, module) for every ``uringsync.X`` this file imports, type-only ones too."""
+    out: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module == "uringsync":  # from uringsync import engine -> uringsync.engine
+                out += [(node.lineno, f"uringsync.{a.name}") for a in node.names]
+            elif node.module.startswith("uringsync."):
+                out.append((node.lineno, node.module))
+        elif isinstance(node, ast.Import):
+            out += [(node.lineno, a.name) for a in node.names if a.name.startswith("uringsync.")]
+    return out
+
+
+def _top(module: str) -> str:
+    return module.split(".")[1]
+
+
+def test_every_module_has_a_layer() -> None:
+    tops = {p.relative_to(PKG).parts[0].removesuffix(".py") for p in PKG.rglob("*.py")}
+    tops.discard("__init__")
+    assert tops <= set(LAYERS), sorted(tops - set(LAYERS))
+
+
+def test_imports_only_go_down() -> None:
+    up = []
+    for path in sorted(PKG.rglob("*.py")):
+        rel = path.relative_to(PKG)
+        if rel.name == "__init__.py" and len(rel.parts) == 1:
+            continue  # the package's public face re-exports from every layer
+        here = rel.parts[0].removesuffix(".py")
+        for line, mod in _imports(path):
+            there = _top(mod)
+            if there != here and there in LAYERS and LAYERS[there] <= LAYERS[here]:
+                up.append(f"{rel}:{line} imports {mod} ({here} is not above {there})")
+    assert not up, "\n".join(up)
