@@ -58,7 +58,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--total-mib", type=int, default=256)
     ap.add_argument(
-        "--sizes", default="4096,65536,1048576,8388608,67108864,268435456",
+        "--sizes",
+        default="4096,65536,1048576,8388608,67108864,268435456",
         help="comma-separated file sizes in bytes",
     )
     args = ap.parse_args()

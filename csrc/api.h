@@ -126,7 +126,7 @@ struct us_stat {
 struct us_entry {
     uint32_t name_off; /* into us_scan.names, NUL-terminated bytes */
     uint32_t name_len;
-    int32_t err;       /* 0, or -errno of its statx (-ENOENT: vanished) */
+    int32_t err; /* 0, or -errno of its statx (-ENOENT: vanished) */
     uint32_t pad;
     struct us_stat st;
 };
@@ -152,12 +152,12 @@ struct us_job {
     uint32_t mode_mask;       /* final mode = st->mode & mode_mask */
     uint32_t pad0;
     /* results, written by us_run */
-    int64_t bytes; /* bytes written to the destination */
-    int32_t err;   /* 0, or -errno */
-    int32_t op;    /* US_OP_* of the failing step */
-    int32_t path;  /* US_PATH_* used for the data */
-    uint32_t tries; /* engine-internal: opens retried after EMFILE */
-    uint32_t state; /* US_JOB_*, written by us_run as the job moves on */
+    int64_t bytes;     /* bytes written to the destination */
+    int32_t err;       /* 0, or -errno */
+    int32_t op;        /* US_OP_* of the failing step */
+    int32_t path;      /* US_PATH_* used for the data */
+    uint32_t tries;    /* engine-internal: opens retried after EMFILE */
+    uint32_t state;    /* US_JOB_*, written by us_run as the job moves on */
     uint64_t off, len; /* US_T_RANGE: the byte range to copy */
 };
 
@@ -226,8 +226,7 @@ long us_run(struct us_ring *r, struct us_job *jobs, size_t n);
 
 /* Apply owner, mode and times (as `flags` says) to an open fd, in cp's order:
  * owner, mode, times.  Returns 0 or -errno with *op set to the step. */
-int us_set_meta_fd(int fd, const struct us_stat *st, uint32_t flags,
-                   uint32_t mode_mask, int *op);
+int us_set_meta_fd(int fd, const struct us_stat *st, uint32_t flags, uint32_t mode_mask, int *op);
 
 /* A directory's metadata after its children, in cp's order: owner,
  * extended attributes (US_P_XATTR; src_fd < 0: none), mode, ACLs (US_P_ACL;
@@ -246,8 +245,8 @@ int us_dir_meta(int src_fd, int dst_fd, const struct us_stat *st, uint32_t flags
  * metadata in cp's order; the caller closes both fds. */
 int us_big_open(int src_dirfd, const char *src_name, int dst_dirfd, const char *dst_name,
                 struct us_stat *st, int direct, int *fds, int *op);
-int us_big_finish(int sfd, int dfd, uint64_t tail_off, const struct us_stat *st,
-                  uint32_t flags, uint32_t mode_mask, int *op);
+int us_big_finish(int sfd, int dfd, uint64_t tail_off, const struct us_stat *st, uint32_t flags,
+                  uint32_t mode_mask, int *op);
 
 /* Bytes of memory a batch of `cap` jobs needs (names: `names_cap` bytes). */
 size_t us_batch_size(uint32_t cap, uint64_t names_cap);
@@ -256,8 +255,8 @@ struct us_batch *us_batch_init(void *mem, uint32_t cap, uint64_t names_cap);
 /* Append a job; names and stat are copied in (dst_name == src_name is
  * stored once).  Returns its index, or -ENOSPC when the batch is full. */
 long us_batch_add(struct us_batch *b, int src_dirfd, const char *src_name, int dst_dirfd,
-                  const char *dst_name, const struct us_stat *st, uint32_t type,
-                  uint32_t flags, uint32_t mode_mask);
+                  const char *dst_name, const struct us_stat *st, uint32_t type, uint32_t flags,
+                  uint32_t mode_mask);
 /* Replace the jobs' fds by indices into fds[] (the distinct fds, in order of
  * first use).  Returns how many, or -E2BIG when more than `max`. */
 long us_batch_pack_fds(struct us_batch *b, int *fds, size_t max);

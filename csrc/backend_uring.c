@@ -62,8 +62,8 @@ static int ring_init(struct io_uring *ring, unsigned entries)
 {
     /* Newest, cheapest mode first; older kernels refuse unknown flags. */
     static const unsigned flag_sets[] = {
-        IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN |
-            IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+        IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SINGLE_ISSUER |
+            IORING_SETUP_DEFER_TASKRUN,
         IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN,
         0,
     };
@@ -104,9 +104,8 @@ static int ur_init(struct us_ring *r, unsigned entries)
         r->nops += r->ops[op];
     }
     io_uring_free_probe(probe);
-    if (!r->ops[IORING_OP_OPENAT] || !r->ops[IORING_OP_READ] ||
-        !r->ops[IORING_OP_WRITE] || !r->ops[IORING_OP_CLOSE] ||
-        !r->ops[IORING_OP_STATX])
+    if (!r->ops[IORING_OP_OPENAT] || !r->ops[IORING_OP_READ] || !r->ops[IORING_OP_WRITE] ||
+        !r->ops[IORING_OP_CLOSE] || !r->ops[IORING_OP_STATX])
         return -ENOSYS;
     r->sq_entries = ring->sq.ring_entries;
 
@@ -148,8 +147,8 @@ static void ur_openat(struct us_ring *r, uint64_t ud, int dirfd, const char *nam
     io_uring_sqe_set_data64(sqe, ud);
 }
 
-static void ur_read(struct us_ring *r, uint64_t ud, int fd, int buf, uint32_t boff,
-                    uint32_t len, uint64_t off)
+static void ur_read(struct us_ring *r, uint64_t ud, int fd, int buf, uint32_t boff, uint32_t len,
+                    uint64_t off)
 {
     struct io_uring_sqe *sqe = get_sqe(r);
     char *addr = buf_addr(r, buf) + boff;
@@ -161,8 +160,8 @@ static void ur_read(struct us_ring *r, uint64_t ud, int fd, int buf, uint32_t bo
     io_uring_sqe_set_data64(sqe, ud);
 }
 
-static void ur_write(struct us_ring *r, uint64_t ud, int fd, int buf, uint32_t boff,
-                     uint32_t len, uint64_t off)
+static void ur_write(struct us_ring *r, uint64_t ud, int fd, int buf, uint32_t boff, uint32_t len,
+                     uint64_t off)
 {
     struct io_uring_sqe *sqe = get_sqe(r);
     char *addr = buf_addr(r, buf) + boff;

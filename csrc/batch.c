@@ -45,8 +45,8 @@ static const char *put_name(struct us_batch *b, const char *name, size_t len)
 }
 
 long us_batch_add(struct us_batch *b, int src_dirfd, const char *src_name, int dst_dirfd,
-                  const char *dst_name, const struct us_stat *st, uint32_t type,
-                  uint32_t flags, uint32_t mode_mask)
+                  const char *dst_name, const struct us_stat *st, uint32_t type, uint32_t flags,
+                  uint32_t mode_mask)
 {
     size_t slen = strlen(src_name), dlen = dst_name == src_name ? 0 : strlen(dst_name);
     uint32_t i = b->n;

@@ -13,8 +13,7 @@
 int us_big_open(int src_dirfd, const char *src_name, int dst_dirfd, const char *dst_name,
                 struct us_stat *st, int direct, int *fds, int *op)
 {
-    int sflag = (direct & 1) ? O_DIRECT : 0, dflag = (direct & 2) ? O_DIRECT : 0, sfd, dfd,
-        ret = 0;
+    int sflag = (direct & 1) ? O_DIRECT : 0, dflag = (direct & 2) ? O_DIRECT : 0, sfd, dfd, ret = 0;
     struct stat sb;
 
     fds[0] = fds[1] = -1;
@@ -36,11 +35,11 @@ int us_big_open(int src_dirfd, const char *src_name, int dst_dirfd, const char *
         goto fail;
     }
     stat_from(st, &sb);
-    dfd = openat(dst_dirfd, dst_name,
-                 O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | dflag, 0600);
+    dfd = openat(dst_dirfd, dst_name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | dflag,
+                 0600);
     if (dfd < 0 && dflag && errno == EINVAL)
-        dfd = openat(dst_dirfd, dst_name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                     0600);
+        dfd =
+            openat(dst_dirfd, dst_name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (dfd < 0) {
         *op = US_OP_OPEN_DST;
         ret = -errno;
@@ -62,8 +61,8 @@ static int clear_direct(int fd)
     return 0;
 }
 
-int us_big_finish(int sfd, int dfd, uint64_t tail_off, const struct us_stat *st,
-                  uint32_t flags, uint32_t mode_mask, int *op)
+int us_big_finish(int sfd, int dfd, uint64_t tail_off, const struct us_stat *st, uint32_t flags,
+                  uint32_t mode_mask, int *op)
 {
     struct target src = {sfd, NULL}, dst = {dfd, NULL};
     char *buf = malloc(2 * XATTR_MAX);

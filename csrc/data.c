@@ -32,8 +32,8 @@ static void submit_write(struct us_ring *r, struct slot *s, int c)
 
 static bool copy_range_fallback(int e)
 {
-    return e == EXDEV || e == EINVAL || e == ENOSYS || e == EOPNOTSUPP ||
-           e == EBADF || e == ETXTBSY;
+    return e == EXDEV || e == EINVAL || e == ENOSYS || e == EOPNOTSUPP || e == EBADF ||
+           e == ETXTBSY;
 }
 
 /* copy_file_range over [off, end) (end UINT64_MAX: to EOF).  Returns 1 when
@@ -45,8 +45,8 @@ static int copy_span(struct slot *s, loff_t off, uint64_t end)
 
     while ((uint64_t)off < end) {
         uint64_t want = end - (uint64_t)off;
-        ssize_t n = copy_file_range(s->sfd, &off, s->dfd, &out,
-                                    want > (1u << 30) ? (1u << 30) : want, 0);
+        ssize_t n =
+            copy_file_range(s->sfd, &off, s->dfd, &out, want > (1u << 30) ? (1u << 30) : want, 0);
         if (n < 0) {
             if (errno == EINTR)
                 continue;

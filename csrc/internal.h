@@ -62,8 +62,8 @@ struct us_backend {
      * r->bufmem, see buf_addr) at byte `boff` of it */
     void (*read)(struct us_ring *r, uint64_t udata, int fd, int buf, uint32_t boff, uint32_t len,
                  uint64_t off);
-    void (*write)(struct us_ring *r, uint64_t udata, int fd, int buf, uint32_t boff,
-                  uint32_t len, uint64_t off);
+    void (*write)(struct us_ring *r, uint64_t udata, int fd, int buf, uint32_t boff, uint32_t len,
+                  uint64_t off);
     void (*statx)(struct us_ring *r, uint64_t udata, int dirfd, const char *name, int flags,
                   unsigned mask, struct statx *out);
     void (*symlinkat)(struct us_ring *r, uint64_t udata, const char *target, int dirfd,
@@ -136,9 +136,8 @@ struct meta_seq {
     struct meta m, xm;        /* first failure; first among plain xattrs */
 };
 
-void meta_init(struct meta_seq *q, struct target src, struct target dst,
-               const struct us_stat *st, uint32_t flags, uint32_t mode_mask, char *buf,
-               bool is_dir);
+void meta_init(struct meta_seq *q, struct target src, struct target dst, const struct us_stat *st,
+               uint32_t flags, uint32_t mode_mask, char *buf, bool is_dir);
 void meta_first(struct meta_seq *q);
 const char *meta_next_xattr(struct meta_seq *q);
 void meta_xattr_done(struct meta_seq *q, int err, int op);
@@ -178,11 +177,11 @@ enum tag {
 };
 
 struct chunk {
-    int buf;       /* index into the buffer pool, -1 when not held */
-    uint64_t off;  /* file offset of this chunk */
-    uint32_t len;  /* bytes asked for */
-    uint32_t got;  /* bytes read */
-    uint32_t put;  /* bytes written so far */
+    int buf;      /* index into the buffer pool, -1 when not held */
+    uint64_t off; /* file offset of this chunk */
+    uint32_t len; /* bytes asked for */
+    uint32_t got; /* bytes read */
+    uint32_t put; /* bytes written so far */
 };
 
 struct slot {
@@ -194,10 +193,10 @@ struct slot {
     bool sparse, zero_holes; /* seek over the source's holes; skip zero runs */
     bool range;              /* US_T_RANGE: the fds are the caller's */
     uint32_t old_mode, old_uid, old_gid;
-    uint64_t written_end;    /* end of the last byte written */
-    uint64_t size_end;       /* the size the copy must have (holes at the end) */
-    struct meta_seq meta;    /* after the data */
-    struct us_stat st;       /* the source as fstat saw it once open */
+    uint64_t written_end; /* end of the last byte written */
+    uint64_t size_end;    /* the size the copy must have (holes at the end) */
+    struct meta_seq meta; /* after the data */
+    struct us_stat st;    /* the source as fstat saw it once open */
     int fail_op, fail_err;
     uint64_t next_off, eof_off, bytes;
     int nchunks;

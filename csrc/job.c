@@ -306,8 +306,8 @@ static void submit_link(struct us_ring *r, struct slot *s)
 {
     struct us_job *j = s->job;
 
-    r->be->linkat(r, udata(slot_index(r, s), 0, T_LINK), j->src_dirfd, j->src_name,
-                  j->dst_dirfd, j->dst_name, 0);
+    r->be->linkat(r, udata(slot_index(r, s), 0, T_LINK), j->src_dirfd, j->src_name, j->dst_dirfd,
+                  j->dst_name, 0);
     s->pending++;
 }
 
@@ -346,32 +346,22 @@ static void start_job(struct us_ring *r, struct us_job *j)
     r->inflight++;
 
     switch (j->type) {
-    case US_T_RANGE:
-        start_range(r, s);
-        break;
+    case US_T_RANGE: start_range(r, s); break;
     case US_T_REG:
         /* linked: the create runs only if the source opened */
         r->be->openat(r, udata(idx, 0, T_OPEN_SRC), j->src_dirfd, j->src_name,
-                      O_RDONLY | O_CLOEXEC | ((j->flags & US_F_FOLLOW_SRC) ? 0 : O_NOFOLLOW),
-                      0, US_BE_LINK);
+                      O_RDONLY | O_CLOEXEC | ((j->flags & US_F_FOLLOW_SRC) ? 0 : O_NOFOLLOW), 0,
+                      US_BE_LINK);
         s->pending = 1;
         submit_open_dst(r, s);
         break;
-    case US_T_LNK:
-        start_symlink(r, s);
-        break;
+    case US_T_LNK: start_symlink(r, s); break;
     case US_T_FIFO:
     case US_T_CHR:
     case US_T_BLK:
-    case US_T_SOCK:
-        do_special(r, s);
-        break;
-    case US_T_HARDLINK:
-        submit_link(r, s);
-        break;
-    default:
-        fail(s, US_OP_TYPE, -EOPNOTSUPP);
-        finish(r, s);
+    case US_T_SOCK: do_special(r, s); break;
+    case US_T_HARDLINK: submit_link(r, s); break;
+    default: fail(s, US_OP_TYPE, -EOPNOTSUPP); finish(r, s);
     }
 }
 
@@ -385,18 +375,10 @@ static void on_cqe(struct us_ring *r, uint64_t d, int res, void *arg)
     (void)arg;
     switch (t) {
     case T_OPEN_SRC:
-    case T_OPEN_DST:
-        on_open(r, s, t, res);
-        break;
-    case T_READ:
-        on_read(r, s, c, res);
-        break;
-    case T_WRITE:
-        on_write(r, s, c, res);
-        break;
-    case T_SYMLINK:
-        on_symlink(r, s, res);
-        break;
+    case T_OPEN_DST: on_open(r, s, t, res); break;
+    case T_READ: on_read(r, s, c, res); break;
+    case T_WRITE: on_write(r, s, c, res); break;
+    case T_SYMLINK: on_symlink(r, s, res); break;
     case T_CLOSE_DST:
         s->pending--;
         s->dfd = -1;
@@ -404,16 +386,10 @@ static void on_cqe(struct us_ring *r, uint64_t d, int res, void *arg)
             fail(s, US_OP_CLOSE, res);
         finish(r, s);
         break;
-    case T_IGNORE:
-        r->closes_pending--;
-        break;
+    case T_IGNORE: r->closes_pending--; break;
     case T_XGET:
-    case T_XSET:
-        on_xattr(r, s, t, res);
-        break;
-    case T_LINK:
-        on_link(r, s, res);
-        break;
+    case T_XSET: on_xattr(r, s, t, res); break;
+    case T_LINK: on_link(r, s, res); break;
     }
 }
 

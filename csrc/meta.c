@@ -38,8 +38,8 @@ static int t_chown(struct target t, uid_t uid, gid_t gid)
 /* Owner first (it clears set-id bits).  Returns the mode to apply later:
  * without the right to give the file away, as cp -a, no set-id bits, and
  * no sticky bit on a non-directory. */
-static uint32_t do_owner(struct target t, const struct us_stat *st, uint32_t flags,
-                         uint32_t mode, struct meta *m)
+static uint32_t do_owner(struct target t, const struct us_stat *st, uint32_t flags, uint32_t mode,
+                         struct meta *m)
 {
     int ret;
 
@@ -87,9 +87,8 @@ static void do_times(struct target t, const struct us_stat *st, uint32_t flags, 
 
 /* ------------------------------------------------------ cp's order */
 
-void meta_init(struct meta_seq *q, struct target src, struct target dst,
-               const struct us_stat *st, uint32_t flags, uint32_t mode_mask, char *buf,
-               bool is_dir)
+void meta_init(struct meta_seq *q, struct target src, struct target dst, const struct us_stat *st,
+               uint32_t flags, uint32_t mode_mask, char *buf, bool is_dir)
 {
     q->src = src;
     q->dst = dst;
@@ -172,15 +171,13 @@ struct meta meta_sync(struct target src, struct target dst, const struct us_stat
     return meta_run(&q);
 }
 
-int us_set_meta_fd(int fd, const struct us_stat *st, uint32_t flags,
-                   uint32_t mode_mask, int *op)
+int us_set_meta_fd(int fd, const struct us_stat *st, uint32_t flags, uint32_t mode_mask, int *op)
 {
     struct target src = {-1, NULL}, dst = {fd, NULL};
     struct meta_seq q;
 
     /* owner, mode, times only: no xattrs, and a mode whatever st says */
-    meta_init(&q, src, dst, st, flags & ~(uint32_t)(US_P_XATTR | US_P_ACL), mode_mask, NULL,
-              false);
+    meta_init(&q, src, dst, st, flags & ~(uint32_t)(US_P_XATTR | US_P_ACL), mode_mask, NULL, false);
     q.link = false;
     meta_run(&q);
     *op = q.m.op;
@@ -232,8 +229,7 @@ static void next_xattr(struct us_ring *r, struct slot *s)
         finish_meta(r, s);
         return;
     }
-    r->be->fgetxattr(r, udata(slot_index(r, s), 0, T_XGET), s->sfd, key, s->meta.val,
-                     XATTR_MAX);
+    r->be->fgetxattr(r, udata(slot_index(r, s), 0, T_XGET), s->sfd, key, s->meta.val, XATTR_MAX);
     s->pending++;
 }
 
@@ -243,8 +239,8 @@ void on_xattr(struct us_ring *r, struct slot *s, enum tag t, int res)
 
     s->pending--;
     if (t == T_XGET && res >= 0) {
-        r->be->fsetxattr(r, udata(slot_index(r, s), 0, T_XSET), s->dfd, q->list + q->pos,
-                         q->val, (size_t)res, 0);
+        r->be->fsetxattr(r, udata(slot_index(r, s), 0, T_XSET), s->dfd, q->list + q->pos, q->val,
+                         (size_t)res, 0);
         s->pending++;
         return;
     }

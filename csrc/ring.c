@@ -60,8 +60,8 @@ struct us_ring *us_ring_new(const struct us_config *cfg, int *err)
         entries = 4096;
 
     r->bufmem_len = (size_t)r->cfg.nbufs * r->cfg.buf_size;
-    r->bufmem = mmap(NULL, r->bufmem_len, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    r->bufmem =
+        mmap(NULL, r->bufmem_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (r->bufmem == MAP_FAILED) {
         r->bufmem = NULL;
         ret = -errno;

@@ -11,6 +11,8 @@ import pytest
 
 from tests.support.base import REPO_DIR
 
+PY_TREES = ("uringsync", "tests", "benchmarks", "build_ffi.py")
+
 
 def run(*cmd: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, cwd=REPO_DIR, capture_output=True, text=True, check=False)
@@ -18,7 +20,21 @@ def run(*cmd: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff is not installed")
 def test_ruff() -> None:
-    r = run("ruff", "check", "uringsync", "build_ffi.py")
+    r = run("ruff", "check", *PY_TREES)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff is not installed")
+def test_python_formatted() -> None:
+    """As pre-commit's ruff format leaves it (`make format` mends it)."""
+    r = run("ruff", "format", "--check", *PY_TREES)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_c_formatted() -> None:
+    """As .clang-format says (`make format` mends it); setup.sh installs clang-format."""
+    srcs = sorted(str(p.relative_to(REPO_DIR)) for p in (REPO_DIR / "csrc").glob("*.[ch]"))
+    r = run("clang-format", "--dry-run", "-Werror", *srcs)
     assert r.returncode == 0, r.stdout + r.stderr
 
 
@@ -31,7 +47,16 @@ def test_c_builds_with_warnings_as_errors(tmp_path: Path) -> None:
     """Every csrc/*.c compiles alone with -Wall -Wextra -Werror (also -Wshadow)."""
     for src in sorted((REPO_DIR / "csrc").glob("*.c")):
         r = run(
-            "cc", "-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror", "-Wshadow",
-            "-c", str(src), "-o", str(tmp_path / (src.stem + ".o")),
+            "cc",
+            "-std=gnu11",
+            "-O2",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-Wshadow",
+            "-c",
+            str(src),
+            "-o",
+            str(tmp_path / (src.stem + ".o")),
         )
         assert r.returncode == 0, f"{src.name}:\n{r.stderr}"

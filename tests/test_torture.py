@@ -296,9 +296,7 @@ def _fit(d: dict[bytes, bytes], budget: int = 3600) -> dict[bytes, bytes]:
 
 
 xattrs = st.dictionaries(xattr_names, st.binary(max_size=2000), max_size=4).map(_fit)
-segments = st.lists(
-    st.tuples(st.integers(0, 6 * MiB), st.integers(1, 200_000)), max_size=5
-)
+segments = st.lists(st.tuples(st.integers(0, 6 * MiB), st.integers(1, 200_000)), max_size=5)
 file_specs = st.tuples(
     st.integers(0, 3),  # directory index
     segments,

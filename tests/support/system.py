@@ -31,9 +31,7 @@ def umount(path: PathLike) -> None:
 
 def mount_ramfs(path: PathLike) -> str | None:
     """Mount a ramfs (no xattrs at all) at path; None on success, else the reason."""
-    p = subprocess.run(
-        ["mount", "-t", "ramfs", "ramfs", b(path)], capture_output=True, check=False
-    )
+    p = subprocess.run(["mount", "-t", "ramfs", "ramfs", b(path)], capture_output=True, check=False)
     if p.returncode != 0:
         return f"mount -t ramfs failed: {p.stderr.decode(errors='replace').strip()}"
     return None

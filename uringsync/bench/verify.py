@@ -94,4 +94,3 @@ def check_copy(src: Path, copy: Path, expect: Summary, how: str) -> str | None:
             out = (p.stdout + p.stderr).decode(errors="backslashreplace")
             return f"rsync -naHAXc lists differences ({p.returncode}): {out[:DIFF_SHOWN]}"
     return None
-
