@@ -25,7 +25,7 @@ PY="${PYTHON:-python3}"
 echo "setup: pip install -e .[test] (builds the C extension)"
 "$PY" -m pip install -qq --root-user-action=ignore --disable-pip-version-check -e ".[test]"
 if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
-"$PY" -c "import uringsync._uring" # fails loudly if the extension did not build
+"$PY" -c "import uringsync.engine" # fails loudly if the extension did not build
 
 case "${1:-}" in
     demo) exec "$PY" -m uringsync demo ;;

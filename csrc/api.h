@@ -88,7 +88,7 @@
 #define US_PATH_CLONE 3
 
 /* ---- io_uring opcodes the engine asks the probe about (kernel ABI values;
- *      engine.c checks them against liburing's enum at compile time) ---- */
+ *      backend_uring.c checks them against liburing's enum at compile time) ---- */
 #define US_IORING_OP_READ_FIXED 4
 #define US_IORING_OP_WRITE_FIXED 5
 #define US_IORING_OP_FALLOCATE 17
@@ -148,7 +148,7 @@ struct us_job {
     const char *dst_name;
     const struct us_stat *st; /* the source's lstat, from the walker */
     uint32_t flags;           /* US_P_* | US_F_* */
-    uint32_t type;            /* US_T_REG or US_T_LNK */
+    uint32_t type;            /* US_T_* */
     uint32_t mode_mask;       /* final mode = st->mode & mode_mask */
     uint32_t pad0;
     /* results, written by us_run */
@@ -270,7 +270,6 @@ int us_batch_bind_fds(struct us_batch *b, const int *fds, size_t n);
  * returns -EINTR; us_scan_dir returns -EINTR. */
 int us_catch_stop(int on, int wake_fd);
 int us_stop_requested(void);
-void us_request_stop(void);
 void us_clear_stop(void);
 /* A worker: get SIGKILL when the parent dies (prctl PR_SET_PDEATHSIG). */
 int us_die_with_parent(void);

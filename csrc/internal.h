@@ -17,6 +17,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <signal.h>
 #include <stdbool.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -24,6 +25,9 @@
 #include "engine.h"
 
 #pragma GCC visibility push(hidden)
+
+/* set by the SIGINT/SIGTERM handler of us_catch_stop (stop.c) */
+extern volatile sig_atomic_t us_stop_flag;
 
 #define MAX_CHUNKS 8
 #define EMFILE_TRIES 4

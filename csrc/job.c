@@ -1,9 +1,10 @@
 /* The per-file state machine and us_run: many files in flight on one ring.
  *
  * Each file being copied owns a slot that moves through a small state
- * machine driven by completions; every step that can wait on a file system
+ * machine driven by completions; every step io_uring can run asynchronously
  * is an op of the ring's backend (internal.h, "the backend seam"), and
- * comes back as (udata, res) to on_cqe:
+ * comes back as (udata, res) to on_cqe; the others are plain syscalls here
+ * (docs/design.md lists them):
  *
  *   OPENAT src --link--> OPENAT dst (O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600)
  *   data:  data.c (FICLONE, copy_file_range, or READ/WRITE chunks)

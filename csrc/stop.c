@@ -1,12 +1,11 @@
 /* Stopping on SIGINT/SIGTERM, and a worker dying with its parent. */
-#define _GNU_SOURCE
+#include "internal.h"
+
 #include <errno.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <unistd.h>
-
-#include "engine.h"
 
 volatile sig_atomic_t us_stop_flag;
 static int stop_wake_fd = -1;
@@ -52,11 +51,6 @@ int us_catch_stop(int on, int wake_fd)
 int us_stop_requested(void)
 {
     return us_stop_flag != 0;
-}
-
-void us_request_stop(void)
-{
-    us_stop_flag = 1;
 }
 
 void us_clear_stop(void)

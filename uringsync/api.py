@@ -112,11 +112,10 @@ def copy(
     ``_tuning`` is internal (tests): see :class:`uringsync.walker.Tuning`.
     """
     started = time.monotonic()
-    options.check_when(sparse=sparse, reflink=reflink)
+    flags = options.copy_flags(archive, preserve, sparse, reflink)
     src_list = [srcs] if isinstance(srcs, (str, bytes, os.PathLike)) else list(srcs)
     src_b = [os.fsencode(s) for s in src_list]
     dst_b = os.fsencode(dst)
-    keep = options.preserved(archive, preserve)
     recursive = recursive or archive
     plans = plan(src_b, dst_b, recursive, deref_top=not recursive)
     if verbose and on_verbose is None:
@@ -125,15 +124,7 @@ def copy(
             print(line)
 
     opts = Options(
-        preserve_owner="ownership" in keep,
-        preserve_mode="mode" in keep,
-        preserve_times="timestamps" in keep,
-        # cp keeps ACLs with the mode, other xattrs with "xattr"
-        preserve_acl="mode" in keep,
-        preserve_xattr="xattr" in keep,
-        preserve_links="links" in keep,
-        sparse=sparse,
-        reflink=reflink,
+        flags=flags,
         recursive=recursive,
         one_file_system=one_file_system,
         queue_depth=queue_depth,

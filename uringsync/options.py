@@ -1,11 +1,14 @@
 """Copy options, as cp takes them, to what the engine needs: which
 attributes to keep (-a, -p, --preserve=LIST), --sparse and --reflink, turned
-into the engine's flag word (``US_P_*``, ``US_F_*``) and mode masks.  The one
-place those words are made: the CLI and the API check and parse the options
-here, the walker gets its flags from here.  It imports only the binding."""
+into the engine's flag word (``US_P_*``, ``US_F_*``) and mode masks, and per
+destination the data path.  The one place those words are made: the CLI and
+the API check and parse the options here (:func:`copy_flags`), the walker
+gets a :class:`CopyFlags` and asks :func:`data_path` per destination.  It
+imports only the binding."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from uringsync import engine
@@ -55,48 +58,82 @@ def check_when(**choices: str) -> None:
 
 
 @dataclass(frozen=True)
-class EngineFlags:
-    """What every job of a copy carries (the destination adds its reflink
-    choice, :func:`reflink_flags`)."""
+class CopyFlags:
+    """Everything the copy options decide, made once by :func:`copy_flags`:
+    what every job carries, and what the walker asks of them."""
 
-    flags: int  # US_P_* | US_F_*
+    flags: int  # every job's US_P_* | US_F_* (the destination adds its reflink choice)
     mode_mask: int  # a new file's mode: the source's & mode_mask
     dir_mode_mask: int  # a directory's
+    links: bool  # keep hard links as links (-a, --preserve=links)
+    acl: bool  # keep ACLs (cp keeps them with the mode)
+    sparse: str  # auto | always | never
+    reflink: str  # auto | always | never
 
 
-def engine_flags(
-    *,
-    owner: bool,
-    mode: bool,
-    times: bool,
-    xattr: bool,
-    acl: bool,
-    sparse: str,
-    root: bool,
-    umask: int,
-) -> EngineFlags:
+def umask() -> int:
+    """The process's umask, read without changing it (os.umask would, for a
+    moment, for every thread)."""
+    with open("/proc/self/status", "rb") as f:
+        for line in f:
+            if line.startswith(b"Umask:"):
+                return int(line.split()[1], 8)
+    raise OSError("no Umask line in /proc/self/status")  # Linux < 4.7
+
+
+def copy_flags(
+    archive: bool, preserve: str | None, sparse: str = "auto", reflink: str = "auto"
+) -> CopyFlags:
+    """-a, --preserve=LIST, --sparse and --reflink (checked here) to the
+    engine's flag word and mode masks, for this user and umask."""
+    check_when(sparse=sparse, reflink=reflink)
+    keep = preserved(archive, preserve)
+    mode = "mode" in keep
     flags = (
-        (engine.P_OWNER if owner else 0)
+        (engine.P_OWNER if "ownership" in keep else 0)
         | (engine.P_MODE if mode else 0)
-        | (engine.P_TIMES if times else 0)
-        | (engine.F_STRICT_OWNER if root else 0)  # root: a failed chown is an error
-        | (engine.P_XATTR if xattr else 0)
-        | (engine.P_ACL if acl else 0)
+        | (engine.P_TIMES if "timestamps" in keep else 0)
+        | (engine.F_STRICT_OWNER if os.geteuid() == 0 else 0)  # root: a failed chown is an error
+        | (engine.P_XATTR if "xattr" in keep else 0)
+        | (engine.P_ACL if mode else 0)  # cp keeps ACLs with the mode
         | _SPARSE[sparse]
     )
     # Without --preserve=mode, as cp: a new file gets the source's mode less
     # umask and no special bits; a directory keeps only its sticky bit.
-    return EngineFlags(
-        flags,
-        FULL_MODE if mode else FILE_MODE & ~umask,
-        FULL_MODE if mode else DIR_MODE & ~umask,
+    mask = 0 if mode else umask()
+    return CopyFlags(
+        flags=flags,
+        mode_mask=FULL_MODE if mode else FILE_MODE & ~mask,
+        dir_mode_mask=FULL_MODE if mode else DIR_MODE & ~mask,
+        links="links" in keep,
+        acl=mode,
+        sparse=sparse,
+        reflink=reflink,
     )
 
 
-def reflink_flags(reflink: str, clones: bool) -> int:
-    """--reflink on a destination that can (``clones``) or cannot clone."""
-    if reflink == "always":
-        return engine.F_REFLINK_REQUIRE
-    if reflink == "auto" and clones:
-        return engine.F_REFLINK_TRY
-    return 0
+@dataclass(frozen=True)
+class DataPath:
+    """Per destination file system: the reflink flags its jobs add, and the
+    size from which files go through copy_file_range (NEVER: none)."""
+
+    job_flags: int
+    copy_range_min: int
+
+
+def data_path(cf: CopyFlags, fs: int, copy_range_min: int | None = None) -> DataPath:
+    """The data path and reflinks for a destination whose statfs type is
+    ``fs`` (docs/design.md, "Choosing the data path per file");
+    ``copy_range_min`` overrides the choice."""
+    clones = engine.OFFLOAD_FS.get(fs) in ("btrfs", "xfs")
+    if cf.reflink == "always":
+        extra = engine.F_REFLINK_REQUIRE
+    elif cf.reflink == "auto" and clones:
+        extra = engine.F_REFLINK_TRY
+    else:
+        extra = 0
+    if copy_range_min is None:
+        # copy_file_range clones on btrfs/xfs: not with --reflink=never
+        offload = fs in engine.OFFLOAD_FS and not (clones and cf.reflink == "never")
+        copy_range_min = 0 if offload else engine.NEVER
+    return DataPath(cf.flags | extra, copy_range_min)

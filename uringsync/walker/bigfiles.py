@@ -87,7 +87,7 @@ class BigFiles:
             and self.pool.alive() > 1
             and not self.offload
             and not self.job_flags & (engine.F_REFLINK_TRY | engine.F_REFLINK_REQUIRE)
-            and self.opts.sparse != "always"
+            and self.opts.flags.sparse != "always"
             and len(self.bigs) < MAX_BIG_OPEN
         )
 
@@ -111,7 +111,7 @@ class BigFiles:
             self._report(d, name, name, step, -ret, engine.T_REG)
             return True
         flags = self.job_flags
-        if d.acl_default and self.opts.preserve_acl:
+        if d.acl_default and self.opts.flags.acl:
             flags |= engine.F_CLEAR_ACL
         big = BigFile(d, name, st, fds, flags)
         size = int(st.size)

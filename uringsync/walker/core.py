@@ -22,7 +22,6 @@ directory table (dirs.py), the hard-link table (links.py), big files
 from __future__ import annotations
 
 import functools
-import os
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -54,16 +53,9 @@ class Tuning:
 
 @dataclass
 class Options:
-    preserve_owner: bool = True
-    preserve_mode: bool = True
-    preserve_times: bool = True
-    preserve_xattr: bool = True
-    preserve_acl: bool = True
-    preserve_links: bool = True
+    flags: options.CopyFlags = field(default_factory=lambda: options.copy_flags(True, None))
     recursive: bool = True
     one_file_system: bool = False
-    sparse: str = "auto"  # auto | always | never
-    reflink: str = "auto"  # auto | always | never
     queue_depth: int = engine.DEFAULT_QUEUE_DEPTH
     batch_size: int = BATCH_SIZE
     jobs: int = 0  # worker processes (0: run the batches in this process)
@@ -120,34 +112,17 @@ class Walker(Visit, BigFiles, Links, Dispatch, Dirs, Reporting):
         # the data path (set_destination)
         self.offload = False  # the destination uses copy_file_range
         self.copy_range_min = engine.NEVER
-        umask = os.umask(0)
-        os.umask(umask)
-        ef = options.engine_flags(
-            owner=opts.preserve_owner,
-            mode=opts.preserve_mode,
-            times=opts.preserve_times,
-            xattr=opts.preserve_xattr,
-            acl=opts.preserve_acl,
-            sparse=opts.sparse,
-            root=os.geteuid() == 0,
-            umask=umask,
-        )
-        self.flags = ef.flags
+        self.flags = opts.flags.flags
         self.job_flags = self.flags  # plus the destination's reflink choice
-        self.mode_mask = ef.mode_mask
-        self.dir_mode_mask = ef.dir_mode_mask
+        self.mode_mask = opts.flags.mode_mask
+        self.dir_mode_mask = opts.flags.dir_mode_mask
 
     def set_destination(self, dst_fd: int, copy_range_min: int | None) -> None:
         """Per command-line argument: the data path and reflinks suit the
         destination's file system (docs/design.md)."""
-        fs = engine.fs_type(dst_fd)
-        clones = engine.OFFLOAD_FS.get(fs) in ("btrfs", "xfs")
-        reflink = self.opts.reflink
-        self.job_flags = self.flags | options.reflink_flags(reflink, clones)
-        if copy_range_min is None:
-            # copy_file_range clones on btrfs/xfs: not with --reflink=never
-            offload = fs in engine.OFFLOAD_FS and not (clones and reflink == "never")
-            copy_range_min = 0 if offload else engine.NEVER
+        path = options.data_path(self.opts.flags, engine.fs_type(dst_fd), copy_range_min)
+        self.job_flags = path.job_flags
+        copy_range_min = path.copy_range_min
         self.flush()  # the batch so far goes to the previous destination
         self.copy_range_min = copy_range_min
         self.offload = copy_range_min != engine.NEVER

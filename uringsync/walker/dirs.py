@@ -12,7 +12,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 from uringsync import engine, steps
-from uringsync.engine import Scan, Stat
+from uringsync.engine import Stat
 
 if TYPE_CHECKING:
     from uringsync.steps import Step
@@ -45,7 +45,6 @@ class Dir:
         "no_src",
         "parent",
         "pending",
-        "scan",
         "scanned",
         "skip_contents",
         "src_fd",
@@ -74,7 +73,6 @@ class Dir:
         self.dst_fd = -1
         self.pending = 0  # jobs and subdirectories not finished yet
         self.jobs = 0  # batches not yet sent that use its fds (they pin them)
-        self.scan: Scan | None = None
         self.scanned = False
         self.skip_contents = False
         self.no_src = False  # the source could not be opened: copy it empty
@@ -247,9 +245,6 @@ class Dirs:
         cur: Dir | None = d
         while cur is not None and cur.scanned and cur.pending == 0 and not cur.top and not cur.done:
             cur.done = True
-            if cur.scan is not None:
-                cur.scan.free()
-                cur.scan = None
             try:
                 _, dst_fd = self._fds(cur, need_src=self._dir_needs_src())
             except OSError as e:

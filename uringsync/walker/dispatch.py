@@ -145,7 +145,7 @@ class Dispatch:
                 self.deferred.append(lambda: self._group_done(group, False))
             self._finish_dir(d)
             return
-        if d.acl_default and self.opts.preserve_acl:
+        if d.acl_default and self.opts.flags.acl:
             flags |= engine.F_CLEAR_ACL  # remove what the entry inherits
         self.batch.add(src_fd, src_name, dst_fd, dst_name, st, ftype, flags, self.mode_mask)
         sl = self.slot

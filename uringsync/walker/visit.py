@@ -139,7 +139,7 @@ class Visit:
                 group = None
                 if t == engine.T_REG:
                     total += st.size
-                if st.nlink > 1 and self.opts.preserve_links:
+                if st.nlink > 1 and self.opts.flags.links:
                     group = self._group_for(d, sc.name(i), ffi.addressof(ent, "st"))
                     if group is None:
                         continue  # a later name of a copied inode: linked, not copied
@@ -176,7 +176,7 @@ class Visit:
             self._unknown_type(join(top.src_path, src_name))
             return
         group = None
-        if st.nlink > 1 and self.opts.preserve_links and not follow:
+        if st.nlink > 1 and self.opts.flags.links and not follow:
             group = self._group_for(top, dst_name, st)
             if group is None:
                 return
