@@ -7,20 +7,18 @@ from __future__ import annotations
 import contextlib
 import errno as E
 import os
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from uringsync import engine, steps
-from uringsync.engine import Batch, Stat
+from uringsync.engine import Stat
 from uringsync.walker.errors import Trace, join
 
 if TYPE_CHECKING:
-    from uringsync.pool import Pool
     from uringsync.steps import Step
-    from uringsync.walker.core import Options
     from uringsync.walker.dirs import Dir
-    from uringsync.walker.dispatch import Slot
-    from uringsync.walker.errors import Totals
+    from uringsync.walker.links import Links as Below  # for mypy: the roles after it
+else:
+    Below = object  # at run time: no base (Walker's MRO, core.py)
 
 # Files of at least SPLIT_MIN bytes are copied as RANGE-byte ranges by
 # several workers at once (docs/benchmarks.md has the measurements); tests
@@ -53,30 +51,13 @@ class BigFile:
         self.err: tuple[Step, int] | None = None  # (step, errno) of the first failure
 
 
-class BigFiles:
+class BigFiles(Below):
     """The walker's big-file role: whether to split, the ranges, the finish."""
 
-    opts: Options
-    totals: Totals
-    pool: Pool | None
     bigs: dict[BigFile, None]
-    offload: bool
-    job_flags: int
-    mode_mask: int
+    offload: bool  # the destination uses copy_file_range
+    split_min: int
     range_size: int
-    batch: Batch
-    slot: Slot
-    trace: Callable[[Trace], None] | None
-
-    if TYPE_CHECKING:  # the other roles' methods used here
-
-        def _fds(self, d: Dir, need_src: bool = True) -> tuple[int, int]: ...
-        def _finish_dir(self, d: Dir) -> None: ...
-        def flush(self) -> None: ...
-        def verbose(self, src: bytes, dst: bytes) -> None: ...
-        def _report(
-            self, d: Dir, src_name: bytes, dst_name: bytes, step: Step, err: int, ftype: int
-        ) -> None: ...
 
     def _can_split(self) -> bool:
         """Big files go in ranges to several workers, unless the data path

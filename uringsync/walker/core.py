@@ -17,6 +17,16 @@ The roles (one module each; they share the walker's attributes, so the
 per-file path pays no extra indirection): reporting (errors.py), the
 directory table (dirs.py), the hard-link table (links.py), big files
 (bigfiles.py), batches and completions (dispatch.py), the visit (visit.py).
+
+Typing the roles: for mypy alone (``if TYPE_CHECKING``), each role's base is
+the role after it in Walker's MRO (visit, bigfiles, links, dispatch, dirs,
+errors), so a role is checked against the real definitions of the roles
+after it, and each attribute is declared once, in the last role (in MRO
+order) that uses it.  What a role calls of a role before it is declared in
+the caller (dispatch.py's three methods); mypy checks those against the
+definitions as overrides.  At run time the roles have no bases of their
+own, so Walker's MRO is just its class line.  A new role joins the chain at
+its place in that line.
 """
 
 from __future__ import annotations

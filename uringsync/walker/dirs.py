@@ -15,9 +15,9 @@ from uringsync import engine, steps
 from uringsync.engine import Stat
 
 if TYPE_CHECKING:
-    from uringsync.steps import Step
-    from uringsync.walker.core import Options
-    from uringsync.walker.errors import Totals
+    from uringsync.walker.errors import Reporting as Below  # for mypy: the roles after it
+else:
+    Below = object  # at run time: no base (Walker's MRO, core.py)
 
 O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -108,24 +108,16 @@ def fd_budget() -> tuple[int, int]:
     return dirs, inflight
 
 
-class Dirs:
+class Dirs(Below):
     """The walker's directory role: open directories (``lru``, at most
     ``max_dirs``), pinned ones (``jobs`` > 0: used by unsent batches, never
     evicted), creation and completion."""
 
-    opts: Options
-    totals: Totals
     lru: OrderedDict[Dir, None]
     max_dirs: int
     pinned: int  # directories pinned by batches not yet sent
     flags: int
     dir_mode_mask: int
-
-    if TYPE_CHECKING:  # the other roles' methods used here
-
-        def error(self, path: bytes, step: Step, err: int, what: str) -> None: ...
-        def dir_error(self, path: bytes, step: Step, e: OSError) -> None: ...
-        def verbose(self, src: bytes, dst: bytes) -> None: ...
 
     def _evict(self, keep: Dir | None) -> None:
         """Make room for one more open directory.  Never flushes (callers

@@ -23,11 +23,11 @@ from uringsync.walker.errors import Event, SentJobs, Stopped, Trace, join
 
 if TYPE_CHECKING:
     from uringsync.pool import Pool, Worker
-    from uringsync.steps import Step
-    from uringsync.walker.core import Options
     from uringsync.walker.dirs import Dir
-    from uringsync.walker.errors import Totals
+    from uringsync.walker.dirs import Dirs as Below  # for mypy: the roles after it
     from uringsync.walker.links import LinkGroup
+else:
+    Below = object  # at run time: no base (Walker's MRO, core.py)
 
 EARLY_FLUSH = 64  # an idle worker gets a batch as soon as it has this many jobs
 MAX_TRIES = 2  # runs of a job whose worker died
@@ -58,12 +58,10 @@ class Slot:
         self.dirs.clear()
 
 
-class Dispatch:
+class Dispatch(Below):
     """The walker's batch role."""
 
     ring: Ring
-    opts: Options
-    totals: Totals
     pool: Pool | None
     wake_fd: int
     batches: list[Batch]
@@ -74,23 +72,16 @@ class Dispatch:
     cur: int
     batch: Batch
     slot: Slot
-    pinned: int
-    max_dirs: int
     copy_range_min: int
+    job_flags: int  # what jobs are queued with (the walker's flags and the reflink choice)
     mode_mask: int
     trace: Callable[[Trace], None] | None
 
-    if TYPE_CHECKING:  # the other roles' methods used here
+    if TYPE_CHECKING:  # what it calls of the roles before it in the MRO (links, bigfiles)
 
-        def _fds(self, d: Dir, need_src: bool = True) -> tuple[int, int]: ...
-        def _finish_dir(self, d: Dir) -> None: ...
         def _group_done(self, g: LinkGroup, ok: bool) -> None: ...
         def _range_done(self, big: BigFile, j: engine.UsJob) -> None: ...
         def _queue_range(self, big: BigFile, off: int, length: int, tries: int = 0) -> None: ...
-        def error(self, path: bytes, step: Step, err: int, what: str) -> None: ...
-        def dir_error(self, path: bytes, step: Step, e: OSError) -> None: ...
-        def verbose(self, src: bytes, dst: bytes) -> None: ...
-        def _job_error(self, d: Dir, j: engine.UsJob) -> None: ...
 
     # ------------------------------------------------------------- queue
     def _pin(self, d: Dir) -> None:

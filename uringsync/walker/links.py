@@ -5,15 +5,16 @@ with any number of workers."""
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from uringsync import engine
-from uringsync.engine import CharPtr, Stat
+from uringsync.engine import Stat
 
 if TYPE_CHECKING:
     from uringsync.walker.dirs import Dir
+    from uringsync.walker.dispatch import Dispatch as Below  # for mypy: the roles after it
+else:
+    Below = object  # at run time: no base (Walker's MRO, core.py)
 
 InodeKey = tuple[int, int, int]  # (dev major, dev minor, ino)
 
@@ -38,27 +39,10 @@ class LinkGroup:
         self.waiting: list[tuple[Dir, bytes]] = []
 
 
-class Links:
+class Links(Below):
     """The walker's hard-link role."""
 
     inodes: dict[InodeKey, LinkGroup]
-    job_flags: int
-    deferred: deque[Callable[[], None]]
-
-    if TYPE_CHECKING:  # the other roles' methods used here
-
-        def _queue(
-            self,
-            d: Dir,
-            src_name: bytes | CharPtr,
-            dst_name: bytes | CharPtr,
-            st: Stat,
-            ftype: int,
-            flags: int,
-            group: LinkGroup | None,
-            link_to: Dir | None = None,
-            tries: int = 0,
-        ) -> None: ...
 
     def _group_for(self, d: Dir, name: bytes, st: Stat) -> LinkGroup | None:
         """The hard-link group of a multiply-linked entry.  Returns the group

@@ -8,15 +8,15 @@ import errno as E
 from typing import TYPE_CHECKING
 
 from uringsync import engine, steps
-from uringsync.engine import CharPtr, Ring, Scan, Stat, ffi  # ffi: see _visit
+from uringsync.engine import Scan, Stat, ffi  # ffi: see _visit
 from uringsync.walker.bigfiles import SECTOR
 from uringsync.walker.dirs import Dir
 from uringsync.walker.errors import Event, Stopped, join
 
 if TYPE_CHECKING:
-    from uringsync.steps import Step
-    from uringsync.walker.core import Options
-    from uringsync.walker.links import LinkGroup
+    from uringsync.walker.bigfiles import BigFiles as Below  # for mypy: the roles after it
+else:
+    Below = object  # at run time: no base (Walker's MRO, core.py)
 
 SCAN_GROUP = 16  # directories listed and stat'ed together
 SCAN_SHARE = 4  # ... holding at most this part of the directory budget open
@@ -26,42 +26,8 @@ _COPYABLE = frozenset(
 )
 
 
-class Visit:
+class Visit(Below):
     """The walker's visiting role."""
-
-    ring: Ring
-    opts: Options
-    pinned: int
-    max_dirs: int
-    job_flags: int
-    split_min: int
-
-    if TYPE_CHECKING:  # the other roles' methods used here
-
-        def _safe_point(self) -> None: ...
-        def flush(self) -> None: ...
-        def _create(self, d: Dir) -> bool: ...
-        def _abandon(self, d: Dir) -> None: ...
-        def _hold(self, d: Dir) -> None: ...
-        def _release(self, d: Dir) -> None: ...
-        def _finish_dir(self, d: Dir) -> None: ...
-        def _can_split(self) -> bool: ...
-        def _queue_big(self, d: Dir, name: bytes, st_ptr: Stat) -> bool: ...
-        def _group_for(self, d: Dir, name: bytes, st: Stat) -> LinkGroup | None: ...
-        def error(self, path: bytes, step: Step, err: int, what: str) -> None: ...
-        def dir_error(self, path: bytes, step: Step, e: OSError) -> None: ...
-        def _queue(
-            self,
-            d: Dir,
-            src_name: bytes | CharPtr,
-            dst_name: bytes | CharPtr,
-            st: Stat,
-            ftype: int,
-            flags: int,
-            group: LinkGroup | None,
-            link_to: Dir | None = None,
-            tries: int = 0,
-        ) -> None: ...
 
     def copy_dir(self, top: Dir, root: Dir) -> None:
         """Copy the directory ``root`` (a child of the pseudo-directory ``top``
