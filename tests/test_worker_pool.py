@@ -772,6 +772,72 @@ def test_killed_workers(tmp: bytes, rich: Rich, jobs: int, nkill: int) -> None:
     shutil.rmtree(dst)  # passed: pytest keeps tmp dirs, not 150 MB each
 
 
+def test_split_file_whose_workers_died_twice(tmp: bytes) -> None:
+    """A range of a split file whose worker is killed twice (MAX_TRIES) fails
+    the file as an ordinary file's job does: one 'worker' error naming the
+    destination ("'dst/big' not copied: its workers died"), not the C step
+    'none'; the partial copy removed, exit 23, every other file copied.
+
+    Deterministic, in process, through the trace hook: the small files are
+    copied first (drained before the big file is opened), then the three
+    workers are stopped (SIGSTOP: they run nothing more), so each worker
+    sent the file's only range (8 MiB ranges, a 6 MiB file) is killed
+    before it has read a byte of it.  The range goes to a second worker,
+    killed too; the third, which never gets it, is resumed once the big
+    file is done (failed) and copies what is left."""
+    src = p(tmp, b"src")
+    os.makedirs(p(src, b"sub"))
+    for i in range(20):
+        write_file(p(src, b"a%02d" % i), rand_bytes(3000 + i, i), 0o640)
+        write_file(p(src, b"sub", b"z%02d" % i), rand_bytes(70_000 + i, -i), 0o644)
+    write_file(p(src, b"big"), rand_bytes(6 * MiB + 123, "big"), 0o600)
+    set_tree_times(src, seed=21, keep_mtime=False)
+    before = snapshot(src)
+    stopped: list[int] = []
+    killed: list[tuple[int, int]] = []  # (worker index, pid)
+    split: dict[bytes, bool] = {}
+
+    def on_trace(w: Any, ev: walker_mod.Trace) -> None:
+        if ev.kind == "big_open":
+            w.drain()  # the small files queued so far: copied, not in the way
+            stopped.extend(wk.pid for wk in w.pool.workers if wk.alive)
+            for pid in stopped:
+                os.kill(pid, signal.SIGSTOP)
+        elif ev.kind == "batch_sent" and any(t == engine.T_RANGE for t, *_ in ev.jobs):
+            pid = w.pool.workers[ev.worker].pid
+            os.kill(pid, signal.SIGKILL)  # stopped: it never started the range
+            killed.append((ev.worker, pid))
+        elif ev.kind == "big_split":
+            split[ev.name] = ev.split
+            w.drain()  # the range dies twice, the big file fails
+            for pid in stopped:
+                if pid not in {k for _w, k in killed}:
+                    os.kill(pid, signal.SIGCONT)
+
+    tuning = walker_mod.Tuning(1 * MiB, 8 * MiB, on_trace=on_trace)
+    dst = p(tmp, b"dst")
+    res = uringsync.copy([src], dst, archive=True, jobs=3, _tuning=tuning)
+    assert split == {b"big": True}
+    assert len(stopped) == 3
+    assert len(killed) == 2 and len({pid for _w, pid in killed}) == 2, killed
+    assert res.exit_code == 23, res.errors
+    # one line per dead worker, then the file
+    *deaths, big = res.errors
+    assert [(e.op, e.path, e.errno) for e in deaths] == [("worker", b"", errno.ECHILD)] * 2
+    for e, (i, pid) in zip(deaths, killed, strict=True):
+        assert re.fullmatch(
+            rf"worker {i} \(pid {pid}, cpu \d+\) killed by SIGKILL; "
+            r"1 of its files are copied again",
+            e.message,
+        ), e.message
+    path = p(dst, b"big")
+    assert (big.op, big.path, big.errno) == ("worker", path, errno.ECHILD), big
+    assert big.message == f"'{os.fsdecode(path)}' not copied: its workers died"
+    assert not os.path.lexists(path), "the partial big file was left"
+    assert res.files == 40
+    assert_same_tree(before, dst, exclude=lambda r: r == b"big")
+
+
 # ------------------------------------------------------------ 5. pinning
 
 

@@ -350,6 +350,11 @@ class Dispatch(Below):
         if tries >= MAX_TRIES and self.pool is not None:  # (the walker itself never dies)
             j.err, j.op = -E.ECHILD, engine.OP_NONE
             if isinstance(aux, BigFile):
+                # no C step failed: the big file is reported as an ordinary
+                # file would be ('... not copied: its workers died'), not as
+                # OP_NONE's 'none'
+                if aux.err is None:
+                    aux.err = (steps.WORKER, E.ECHILD)
                 self._range_done(aux, j)
                 return
             path = join(d.dst_path, dst)
