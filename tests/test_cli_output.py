@@ -119,8 +119,10 @@ def check_json(out: str, c: Counts) -> dict[str, Any]:
         assert doc[key] == want, (key, doc[key], want)
     assert doc["entries"] == sum(doc[k] for k in ("files", "dirs", "symlinks", "links", "specials"))
     assert doc["seconds"] > 0
-    assert doc["throughput_bytes_per_s"] == pytest.approx(doc["bytes"] / doc["seconds"], rel=1e-3)
-    assert doc["files_per_s"] == pytest.approx(doc["files"] / doc["seconds"], rel=1e-3)
+    # both are rounded to 0.1: on a loaded machine few files/s make that more than 1e-3
+    rate = {"rel": 1e-3, "abs": 0.05}
+    assert doc["throughput_bytes_per_s"] == pytest.approx(doc["bytes"] / doc["seconds"], **rate)
+    assert doc["files_per_s"] == pytest.approx(doc["files"] / doc["seconds"], **rate)
     assert isinstance(doc["workers"], int) and doc["workers"] >= 0
     assert isinstance(doc["peak_rss"], int) and doc["peak_rss"] >= 0
     return doc
