@@ -256,12 +256,15 @@ def test_tree_with_workers_is_cp_a(rich: Rich, tmp: bytes, jobs: int) -> None:
     if jobs == 1:
         assert rec.big == {}, "split with a single worker"
         return
-    # hard links made by another worker than the one that copied the data
-    # (names are unique in the tree, so a name says which job it was)
-    copier = {d: w for w, t, _s, d in rec.sent if t == engine.T_REG}
-    linked = [(s, d, w) for w, t, s, d in rec.sent if t == engine.T_HARDLINK]
+    # every hard link went to a worker after the job that made its target
+    # (which worker links is the least busy one's: not promised, so not
+    # asserted; names are unique in the tree, so a name says which job)
+    order = {d: i for i, (_w, t, _s, d) in enumerate(rec.sent) if t == engine.T_REG}
+    linked = [(i, s) for i, (_w, t, s, _d) in enumerate(rec.sent) if t == engine.T_HARDLINK]
     assert len(linked) == rich.counts[1]
-    assert any(copier.get(s) not in (None, w) for s, _d, w in linked), "every link by its copier"
+    reg_targets = [(i, s) for i, s in linked if s in order]
+    assert reg_targets, "no link to a regular file went through a worker"
+    assert all(order[s] < i for i, s in reg_targets), "a link sent before its target's copy"
     # the big file went in ranges (which worker runs a range is the least
     # busy one's: both, most of the time, but that is not promised)
     assert rec.big == {big: True}
