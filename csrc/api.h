@@ -185,13 +185,23 @@ struct us_config {
     uint32_t nbufs;           /* registered buffers (shared by files in flight) */
     uint32_t chunks_per_file; /* read/write chunks in flight for one big file */
     uint64_t copy_range_min;  /* files at least this big try copy_file_range */
+    uint32_t engine;          /* US_ENGINE_*: how the steps are issued */
+    uint32_t threads;         /* US_ENGINE_THREADS: threads (0: the default) */
 };
+
+/* us_config.engine: AUTO is io_uring, or threads when io_uring_setup fails
+ * (the reason is left in us_ring_info.uring_err) */
+#define US_ENGINE_AUTO 0
+#define US_ENGINE_URING 1
+#define US_ENGINE_THREADS 2
 
 struct us_ring_info {
     uint32_t sq_entries;
     uint32_t fixed_buffers; /* 1: buffers are registered (READ/WRITE_FIXED) */
     uint32_t nops;          /* opcodes the kernel knows, from io_uring_get_probe */
     uint32_t max_inflight;  /* current limit, lowered after EMFILE */
+    uint32_t engine;        /* US_ENGINE_URING or US_ENGINE_THREADS: the one running */
+    int32_t uring_err;      /* -errno of io_uring's set-up when AUTO fell back, else 0 */
 };
 
 struct us_ring *us_ring_new(const struct us_config *cfg, int *err);
@@ -207,11 +217,11 @@ int us_fs_type(int fd, uint64_t *magic);
 void us_ring_set_max_inflight(struct us_ring *r, uint32_t n);
 
 /* List `dirfd` (getdents64, a plain syscall) and lstat every entry with
- * io_uring STATX, many in flight.  Returns the number of entries or -errno. */
+ * the backend's STATX, many in flight.  Returns the number of entries or -errno. */
 long us_scan_dir(struct us_ring *r, int dirfd, struct us_scan *sc);
 /* Several directories at once: their listings (in threads when the disk is
  * involved), then the lstat of all their entries (inline when cached, else
- * io_uring STATX, many in flight).  rets[i] gets scans[i]'s entry count or
+ * the backend's STATX, many in flight).  rets[i] gets scans[i]'s entry count or
  * -errno; returns n, or -errno when the ring failed (-EINTR: stopped). */
 long us_scan_dirs(struct us_ring *r, size_t n, const int *dirfds, struct us_scan **scans,
                   long *rets);

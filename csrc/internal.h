@@ -2,7 +2,8 @@
  * api.h, also cffi's cdef).  Include it first: it sets _GNU_SOURCE.
  *
  *   ring.c           a ring: config, slots, buffers, info; picks the backend
- *   backend_uring.c  the io_uring backend (the only one so far)
+ *   backend_uring.c  the io_uring backend
+ *   backend_threads.c  the same ops as plain syscalls on a pool of threads
  *   scan.c           listing directories, lstat of their entries
  *   job.c            the per-file state machine and us_run
  *   data.c           a regular file's bytes
@@ -88,6 +89,7 @@ struct us_backend {
 };
 
 extern const struct us_backend us_backend_uring;
+extern const struct us_backend us_backend_threads;
 
 /* Completions a backend has in hand but not yet handed to wait()'s fn
  * (ops it ran as plain syscalls); room for every op a ring can have in
@@ -230,6 +232,7 @@ struct us_ring {
     long failed_jobs;
     unsigned closes_pending; /* fire-and-forget CLOSEs not yet reaped */
     bool broken;             /* a backend failure left work in flight */
+    int uring_err;           /* io_uring's set-up failed so (AUTO fell back) */
     struct statx *sx;
     unsigned *freesx;
     struct us_done *done; /* us_cq_*: a ring buffer of done_cap (a power of 2) */

@@ -1,5 +1,6 @@
 /* A ring: its config, the slots of the files in flight, the buffer pool,
- * and the backend that runs their ops (backend_uring.c).  The walker
+ * and the backend that runs their ops (backend_uring.c, or backend_threads.c
+ * when asked for or when io_uring cannot be set up).  The walker
  * creates one per process and reads back what it got (us_ring_get_info).
  */
 #include "internal.h"
@@ -91,8 +92,24 @@ struct us_ring *us_ring_new(const struct us_config *cfg, int *err)
         r->freeslots[i] = r->nslots - 1 - i;
     r->nfreeslots = r->nslots;
 
-    r->be = &us_backend_uring;
-    ret = r->be->init(r, entries);
+    if (r->cfg.engine != US_ENGINE_THREADS) {
+        r->be = &us_backend_uring;
+        ret = r->be->init(r, entries);
+        if (ret < 0 && r->cfg.engine == US_ENGINE_AUTO) {
+            /* no io_uring here: the same steps on threads */
+            r->uring_err = ret;
+            if (r->be_state)
+                r->be->fini(r);
+            memset(r->ops, 0, sizeof r->ops);
+            r->nops = 0;
+            r->fixed = false;
+            r->cfg.engine = US_ENGINE_THREADS;
+        }
+    }
+    if (r->cfg.engine == US_ENGINE_THREADS) {
+        r->be = &us_backend_threads;
+        ret = r->be->init(r, entries);
+    }
     if (ret < 0)
         goto fail;
     *err = 0;
@@ -126,6 +143,8 @@ void us_ring_get_info(struct us_ring *r, struct us_ring_info *info)
     info->fixed_buffers = r->fixed;
     info->nops = r->nops;
     info->max_inflight = r->max_inflight;
+    info->engine = r->be == &us_backend_threads ? US_ENGINE_THREADS : US_ENGINE_URING;
+    info->uring_err = r->uring_err;
 }
 
 int us_ring_has_op(struct us_ring *r, int op)
