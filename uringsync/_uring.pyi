@@ -105,12 +105,16 @@ class UsConfig(CData, Protocol):
     nbufs: int
     chunks_per_file: int
     copy_range_min: int
+    engine: int
+    threads: int
 
 class UsRingInfo(CData, Protocol):
     sq_entries: int
     fixed_buffers: int
     nops: int
     max_inflight: int
+    engine: int
+    uring_err: int
 
 class CBuffer(Protocol):
     def __bytes__(self) -> bytes: ...
@@ -159,6 +163,9 @@ _Name = bytes | CharPtr
 
 class _Lib:
     # file types (US_T_*)
+    US_ENGINE_AUTO: int
+    US_ENGINE_URING: int
+    US_ENGINE_THREADS: int
     US_T_UNKNOWN: int
     US_T_REG: int
     US_T_DIR: int

@@ -69,6 +69,8 @@ class Result:
     seconds: float = 0.0
     workers: int = 0  # worker processes used (0: copied in this process)
     peak_rss: int = 0  # bytes: peak resident memory summed over all processes
+    engine: str = "io_uring"  # what issued the steps: "io_uring" or "threads"
+    notice: str | None = None  # why io_uring was not used, when auto fell back
 
 
 def copy(
@@ -89,6 +91,8 @@ def copy(
     on_verbose: Callable[[str], None] | None = None,
     copy_range_min: int | None = None,
     direct: bool | None = None,
+    engine: str = "auto",
+    on_notice: Callable[[str], None] | None = None,
     _tuning: Tuning | None = None,
 ) -> Result:
     """Copy like ``cp``: ``archive=True`` is ``cp -a``.
@@ -108,6 +112,12 @@ def copy(
     Raises CopyError for usage errors (nothing copied).  Per-file failures are
     in ``Result.errors``; ``Result.exit_code`` follows rsync: 0 all copied,
     23 some failed, 24 only vanished source files.
+
+    ``engine``: how the steps are issued: "io_uring", "threads" (plain
+    syscalls on a few threads per worker), or "auto": io_uring, or threads
+    where io_uring cannot be set up (seccomp, ``kernel.io_uring_disabled``,
+    an old kernel); then ``on_notice`` gets one line saying why, which is
+    also ``Result.notice``.  An engine that cannot run is a CopyError.
 
     ``_tuning`` is internal (tests): see :class:`uringsync.walker.Tuning`.
     """
@@ -135,9 +145,13 @@ def copy(
         on_verbose=on_verbose if verbose else None,
         tuning=_tuning or Tuning(),
     )
+    # decided once, before the workers are forked: they all run the same one
+    opts.engine, notice = pick_engine(engine)
+    if notice is not None and on_notice is not None:
+        on_notice(notice)
     budget = fd_budget()  # raises RLIMIT_NOFILE before the workers are forked
     pool = (
-        Pool(opts.jobs, queue_depth, min(budget[1], queue_depth), opts.batch_size)
+        Pool(opts.jobs, queue_depth, min(budget[1], queue_depth), opts.batch_size, opts.engine)
         if opts.jobs
         else None
     )
@@ -167,7 +181,26 @@ def copy(
         seconds=time.monotonic() - started,
         workers=opts.jobs,
         peak_rss=peak,
+        engine=opts.engine,
+        notice=notice,
     )
+
+
+def pick_engine(requested: str) -> tuple[str, str | None]:
+    """The engine a copy asked to run with ``requested`` runs with, and the
+    notice when "auto" could not use io_uring.  CopyError when the engine
+    asked for cannot run."""
+    if requested not in engine.ENGINES:
+        raise CopyError(f"invalid engine {requested!r}: use one of {', '.join(engine.ENGINES)}")
+    try:
+        chosen, uring_err = engine.choose_engine(requested)
+    except OSError as e:
+        why = engine.uring_unavailable(e.errno or 0) if requested == "io_uring" else str(e)
+        hint = "; --engine=threads copies without it" if requested == "io_uring" else ""
+        raise CopyError(f"{why}{hint}") from None
+    if uring_err:
+        return chosen, f"{engine.uring_unavailable(uring_err)}; copying with threads"
+    return chosen, None
 
 
 def _run(
@@ -187,7 +220,7 @@ def _run(
         engine.check(engine.catch_stop(wake_w), "sigaction")
     ok = False
     try:
-        with Ring(queue_depth=opts.queue_depth) as ring:
+        with Ring(queue_depth=opts.queue_depth, engine=opts.engine) as ring:
             walker = Walker(ring, opts, pool, budget, wake_r)
             try:
                 for p in plans:

@@ -121,6 +121,17 @@ def cp(
             help="Worker processes (default: one per usable CPU; 0: none).",
         ),
     ] = None,
+    engine_name: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            envvar="URINGSYNC_ENGINE",
+            metavar="auto|io_uring|threads",
+            help="How files are copied: io_uring, or plain syscalls on a few threads per "
+            "worker; auto is io_uring, or threads (with a notice) where io_uring cannot be "
+            "used: seccomp, kernel.io_uring_disabled, an old kernel.",
+        ),
+    ] = "auto",
     json_out: Annotated[
         bool,
         typer.Option(
@@ -163,6 +174,8 @@ def cp(
                 progress=bar.progress if bar is not None else None,
                 on_error=bar.error if bar is not None else _report,
                 on_verbose=on_verbose,
+                engine=engine_name,
+                on_notice=(lambda m: bar.print(f"uringsync: {m}")) if bar is not None else err,
             )
     except api.CopyError as e:
         err(str(e))
@@ -203,6 +216,7 @@ def result_json(res: api.Result) -> dict[str, Any]:
         "throughput_bytes_per_s": round(res.bytes / secs, 1) if secs > 0 else 0.0,
         "files_per_s": round(res.files / secs, 1) if secs > 0 else 0.0,
         "workers": res.workers,
+        "engine": res.engine,
         "peak_rss": res.peak_rss,
         "exit_code": res.exit_code,
         "errors": [

@@ -9,6 +9,7 @@ the tests, reach C through the names here.
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 from collections.abc import Iterator
@@ -75,6 +76,21 @@ OP_NONE: int = lib.US_OP_NONE
 OP_STOPPED: int = lib.US_OP_STOPPED
 
 DEFAULT_QUEUE_DEPTH = 64
+# How the steps are issued (--engine): io_uring, or plain syscalls on a pool
+# of threads per ring; "auto" is io_uring, or threads where it cannot be set up.
+ENGINES: dict[str, int] = {
+    "auto": lib.US_ENGINE_AUTO,
+    "io_uring": lib.US_ENGINE_URING,
+    "threads": lib.US_ENGINE_THREADS,
+}
+ENGINE_NAMES: dict[int, str] = {lib.US_ENGINE_URING: "io_uring", lib.US_ENGINE_THREADS: "threads"}
+# why io_uring_setup fails, by errno: what a user can do about it
+URING_WHY: dict[int, str] = {
+    errno.EPERM: "seccomp or kernel.io_uring_disabled",
+    errno.ENOSYS: "the kernel has no io_uring",
+    errno.EINVAL: "the kernel is too old",
+    errno.ENOMEM: "RLIMIT_MEMLOCK too low",
+}
 DEFAULT_BUF_SIZE = 128 * 1024
 DEFAULT_CHUNKS_PER_FILE = 4
 # Registered buffers beyond one per file in flight: room for this many files
@@ -206,6 +222,28 @@ class RingInfo:
     fixed_buffers: bool
     nops: int
     max_inflight: int
+    engine: str  # "io_uring" or "threads": the one that runs
+    uring_err: int  # errno of io_uring's set-up when "auto" fell back to threads, else 0
+
+
+def uring_unavailable(err: int) -> str:
+    """Why io_uring cannot be used, for one line on stderr:
+    ``io_uring unavailable (Operation not permitted: seccomp or ...)``."""
+    why = URING_WHY.get(err)
+    reason = os.strerror(err) + (f": {why}" if why else "")
+    return f"io_uring unavailable ({reason})"
+
+
+def choose_engine(requested: str) -> tuple[str, int]:
+    """Which engine a copy asked for as ``requested`` will run, found by
+    setting up a small ring: ("io_uring" | "threads", errno of io_uring's
+    failure or 0).  Raises OSError when io_uring was asked for and cannot
+    be set up."""
+    if requested == "threads":
+        return "threads", 0
+    with Ring(queue_depth=1, chunks_per_file=1, engine=requested, threads=1) as ring:
+        info = ring.info()
+    return info.engine, info.uring_err
 
 
 class Scan:
@@ -300,7 +338,10 @@ class Batch:
 
 
 class Ring:
-    """An io_uring with registered buffers and the per-file state machines."""
+    """The per-file state machines, their buffers, and the backend that
+    issues their steps: an io_uring with registered buffers, or a pool of
+    threads making plain syscalls (``engine``: "auto", "io_uring", "threads";
+    ``threads``: how many, 0 for the default)."""
 
     def __init__(
         self,
@@ -308,7 +349,11 @@ class Ring:
         buf_size: int = DEFAULT_BUF_SIZE,
         chunks_per_file: int = DEFAULT_CHUNKS_PER_FILE,
         copy_range_min: int = NEVER,
+        engine: str = "auto",
+        threads: int = 0,
     ) -> None:
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
         cfg = ffi.new(
             "struct us_config *",
             {
@@ -317,11 +362,15 @@ class Ring:
                 "nbufs": queue_depth + 2 * chunks_per_file * MULTI_CHUNK_FILES,
                 "chunks_per_file": chunks_per_file,
                 "copy_range_min": copy_range_min,
+                "engine": ENGINES[engine],
+                "threads": threads,
             },
         )
         err = ffi.new("int *")
         ring = lib.us_ring_new(cfg, err)
         if ring == ffi.NULL:
+            if engine == "threads":
+                check(err[0], "ring set-up")
             check(err[0], "io_uring_queue_init")
         self._ring: UsRing | None = ring
 
@@ -340,7 +389,12 @@ class Ring:
         info = ffi.new("struct us_ring_info *")
         lib.us_ring_get_info(self.ptr, info)
         return RingInfo(
-            int(info.sq_entries), bool(info.fixed_buffers), int(info.nops), int(info.max_inflight)
+            int(info.sq_entries),
+            bool(info.fixed_buffers),
+            int(info.nops),
+            int(info.max_inflight),
+            ENGINE_NAMES[int(info.engine)],
+            -int(info.uring_err),
         )
 
     def has_op(self, opcode: int | str) -> bool:

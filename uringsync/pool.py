@@ -47,6 +47,7 @@ EXIT_OUT_OF_STEP = 1  # a message it did not expect
 EXIT_CRASHED = 70  # an exception (EX_SOFTWARE)
 EXIT_BROKEN_RING = 71  # us_run failed as a whole
 EXIT_STOPPED = 130  # SIGINT or SIGTERM
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
 def usable_cpus() -> list[int]:
@@ -84,7 +85,9 @@ def describe_status(status: int) -> str:
 class Pool:
     """The worker processes and the batches they share with the walker."""
 
-    def __init__(self, n: int, queue_depth: int, max_inflight: int, batch_size: int) -> None:
+    def __init__(
+        self, n: int, queue_depth: int, max_inflight: int, batch_size: int, engine: str = "auto"
+    ) -> None:
         cpus = usable_cpus()
         self.batches = [Batch(batch_size) for _ in range(n * PER_WORKER + 1)]
         self.free: list[int] = list(range(len(self.batches)))
@@ -93,12 +96,17 @@ class Pool:
         for k in range(n):
             parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             cpu = cpus[k % len(cpus)]
+            # a stop that comes while the child is still Python's (its
+            # after-fork hooks) would print a traceback there: the signals
+            # wait, blocked, until the worker has its own handler
+            old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
             pid = os.fork()
             if pid == 0:  # the worker: never returns
                 parent.close()
                 for w in self.workers:
                     w.sock.close()
-                _worker_main(child, self.batches, cpu, queue_depth, max_inflight)
+                _worker_main(child, self.batches, cpu, queue_depth, max_inflight, engine, old_mask)
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
             child.close()
             self.workers.append(Worker(k, pid, cpu, parent))
 
@@ -220,9 +228,17 @@ class Pool:
 
 
 def _worker_main(
-    sock: socket.socket, batches: list[Batch], cpu: int, queue_depth: int, max_inflight: int
+    sock: socket.socket,
+    batches: list[Batch],
+    cpu: int,
+    queue_depth: int,
+    max_inflight: int,
+    engine_name: str,
+    mask: set[int | signal.Signals],
 ) -> None:
-    """A worker's whole life; ends the process."""
+    """A worker's whole life; ends the process.  SIGINT and SIGTERM come
+    blocked (Pool.__init__); ``mask`` is the mask to restore once the C
+    handler is in place."""
     code = 0
     try:
         engine.die_with_parent()
@@ -231,9 +247,10 @@ def _worker_main(
         wake_r, wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         engine.clear_stop()
         engine.catch_stop(wake_w)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         with contextlib.suppress(OSError):  # pinning is an optimisation
             os.sched_setaffinity(0, {cpu})
-        ring = Ring(queue_depth=queue_depth)
+        ring = Ring(queue_depth=queue_depth, engine=engine_name)
         ring.set_max_inflight(max_inflight)
         code = _serve(sock, batches, ring, wake_r)
         rss = peak_rss_self()

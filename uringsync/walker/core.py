@@ -69,6 +69,7 @@ class Options:
     queue_depth: int = engine.DEFAULT_QUEUE_DEPTH
     batch_size: int = BATCH_SIZE
     jobs: int = 0  # worker processes (0: run the batches in this process)
+    engine: str = "auto"  # engine.ENGINES: what issues the steps
     direct: int = 0  # O_DIRECT for split big files: 1 source, 2 destination
     progress: Callable[[Event], None] | None = None
     on_error: Callable[[FileError], None] | None = None
