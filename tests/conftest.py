@@ -31,3 +31,16 @@ def world() -> Iterator[bytes]:
     """A 0777 directory under /tmp that user nobody can use."""
     with world_tmpdir() as d:
         yield d
+
+
+@pytest.fixture(params=["io_uring", "threads"])
+def engine_name(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test once per engine: every copy it makes, in this process
+    (Ring, uringsync.copy) or in a child (the CLI), uses the engine named."""
+    from uringsync import engine
+
+    name: str = request.param
+    monkeypatch.setenv(engine.ENGINE_ENV, name)
+    with engine.Ring(queue_depth=1) as ring:
+        assert ring.info().engine == name
+    return name

@@ -20,6 +20,9 @@ from tests.support.users import in_child
 from uringsync import engine
 from uringsync.engine import Batch, Ring, ffi, lib
 
+# every test here runs with both engines (conftest.engine_name)
+pytestmark = pytest.mark.usefixtures("engine_name")
+
 BOUNDARY_SIZES = [0, 1, 4095, 4096, 4097, 65535, 65536, 65537, 131071, 131072, 131073,
                   262143, 262144, 262145, 524288 + 3, MiB + 1, 3 * MiB + 5]  # fmt: skip
 ALL_META = engine.P_OWNER | engine.P_TIMES | engine.P_MODE
@@ -85,17 +88,28 @@ def assert_copied(d: Dirs, name: bytes, dst_name: bytes | None = None) -> None:
 # ------------------------------------------------------------------ ring
 
 
-def test_probe_reports_core_ops() -> None:
+def test_probe_reports_core_ops(engine_name: str) -> None:
     with Ring() as r:
+        info = r.info()
+        assert info.engine == engine_name
+        assert info.uring_err == 0  # asked for by name: no fallback
+        assert info.sq_entries > 0  # threads: how many
+        assert info.max_inflight == engine.DEFAULT_QUEUE_DEPTH
+        assert not r.has_op(255)
+        assert not r.has_op(-1)
+        if engine_name == "threads":  # no io_uring opcode runs natively
+            assert info.nops == 0 and not info.fixed_buffers
+            assert not r.has_op("OPENAT")
+            return
         for op in ("OPENAT", "READ", "WRITE", "CLOSE", "STATX"):
             assert r.has_op(op), op
         assert r.has_op(engine.IORING_OPS["OPENAT"])
-        assert not r.has_op(255)
-        assert not r.has_op(-1)
-        info = r.info()
         assert info.nops >= 5
-        assert info.sq_entries > 0
-        assert info.max_inflight == engine.DEFAULT_QUEUE_DEPTH
+
+
+def test_unknown_engine_is_refused() -> None:
+    with pytest.raises(ValueError, match="engine must be one of"):
+        Ring(engine="uring")
 
 
 def test_ring_options_clamped() -> None:

@@ -7,6 +7,7 @@ import shutil
 import tempfile
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -14,6 +15,9 @@ from tests.support.base import O_DIR, root_only
 from tests.support.cli import check_cli
 from tests.support.compare import assert_same_tree, copy_both, rsync_clean, snapshot
 from tests.support.trees import rand_bytes, set_tree_times, write_at
+
+# every test here runs with both engines (conftest.engine_name)
+pytestmark = pytest.mark.usefixtures("engine_name")
 
 SETTINGS = settings(
     max_examples=25,

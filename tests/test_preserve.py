@@ -34,6 +34,9 @@ from tests.support.system import loop_fs, mount_ramfs, mount_tmpfs, run_ok, umou
 from tests.support.trees import make_socket, make_sparse, rand_bytes, set_tree_times, write_file
 from tests.support.users import api_copy, as_user
 
+# every test here runs with both engines (conftest.engine_name)
+pytestmark = pytest.mark.usefixtures("engine_name")
+
 # ------------------------------------------------------------ hard links
 
 

@@ -26,6 +26,9 @@ from tests.support.system import mount_tmpfs, umount
 from tests.support.trees import rand_bytes, set_tree_times, write_file
 from tests.support.users import as_user
 
+# every test here runs with both engines (conftest.engine_name)
+pytestmark = pytest.mark.usefixtures("engine_name")
+
 SIZES = [
     0, 1, 4095, 4096, 4097,
     65535, 65536, 65537,

@@ -91,7 +91,7 @@ def copy(
     on_verbose: Callable[[str], None] | None = None,
     copy_range_min: int | None = None,
     direct: bool | None = None,
-    engine: str = "auto",
+    engine: str | None = None,
     on_notice: Callable[[str], None] | None = None,
     _tuning: Tuning | None = None,
 ) -> Result:
@@ -117,7 +117,8 @@ def copy(
     syscalls on a few threads per worker), or "auto": io_uring, or threads
     where io_uring cannot be set up (seccomp, ``kernel.io_uring_disabled``,
     an old kernel); then ``on_notice`` gets one line saying why, which is
-    also ``Result.notice``.  An engine that cannot run is a CopyError.
+    also ``Result.notice``.  None: ``$URINGSYNC_ENGINE``, else "auto".  An
+    engine that cannot run is a CopyError.
 
     ``_tuning`` is internal (tests): see :class:`uringsync.walker.Tuning`.
     """
@@ -186,10 +187,11 @@ def copy(
     )
 
 
-def pick_engine(requested: str) -> tuple[str, str | None]:
+def pick_engine(requested: str | None) -> tuple[str, str | None]:
     """The engine a copy asked to run with ``requested`` runs with, and the
     notice when "auto" could not use io_uring.  CopyError when the engine
     asked for cannot run."""
+    requested = requested or engine.default_engine()
     if requested not in engine.ENGINES:
         raise CopyError(f"invalid engine {requested!r}: use one of {', '.join(engine.ENGINES)}")
     try:

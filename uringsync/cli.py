@@ -122,16 +122,17 @@ def cp(
         ),
     ] = None,
     engine_name: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--engine",
-            envvar="URINGSYNC_ENGINE",
             metavar="auto|io_uring|threads",
+            show_default=False,
             help="How files are copied: io_uring, or plain syscalls on a few threads per "
             "worker; auto is io_uring, or threads (with a notice) where io_uring cannot be "
-            "used: seccomp, kernel.io_uring_disabled, an old kernel.",
+            "used: seccomp, kernel.io_uring_disabled, an old kernel. "
+            "Default: $URINGSYNC_ENGINE, else auto.",
         ),
-    ] = "auto",
+    ] = None,
     json_out: Annotated[
         bool,
         typer.Option(

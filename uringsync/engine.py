@@ -226,6 +226,14 @@ class RingInfo:
     uring_err: int  # errno of io_uring's set-up when "auto" fell back to threads, else 0
 
 
+ENGINE_ENV = "URINGSYNC_ENGINE"
+
+
+def default_engine() -> str:
+    """The engine used when none is given: ``$URINGSYNC_ENGINE``, else "auto"."""
+    return os.environ.get(ENGINE_ENV) or "auto"
+
+
 def uring_unavailable(err: int) -> str:
     """Why io_uring cannot be used, for one line on stderr:
     ``io_uring unavailable (Operation not permitted: seccomp or ...)``."""
@@ -340,8 +348,8 @@ class Batch:
 class Ring:
     """The per-file state machines, their buffers, and the backend that
     issues their steps: an io_uring with registered buffers, or a pool of
-    threads making plain syscalls (``engine``: "auto", "io_uring", "threads";
-    ``threads``: how many, 0 for the default)."""
+    threads making plain syscalls (``engine``: "auto", "io_uring", "threads",
+    None for :func:`default_engine`; ``threads``: how many, 0 for the default)."""
 
     def __init__(
         self,
@@ -349,9 +357,10 @@ class Ring:
         buf_size: int = DEFAULT_BUF_SIZE,
         chunks_per_file: int = DEFAULT_CHUNKS_PER_FILE,
         copy_range_min: int = NEVER,
-        engine: str = "auto",
+        engine: str | None = None,
         threads: int = 0,
     ) -> None:
+        engine = engine or default_engine()
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
         cfg = ffi.new(
