@@ -271,7 +271,9 @@ static void on_symlink(struct us_ring *r, struct slot *s, int res)
         dst_fail(s, res, US_OP_SYMLINK);
     } else {
         int op = US_OP_NONE;
-        record(j, meta_at(j, buf_addr(r, s->ch[0].buf), &op), op);
+        /* two statements: an argument `op` could be read before meta_at set it */
+        int err = meta_at(j, buf_addr(r, s->ch[0].buf), &op);
+        record(j, err, op);
     }
     finish(r, s);
 }
@@ -297,7 +299,8 @@ static void do_special(struct us_ring *r, struct slot *s)
         dst_fail(s, ret, US_OP_MKNOD);
     } else {
         s->dst_created = true;
-        record(j, meta_at(j, buf_addr(r, s->ch[0].buf), &op), op);
+        ret = meta_at(j, buf_addr(r, s->ch[0].buf), &op);
+        record(j, ret, op);
     }
     finish(r, s);
 }

@@ -6,14 +6,20 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
 /* The *xattrat syscalls (Linux 6.13) reach symlinks and special files by
- * (dirfd, name) without opening them; older kernels answer ENOSYS and such
- * entries then keep no xattrs. */
+ * (dirfd, name) without opening them.  Older kernels (or a seccomp filter)
+ * answer ENOSYS: then the l*xattr calls on /proc/self/fd/<dirfd>/<name> do
+ * the same (the directory is reached through its fd, the final symlink is
+ * not followed).  Without a usable /proc, the by-name calls fail with
+ * ENOSYS, which is reported (only an fd's ENOSYS means "no xattrs here"). */
 #ifndef SYS_setxattrat
 #define SYS_setxattrat 463
 #endif
@@ -41,41 +47,132 @@ bool is_acl(const char *name)
     return strncmp(name, ACL_PREFIX, sizeof ACL_PREFIX - 1) == 0;
 }
 
+#ifndef PROC_SUPER_MAGIC
+#define PROC_SUPER_MAGIC 0x9fa0
+#endif
+
+/* Once per process (threads may race: they store the same values). */
+static int xattrat_missing; /* an *xattrat syscall answered ENOSYS */
+static int proc_state;      /* /proc/self/fd: 0 not checked, 1 procfs, -1 not */
+
+#define PROC_FD "/proc/self/fd/"
+/* PROC_FD, an int, '/', a name (NAME_MAX bytes), NUL */
+#define PROC_PATH_MAX (sizeof PROC_FD + 11 + 1 + NAME_MAX + 1)
+
+/* Whether the *xattrat syscall's result `r` means "use the fallback"
+ * (remembered, so later calls skip the syscall). */
+static bool xattrat_enosys(long r)
+{
+    if (r < 0 && errno == ENOSYS) {
+        __atomic_store_n(&xattrat_missing, 1, __ATOMIC_RELAXED);
+        return true;
+    }
+    return false;
+}
+
+static bool use_fallback(void)
+{
+    return __atomic_load_n(&xattrat_missing, __ATOMIC_RELAXED) != 0;
+}
+
+/* The path by which the l*xattr calls reach (dirfd, name), in `buf` or the
+ * name itself; NULL with errno set (ENOSYS: /proc/self/fd is not procfs, so
+ * no way is left to reach the entry without following or opening it). */
+static const char *proc_path(struct target t, char buf[PROC_PATH_MAX])
+{
+    int st = __atomic_load_n(&proc_state, __ATOMIC_RELAXED);
+    int n;
+
+    if (t.fd == AT_FDCWD)
+        return t.name;
+    if (st == 0) {
+        struct statfs sf;
+        st = statfs(PROC_FD, &sf) == 0 && sf.f_type == PROC_SUPER_MAGIC ? 1 : -1;
+        __atomic_store_n(&proc_state, st, __ATOMIC_RELAXED);
+    }
+    if (st < 0) {
+        errno = ENOSYS;
+        return NULL;
+    }
+    n = snprintf(buf, PROC_PATH_MAX, PROC_FD "%d/%s", t.fd, t.name);
+    if (n < 0 || (size_t)n >= PROC_PATH_MAX) {
+        errno = ENAMETOOLONG;
+        return NULL;
+    }
+    return buf;
+}
+
 static ssize_t x_list(struct target t, char *buf, size_t n)
 {
+    char pbuf[PROC_PATH_MAX];
+    const char *path;
+
     if (!t.name)
         return flistxattr(t.fd, buf, n);
-    return syscall(SYS_listxattrat, t.fd, t.name, AT_SYMLINK_NOFOLLOW, buf, n);
+    if (!use_fallback()) {
+        ssize_t r = syscall(SYS_listxattrat, t.fd, t.name, AT_SYMLINK_NOFOLLOW, buf, n);
+        if (!xattrat_enosys(r))
+            return r;
+    }
+    path = proc_path(t, pbuf);
+    return path ? llistxattr(path, buf, n) : -1;
 }
 
 static ssize_t x_get(struct target t, const char *key, char *buf, size_t n)
 {
     struct us_xattr_args a = {(uint64_t)(uintptr_t)buf, (uint32_t)n, 0};
+    char pbuf[PROC_PATH_MAX];
+    const char *path;
 
     if (!t.name)
         return fgetxattr(t.fd, key, buf, n);
-    return syscall(SYS_getxattrat, t.fd, t.name, AT_SYMLINK_NOFOLLOW, key, &a, sizeof a);
+    if (!use_fallback()) {
+        ssize_t r = syscall(SYS_getxattrat, t.fd, t.name, AT_SYMLINK_NOFOLLOW, key, &a, sizeof a);
+        if (!xattrat_enosys(r))
+            return r;
+    }
+    path = proc_path(t, pbuf);
+    return path ? lgetxattr(path, key, buf, n) : -1;
 }
 
 static int x_set(struct target t, const char *key, const char *val, size_t n)
 {
     struct us_xattr_args a = {(uint64_t)(uintptr_t)val, (uint32_t)n, 0};
+    char pbuf[PROC_PATH_MAX];
+    const char *path;
 
     if (!t.name)
         return fsetxattr(t.fd, key, val, n, 0);
-    return (int)syscall(SYS_setxattrat, t.fd, t.name, AT_SYMLINK_NOFOLLOW, key, &a, sizeof a);
+    if (!use_fallback()) {
+        long r = syscall(SYS_setxattrat, t.fd, t.name, AT_SYMLINK_NOFOLLOW, key, &a, sizeof a);
+        if (!xattrat_enosys(r))
+            return (int)r;
+    }
+    path = proc_path(t, pbuf);
+    return path ? lsetxattr(path, key, val, n, 0) : -1;
 }
 
 static int x_remove(struct target t, const char *key)
 {
+    char pbuf[PROC_PATH_MAX];
+    const char *path;
+
     if (!t.name)
         return fremovexattr(t.fd, key);
-    return (int)syscall(SYS_removexattrat, t.fd, t.name, AT_SYMLINK_NOFOLLOW, key);
+    if (!use_fallback()) {
+        long r = syscall(SYS_removexattrat, t.fd, t.name, AT_SYMLINK_NOFOLLOW, key);
+        if (!xattrat_enosys(r))
+            return (int)r;
+    }
+    path = proc_path(t, pbuf);
+    return path ? lremovexattr(path, key) : -1;
 }
 
-static bool no_xattr_support(int e)
+/* Nothing to copy or clear: the file system has no xattrs.  ENOSYS counts
+ * only by fd (as libattr's copy); by name it means no way was left. */
+static bool no_xattr_support(struct target t, int e)
 {
-    return e == ENOTSUP || e == ENOSYS;
+    return e == ENOTSUP || (e == ENOSYS && !t.name);
 }
 
 /* List the source's xattr names into buf (XATTR_MAX bytes); 0 when the
@@ -85,7 +182,7 @@ ssize_t list_xattrs(struct target src, char *buf, struct meta *m)
     ssize_t n = x_list(src, buf, XATTR_MAX);
 
     if (n < 0) {
-        if (!no_xattr_support(errno))
+        if (!no_xattr_support(src, errno))
             note(m, -errno, US_OP_XATTR_LIST);
         return 0;
     }
@@ -123,7 +220,7 @@ void copy_acls(struct target src, struct target dst, const char *list, ssize_t n
         if (list_has(list, n, ACL_NAMES[k]))
             copy_one_xattr(src, dst, ACL_NAMES[k], val, m);
         else if (clear && x_remove(dst, ACL_NAMES[k]) < 0 && errno != ENODATA &&
-                 !no_xattr_support(errno))
+                 !no_xattr_support(dst, errno))
             note(m, -errno, US_OP_XATTR_SET);
     }
 }

@@ -7,4 +7,5 @@
 - cli: running the CLI and cp, checking stderr lines
 - users: running as another user or in a forked child, `api_copy`, world-usable tmp dirs
 - system: mounts (tmpfs, ramfs, loop file systems), commands that must succeed, fd counts
+- sandbox: running a command under a seccomp filter (chosen syscalls fail with a chosen errno)
 """

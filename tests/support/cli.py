@@ -20,8 +20,12 @@ def run_cli(
     env: dict[str, str] | None = None,
     timeout: float = 240,
     module: str = "uringsync",
+    wrap: Callable[[list[bytes]], list[bytes]] | None = None,
 ) -> tuple[int, bytes, bytes]:
-    """Run `python -m uringsync ARGS...`; bytes args are passed through as is."""
+    """Run `python -m uringsync ARGS...`; bytes args are passed through as is.
+
+    `wrap` turns that argv into the one to run (e.g. under a seccomp filter:
+    `wrap=lambda argv: seccomp_argv(rules, argv)`, see support/sandbox.py)."""
 
     def pre() -> None:
         if nofile is not None:
@@ -30,6 +34,8 @@ def run_cli(
             preexec_fn()
 
     argv: list[bytes] = [b(sys.executable), b"-m", module.encode(), *[b(a) for a in args]]
+    if wrap is not None:
+        argv = wrap(argv)
     e = dict(os.environ)
     e.pop("PYTHONWARNINGS", None)
     if env:
