@@ -620,7 +620,9 @@ def check_stopped_copy(want: dict[bytes, Any], dst: bytes) -> None:
 @pytest.mark.parametrize(
     "how", ["sigint_group", "sigterm_main"], ids=["SIGINT-to-group", "SIGTERM-to-main"]
 )
-def test_stop(tmp: bytes, stop_src: tuple[bytes, dict[bytes, Any]], how: str) -> None:
+def test_stop(
+    tmp: bytes, stop_src: tuple[bytes, dict[bytes, Any]], how: str, engine_name: str
+) -> None:
     """Ctrl-C (SIGINT to the whole process group, as a terminal sends it)
     or SIGTERM to the main process only: exit 130 within 2 s, 'stopped' on
     stderr, no worker left behind, no partial file in the destination."""

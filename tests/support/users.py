@@ -33,6 +33,8 @@ def _warm_imports() -> None:
         return
     import traceback  # noqa: F401
 
+    import psutil  # noqa: F401  (uringsync.pool imports it when a copy starts)
+
     import uringsync
 
     with contextlib.suppress(ImportError):
