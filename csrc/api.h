@@ -209,6 +209,10 @@ void us_ring_free(struct us_ring *r);
 void us_ring_get_info(struct us_ring *r, struct us_ring_info *info);
 /* 1 when the kernel supports io_uring opcode `op`, per the start-up probe. */
 int us_ring_has_op(struct us_ring *r, int op);
+/* Act as if the kernel lacked io_uring opcode `op` (one the io_uring backend
+ * checks as it issues: SYMLINKAT, LINKAT, FGETXATTR, FSETXATTR): its step then
+ * runs as the plain syscall, as on an older kernel.  For tests. */
+void us_ring_forget_op(struct us_ring *r, int op);
 /* Files at least this big use copy_file_range (UINT64_MAX: never). */
 void us_ring_set_copy_range_min(struct us_ring *r, uint64_t n);
 /* The file system type (statfs f_type magic) of an open fd, or -errno. */

@@ -152,6 +152,14 @@ int us_ring_has_op(struct us_ring *r, int op)
     return op >= 0 && op < 256 && r->ops[op];
 }
 
+void us_ring_forget_op(struct us_ring *r, int op)
+{
+    if (op >= 0 && op < 256 && r->ops[op]) {
+        r->ops[op] = 0;
+        r->nops--;
+    }
+}
+
 void us_ring_set_copy_range_min(struct us_ring *r, uint64_t n)
 {
     r->cfg.copy_range_min = n;

@@ -487,3 +487,35 @@ def test_set_meta_fd_bad_fd() -> None:
     )
     assert ret == -errno.EBADF
     assert op == "chown"
+
+
+# ---------------------------------------------- io_uring ops an old kernel lacks
+
+
+@root_only
+@pytest.mark.parametrize("missing", ["SYMLINKAT", "LINKAT", "FGETXATTR"])
+def test_missing_opcode_runs_as_plain_syscall(dirs: Dirs, missing: str) -> None:
+    """A kernel whose probe lacks an opcode (SYMLINKAT and LINKAT before 5.15,
+    F*XATTR before 5.19): the step runs as the plain syscall, same result."""
+    write_file(dirs.src + b"/f", rand_bytes(70_000, "f"), 0o640)
+    os.setxattr(dirs.src + b"/f", b"user.a", b"1" * 300)
+    os.setxattr(dirs.src + b"/f", b"trusted.b", b"")
+    os.symlink(b"f", dirs.src + b"/lnk")
+    with Ring(engine="io_uring") as r:
+        r.forget_op(missing)
+        if missing == "FGETXATTR":
+            r.forget_op("FSETXATTR")
+        assert not r.has_op(missing)
+        failed, _b = run_jobs(r, dirs, [b"f", b"lnk"], flags=ALL_META | engine.P_XATTR)
+        assert failed == 0
+        # a hard link to the copy, made by the LINKAT step
+        b = Batch(1)
+        st = engine.stat_at(dirs.dfd, b"f")
+        b.add(dirs.dfd, b"f", dirs.dfd, b"f2", st, engine.T_HARDLINK, 0, 0o7777)
+        assert r.run(b) == 0
+    assert_copied(dirs, b"f")
+    assert_copied(dirs, b"lnk")
+    assert os.readlink(dirs.dst + b"/lnk") == b"f"
+    for k in (b"user.a", b"trusted.b"):
+        assert os.getxattr(dirs.dst + b"/f", k) == os.getxattr(dirs.src + b"/f", k)
+    assert os.stat(dirs.dst + b"/f2").st_ino == os.stat(dirs.dst + b"/f").st_ino

@@ -412,6 +412,11 @@ class Ring:
             opcode = IORING_OPS[opcode]
         return bool(lib.us_ring_has_op(self.ptr, opcode))
 
+    def forget_op(self, opcode: str) -> None:
+        """Run this io_uring opcode's step as a plain syscall from now on, as
+        on a kernel without it (tests: SYMLINKAT, LINKAT, FGETXATTR, FSETXATTR)."""
+        lib.us_ring_forget_op(self.ptr, IORING_OPS[opcode])
+
     def set_copy_range_min(self, n: int) -> None:
         lib.us_ring_set_copy_range_min(self.ptr, n)
 
