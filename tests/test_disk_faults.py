@@ -139,29 +139,50 @@ def test_source_read_eio_mid_file(src_disk: FaultDisk, tmp: bytes, jobs: str | N
     assert_outcome(src, cp_dst, files, {bad})
 
 
-def test_source_read_eio_split_big_file(src_disk: FaultDisk, tmp: bytes) -> None:
-    """A big file split into ranges over two workers; one range hits the bad
-    block.  Small split sizes (Tuning) stand in for the 64 MiB files that
-    the command line splits."""
-    bad = b"big.bin"
-    files = source_files(b"sub/ok.bin")
-    files[bad] = rand_bytes(4 * MiB, "big")
-    src = bad_source(src_disk, files, bad, 2 * MiB + 260 * KiB)
-    dst = p(tmp, b"dst")
+def split_tuning() -> tuple[dict[bytes, bool], walker_mod.Tuning]:
+    """Files of 1 MiB and more split in 256 KiB ranges (the command line
+    splits at 64 MiB), and which files were split."""
     split: dict[bytes, bool] = {}
 
     def on_trace(_w: walker_mod.Walker, ev: walker_mod.Trace) -> None:
         if ev.kind == "big_split":
             split[ev.name] = bool(ev.split)
 
-    tuning = walker_mod.Tuning(split_min=1 * MiB, range_size=256 * KiB, on_trace=on_trace)
-    res = uringsync.copy(src, dst, archive=True, jobs=2, _tuning=tuning)
+    return split, walker_mod.Tuning(split_min=MiB, range_size=256 * KiB, on_trace=on_trace)
+
+
+def assert_one_error(res: uringsync.Result, path: bytes, op: str, reason: str) -> None:
+    assert res.exit_code == 23, res.errors
+    assert [(e.path, e.op) for e in res.errors] == [(path, op)], res.errors
+    assert res.errors[0].message.endswith(reason), res.errors[0]
+
+
+BIG = 4 * MiB + 3000  # an unaligned tail: with O_DIRECT, copied by the walker at the end
+
+
+@pytest.mark.parametrize(
+    ("direct", "off"),
+    [
+        pytest.param(False, 2 * MiB + 260 * KiB, id="range"),
+        pytest.param(True, 4 * MiB, id="direct-tail"),
+    ],
+)
+def test_source_read_eio_split_big_file(
+    src_disk: FaultDisk, tmp: bytes, direct: bool, off: int
+) -> None:
+    """A big file split into ranges over two workers; the bad block is in
+    one range, or in the tail the walker copies after them (O_DIRECT)."""
+    bad = b"big.bin"
+    files = source_files(b"sub/ok.bin")
+    files[bad] = rand_bytes(BIG, "big")
+    src = bad_source(src_disk, files, bad, off)
+    dst = p(tmp, b"dst")
+    split, tuning = split_tuning()
+    res = uringsync.copy(src, dst, archive=True, jobs=2, direct=direct, _tuning=tuning)
     assert split.get(bad), f"not split: {split!r}"
     assert res.workers == 2
     assert any(ln.startswith("EIO read") for ln in src_disk.injected())
-    assert res.exit_code == 23, res.errors
-    assert [(e.path, e.op, e.errno) for e in res.errors] == [(p(src, bad), "read", 5)]
-    assert res.errors[0].message.endswith("Input/output error")
+    assert_one_error(res, p(src, bad), "read", "Input/output error")
     assert_outcome(src, dst, files, {bad})
     assert not os.path.exists(p(dst, bad)), "the partial copy was not removed"
 
@@ -213,6 +234,59 @@ def test_destination_write_eio(tmp_path, tmp: bytes, jobs: str | None) -> None: 
         assert 512 * KiB < len(cp_data) < MiB, len(cp_data)
         assert cp_data != files[bad][: len(cp_data)], "cp's partial copy holds the lost block"
         assert os.stat(p(cp_dst, bad)).st_mtime_ns != OLD_NS
+
+
+@pytest.mark.parametrize(
+    ("direct", "off"),
+    [
+        pytest.param(False, 2 * MiB, id="range"),
+        pytest.param(True, 4 * MiB - 8 * KiB, id="direct"),
+    ],
+)
+def test_destination_write_eio_split_big_file(tmp_path, tmp: bytes, direct: bool, off: int) -> None:  # type: ignore[no-untyped-def]
+    bad = b"big.bin"
+    files = source_files(b"sub/ok.bin")
+    files[bad] = poisoned(BIG, off, "big")
+    src = p(tmp, b"src")
+    make_tree(src, files)
+    with fault_disk(tmp_path / "dst", mount_opts="sync") as d:
+        d.fail_writes_of()
+        dst = p(d.mnt, b"dst")
+        split, tuning = split_tuning()
+        res = uringsync.copy(src, dst, archive=True, jobs=2, direct=direct, _tuning=tuning)
+        assert split.get(bad), f"not split: {split!r}"
+        assert any(ln.startswith("EIO write") for ln in d.injected())
+        assert_one_error(res, p(dst, bad), "write", "Input/output error")
+        d.clear()
+        d.remount()
+        assert_outcome(src, dst, files, {bad})
+        assert not os.path.exists(p(dst, bad)), "the partial copy was not removed"
+
+
+@pytest.mark.parametrize("side", ["source", "destination"])
+def test_eio_through_copy_file_range(tmp_path, side: str) -> None:  # type: ignore[no-untyped-def]
+    """The in-kernel copy (copy_range_min=0; source and destination on one
+    ext4, as copy_file_range wants) meets the bad block."""
+    bad = b"sub/bad.bin"
+    files = dst_files(bad)
+    with fault_disk(tmp_path / "disk", mount_opts="sync") as d:
+        src, dst = p(d.mnt, b"src"), p(d.mnt, b"dst")
+        if side == "source":
+            bad_source(d, files, bad, 600 * KiB)
+            kind = "EIO read"
+        else:
+            make_tree(src, files)
+            d.fail_writes_of()
+            kind = "EIO write"
+        res = uringsync.copy(src, dst, archive=True, jobs=0, copy_range_min=0)
+        assert any(ln.startswith(kind) for ln in d.injected())
+        # one step for both ends: reported with the destination, both named
+        assert_one_error(res, p(dst, bad), "copy_file_range", "Input/output error")
+        assert p(src, bad).decode() in res.errors[0].message
+        d.clear()
+        d.remount()
+        assert_outcome(src, dst, files, {bad})
+        assert not os.path.exists(p(dst, bad)), "the partial copy was not removed"
 
 
 @pytest.mark.parametrize("jobs", [0, 2])
