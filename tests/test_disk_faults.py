@@ -269,13 +269,14 @@ def test_eio_through_copy_file_range(tmp_path, side: str) -> None:  # type: igno
     ext4, as copy_file_range wants) meets the bad block."""
     bad = b"sub/bad.bin"
     files = dst_files(bad)
-    with fault_disk(tmp_path / "disk", mount_opts="sync") as d:
+    with fault_disk(tmp_path / "disk") as d:
         src, dst = p(d.mnt, b"src"), p(d.mnt, b"dst")
         if side == "source":
             bad_source(d, files, bad, 600 * KiB)
             kind = "EIO read"
         else:
             make_tree(src, files)
+            d.remount("sync")  # the tree is written; now write() fails itself
             d.fail_writes_of()
             kind = "EIO write"
         res = uringsync.copy(src, dst, archive=True, jobs=0, copy_range_min=0)
