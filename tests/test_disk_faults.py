@@ -25,10 +25,9 @@ from tests.support.faultdisk import POISON, FaultDisk, drop_caches, fault_disk
 from tests.support.trees import rand_bytes, write_file
 from uringsync import walker as walker_mod
 
-# every fault is met by both engines (conftest.engine_name)
-pytestmark = pytest.mark.usefixtures("engine_name")
 
-pytestmark = root_only
+# root; every fault is met by both engines (conftest.engine_name)
+pytestmark = [root_only, pytest.mark.usefixtures("engine_name")]
 
 OLD_NS = 1_000_000_000 * 10**9 + 123_456_789  # 2001-09-09: the sources' mtime
 EIO_TEXT = b"Input/output error"
