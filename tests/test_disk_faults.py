@@ -25,7 +25,6 @@ from tests.support.faultdisk import POISON, FaultDisk, drop_caches, fault_disk
 from tests.support.trees import rand_bytes, write_file
 from uringsync import walker as walker_mod
 
-
 # root; every fault is met by both engines (conftest.engine_name)
 pytestmark = [root_only, pytest.mark.usefixtures("engine_name")]
 

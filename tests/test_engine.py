@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from tests.support.base import O_DIR, MiB, root_only
+from tests.support.base import NOBODY, O_DIR, MiB, root_only
 from tests.support.compare import snapshot
 from tests.support.system import count_fds
 from tests.support.trees import rand_bytes, set_tree_times, write_file
-from tests.support.users import in_child
+from tests.support.users import as_user, in_child
 from uringsync import engine
 from uringsync.engine import Batch, Ring, ffi, lib
 
@@ -519,3 +519,44 @@ def test_missing_opcode_runs_as_plain_syscall(dirs: Dirs, missing: str) -> None:
     for k in (b"user.a", b"trusted.b"):
         assert os.getxattr(dirs.dst + b"/f", k) == os.getxattr(dirs.src + b"/f", k)
     assert os.stat(dirs.dst + b"/f2").st_ino == os.stat(dirs.dst + b"/f").st_ino
+
+
+@root_only
+@pytest.mark.parametrize("limit", [0, 1 * MiB])
+def test_low_memlock(world: bytes, limit: int) -> None:
+    """An unprivileged user (no CAP_IPC_LOCK) with a low RLIMIT_MEMLOCK:
+    with none at all, io_uring_setup itself fails (ENOMEM) and auto copies
+    with threads; with 1 MiB the ring is made but its buffers cannot be
+    registered (pinned), so plain READ/WRITE run on them.  Same copy."""
+    src, dst = world + b"/src", world + b"/dst"
+    os.mkdir(src)
+    os.mkdir(dst)
+    write_file(src + b"/f", rand_bytes(300_000, "memlock"), 0o644)
+    for path in (src, dst, src + b"/f"):
+        os.chown(path, NOBODY, NOBODY)
+
+    def copy() -> tuple[int, str, int, bool, int]:
+        resource.setrlimit(resource.RLIMIT_MEMLOCK, (limit, limit))
+        forced = 0
+        try:
+            Ring(engine="io_uring").close()
+        except OSError as e:
+            forced = e.errno or 0
+        d = Dirs(world)
+        try:
+            with Ring(engine="auto") as r:
+                info = r.info()
+                failed, _b = run_jobs(r, d, [b"f"], flags=engine.P_TIMES | engine.P_MODE)
+        finally:
+            d.close()
+        return forced, info.engine, info.uring_err, info.fixed_buffers, failed
+
+    forced, name, uring_err, fixed, failed = as_user(copy)
+    if limit == 0:
+        assert (forced, name, uring_err) == (errno.ENOMEM, "threads", errno.ENOMEM)
+    else:
+        assert (forced, name, uring_err) == (0, "io_uring", 0)
+        assert not fixed  # the limit really bit
+    assert failed == 0
+    with open(src + b"/f", "rb") as a, open(dst + b"/f", "rb") as b_:
+        assert a.read() == b_.read()
