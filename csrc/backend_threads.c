@@ -330,10 +330,10 @@ static void th_openat(struct us_ring *r, uint64_t ud, int dirfd, const char *nam
     issue(r, t, link != 0);
 }
 
-static void th_read(struct us_ring *r, uint64_t ud, int fd, int buf, uint32_t boff, uint32_t len,
-                    uint64_t off)
+static void rw_op(struct us_ring *r, uint64_t ud, enum top_kind kind, int fd, int buf,
+                  uint32_t boff, uint32_t len, uint64_t off)
 {
-    struct top *t = new_op(r, ud, K_READ);
+    struct top *t = new_op(r, ud, kind);
 
     t->fd = fd;
     t->p = buf_addr(r, buf) + boff;
@@ -342,16 +342,16 @@ static void th_read(struct us_ring *r, uint64_t ud, int fd, int buf, uint32_t bo
     issue(r, t, false);
 }
 
+static void th_read(struct us_ring *r, uint64_t ud, int fd, int buf, uint32_t boff, uint32_t len,
+                    uint64_t off)
+{
+    rw_op(r, ud, K_READ, fd, buf, boff, len, off);
+}
+
 static void th_write(struct us_ring *r, uint64_t ud, int fd, int buf, uint32_t boff, uint32_t len,
                      uint64_t off)
 {
-    struct top *t = new_op(r, ud, K_WRITE);
-
-    t->fd = fd;
-    t->p = buf_addr(r, buf) + boff;
-    t->len = len;
-    t->off = off;
-    issue(r, t, false);
+    rw_op(r, ud, K_WRITE, fd, buf, boff, len, off);
 }
 
 static void th_statx(struct us_ring *r, uint64_t ud, int dirfd, const char *name, int flags,
