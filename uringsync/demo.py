@@ -101,12 +101,13 @@ def run(keep: bool = False, say: Callable[[str], None] = print) -> int:
             base / "copy-uringsync",
             archive=True,
             on_error=lambda e: errors.append(e.message),
+            on_notice=lambda m: say(f"uringsync: {m}"),
         )
         t_us = time.monotonic() - t0
         say(
             f"uringsync cp -a: {res.files} files, {res.dirs} dirs, {res.symlinks} symlinks, "
             f"{res.links} hard links, {res.specials} special files, "
-            f"{res.bytes / 1e6:.1f} MB in {t_us:.2f} s, exit {res.exit_code}"
+            f"{res.bytes / 1e6:.1f} MB in {t_us:.2f} s with {res.engine}, exit {res.exit_code}"
         )
         for line in errors:
             say(f"  error: {line}")
