@@ -32,7 +32,7 @@
 #include <unistd.h>
 
 #define STOP_POLL_MS 50
-#define DEFAULT_THREADS 16u
+#define DEFAULT_THREADS 8u
 #define MAX_THREADS 256u
 
 /* The default, or URINGSYNC_THREADS from the environment: a hidden knob
