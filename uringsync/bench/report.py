@@ -119,7 +119,7 @@ def progress_line(r: Run) -> str:
     rss = f" rss {fmt_bytes(r.peak_rss)}" if r.peak_rss is not None else ""
     why = r.verify_error or r.stderr[-PROGRESS_STDERR:]
     state = "ok" if r.ok else f"FAILED (exit {r.exit_code}) {why}"
-    return f"{r.workload:8} {r.cache:4} r{r.round} {r.tool:13} {r.seconds:8.3f} s{rss}  {state}"
+    return f"{r.workload:8} {r.cache:4} r{r.round} {r.tool:17} {r.seconds:8.3f} s{rss}  {state}"
 
 
 def write_json(data: dict[str, Any], path: Path) -> None:
