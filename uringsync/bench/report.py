@@ -33,7 +33,7 @@ RATIO_TARGETS: dict[str, dict[tuple[str, str], float]] = {
 RSS_TARGET = 200 * 10**6  # bytes, summed over uringsync's processes ...
 RSS_TARGET_ENTRIES = 1_000_000  # ... when copying a tree of this many entries
 PROGRESS_STDERR = 300  # characters of a failed run's stderr in its progress line
-TABLE_WIDTH = 140  # the tables' least width (wider on a wider terminal)
+TABLE_WIDTH = 180  # the tables' least width (wider on a wider terminal)
 PLOT_DPI = 110
 
 
