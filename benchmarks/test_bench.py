@@ -146,9 +146,7 @@ def test_copy(
             "bytes": src.summary.bytes,
             "median_seconds": median,
             "ratio_to_cp": median / cp if cp else None,
-            "target_ratio": bench.RATIO_TARGETS.get((workload, cache))
-            if tool == "uringsync"
-            else None,
+            "target_ratio": bench.RATIO_TARGETS.get(tool, {}).get((workload, cache)),
             "peak_rss": peak,
         }
     )

@@ -32,8 +32,22 @@
 #include <unistd.h>
 
 #define STOP_POLL_MS 50
-#define DEFAULT_THREADS 16u
+#define DEFAULT_THREADS 8u
 #define MAX_THREADS 256u
+
+/* The default, or URINGSYNC_THREADS from the environment: a hidden knob
+ * for measuring (docs/benchmarks.md), not an option. */
+static unsigned default_threads(void)
+{
+    const char *s = getenv("URINGSYNC_THREADS");
+    char *end;
+    unsigned long n;
+
+    if (!s || !*s)
+        return DEFAULT_THREADS;
+    n = strtoul(s, &end, 10);
+    return *end || n == 0 || n > MAX_THREADS ? DEFAULT_THREADS : (unsigned)n;
+}
 
 enum top_kind {
     K_OPENAT,
@@ -218,7 +232,7 @@ static void th_fini(struct us_ring *r)
 static int th_init(struct us_ring *r, unsigned entries)
 {
     struct tstate *ts = calloc(1, sizeof *ts);
-    unsigned nth = r->cfg.threads ? r->cfg.threads : DEFAULT_THREADS;
+    unsigned nth = r->cfg.threads ? r->cfg.threads : default_threads();
     sigset_t all, old;
     int ret;
 

@@ -87,6 +87,60 @@ def test_every_tool_and_row_timed(tiny: tuple[Path, int, dict[str, Any]]) -> Non
     assert data["workloads"]["tree"]["summary"]["entries"] == 300
 
 
+def test_threads_backend_timed(tiny: tuple[Path, int, dict[str, Any]]) -> None:
+    """uringsync-threads is uringsync cp -a --engine threads, in the same rounds,
+    judged against its own targets."""
+    _, _, data = tiny
+    assert data["capabilities"]["engine"] is True
+    runs = [r for r in data["runs"] if r["tool"] == bench.THREADS_TOOL]
+    assert {r["workload"] for r in runs} == set(bench.WORKLOADS)
+    for r in runs:
+        assert "--engine threads" in r["command"], r["command"]
+        assert r["result"]["engine"] == "threads"
+    rows = {(r["workload"], r["cache"]): r for r in data["rows"]}
+    tree = rows["tree", "warm"]
+    assert tree["engines"][bench.THREADS_TOOL] == ["threads"]
+    target = bench.RATIO_TARGETS[bench.THREADS_TOOL]["tree", "warm"]
+    assert tree["targets"][bench.THREADS_TOOL] == target
+    ratio = tree["ratio_to_cp"][bench.THREADS_TOOL]
+    assert tree["ratios_ok"][bench.THREADS_TOOL] is (ratio <= target)
+    assert data["targets"]["ratio_to_cp"][bench.THREADS_TOOL]["tree/warm"] == target
+
+
+def _run(tool: str, seconds: float, ok: bool = True) -> bench.Run:
+    return bench.Run(
+        workload="tree", cache="cold", round=1, tool=tool, jobs=None, command="",
+        seconds=seconds, sync_seconds=0, exit_code=0 if ok else 1, exit_codes=[0],
+        peak_rss=None, peak_rss_source=None, maxrss_wait4=[], verified=None,
+        verify_error=None, copy="", stderr="", result=None,
+    )  # fmt: skip
+
+
+def test_threads_target_in_the_verdict() -> None:
+    us, thr = (bench.RATIO_TARGETS[t]["tree", "cold"] for t in ("uringsync", bench.THREADS_TOOL))
+    runs = [_run("cp", 10), _run("uringsync", 10 * us), _run("rsync", 20), _run("tar", 12)]
+    row = bench.summary_row("tree", "cold", runs)  # no threads runs: not judged
+    assert bench.THREADS_TOOL not in row["ratios_ok"] and row["passed"]
+    row = bench.summary_row("tree", "cold", [*runs, _run(bench.THREADS_TOOL, 10 * thr)])
+    assert row["ratios_ok"] == {"uringsync": True, bench.THREADS_TOOL: True} and row["passed"]
+    row = bench.summary_row("tree", "cold", [*runs, _run(bench.THREADS_TOOL, 10 * thr + 1)])
+    assert row["ratios_ok"][bench.THREADS_TOOL] is False and not row["passed"]
+    row = bench.summary_row("tree", "cold", [*runs, _run(bench.THREADS_TOOL, 1, ok=False)])
+    assert row["ratios_ok"][bench.THREADS_TOOL] is False and not row["passed"]
+
+
+def test_threads_only_where_cp_has_engine(tmp_path: Path) -> None:
+    """An older uringsync (no --engine in cp --help) still benches, without the tool."""
+    assert bench.THREADS_TOOL not in bench.session._tools_for("tree", 2, False, threads=False)
+    assert bench.THREADS_TOOL in bench.session._tools_for("tree", 2, False, threads=True)
+    caps = bench.Caps(json=True, jobs=True, engine=True)
+    (cmd,), dst = bench.tool_commands(bench.THREADS_TOOL, tmp_path / "s", tmp_path / "d", caps)
+    assert cmd[cmd.index("--engine") + 1] == "threads" and dst == tmp_path / "d"
+    (cmd,), _ = bench.tool_commands("uringsync", tmp_path / "s", tmp_path / "d", caps)
+    assert "--engine" not in cmd  # auto: io_uring where it can
+    assert bench.probe_uringsync().engine
+
+
 def test_jobs_sweep(tiny: tuple[Path, int, dict[str, Any]]) -> None:
     _, _, data = tiny
     if not data["capabilities"]["jobs"]:

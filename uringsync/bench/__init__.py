@@ -46,6 +46,7 @@ from uringsync.bench.report import (
     plot,
     plot_only,
     print_table,
+    summary_row,
     write_json,
 )
 from uringsync.bench.session import (
@@ -74,6 +75,7 @@ from uringsync.bench.spec import (
 )
 from uringsync.bench.tools import (
     CACHES,
+    THREADS_TOOL,
     TOOLS,
     Argv,
     Caps,
@@ -104,6 +106,7 @@ __all__ = [
     "RSS_TARGET",
     "RSS_TARGET_ENTRIES",
     "SCHEMA_VERSION",
+    "THREADS_TOOL",
     "TOOLS",
     "TOOL_LABELS",
     "WORKLOADS",
@@ -154,6 +157,7 @@ __all__ = [
     "space_plan",
     "spec_dict",
     "summarize",
+    "summary_row",
     "tool_commands",
     "uringsync_peak_rss",
     "uringsync_result",

@@ -33,10 +33,19 @@ from uringsync.bench.report import (
 )
 from uringsync.bench.sources import Source, ensure_source, warm_read
 from uringsync.bench.spec import WORKLOADS, Estimate, TreeSpec, estimate, spec_dict, workload_specs
-from uringsync.bench.tools import CACHES, TOOLS, Caps, Run, probe_uringsync, rss_method, run_one
+from uringsync.bench.tools import (
+    CACHES,
+    THREADS_TOOL,
+    TOOLS,
+    Caps,
+    Run,
+    probe_uringsync,
+    rss_method,
+    run_one,
+)
 from uringsync.bench.workspace import HOST_RESERVE, Workspace, mount_of
 
-SCHEMA_VERSION = 1  # of the JSON written
+SCHEMA_VERSION = 2  # of the JSON written (2: uringsync-threads, targets by tool)
 # room for copies: their estimated size times COPY_SLACK, plus these
 COPY_SLACK = 1.05
 ROUND_SLACK_BYTES = 64 * MiB
@@ -98,9 +107,10 @@ def jobs_list(cpus: int) -> list[int]:
     return sorted({cpus, *(1 << k for k in range(cpus.bit_length()) if 1 << k < cpus)})
 
 
-def _tools_for(name: str, cpus: int, sweep: bool) -> list[str]:
-    """The tools a round of workload ``name`` times (the tree: also the -j sweep)."""
-    tools = list(TOOLS)
+def _tools_for(name: str, cpus: int, sweep: bool, threads: bool = True) -> list[str]:
+    """The tools a round of workload ``name`` times (the tree: also the -j sweep);
+    ``threads``: with uringsync-threads (this uringsync's cp has --engine)."""
+    tools = [t for t in TOOLS if threads or t != THREADS_TOOL]
     if sweep and name == "tree":
         tools += [f"{SWEEP_TOOL}{j}" for j in jobs_list(cpus)]
     return tools
@@ -288,12 +298,18 @@ def run(opts: Options, say: Say = say_stderr) -> tuple[int, dict[str, Any]]:
             "uringsync": f"{Path(sys.executable).name} -m uringsync cp -a "
             + "".join(f"{shlex.quote(a)} " for a in opts.uringsync_args)
             + "--json SRC DST",
+            THREADS_TOOL: f"{Path(sys.executable).name} -m uringsync cp -a "
+            + "".join(f"{shlex.quote(a)} " for a in opts.uringsync_args)
+            + "--engine threads --json SRC DST",
             "cp": "cp -a SRC DST",
             "rsync": "rsync -aHAX SRC/ DST/",
             "tar": "tar --xattrs --acls -C PARENT -cf - NAME | tar --xattrs --acls -C DST -xpf -",
         },
         "targets": {
-            "ratio_to_cp": {f"{w}/{c}": t for (w, c), t in RATIO_TARGETS.items()},
+            "ratio_to_cp": {
+                tool: {f"{w}/{c}": t for (w, c), t in targets.items()}
+                for tool, targets in RATIO_TARGETS.items()
+            },
             "rsync_slower_than_uringsync": True,
             "peak_rss_bytes": RSS_TARGET,
             "peak_rss_at_entries": RSS_TARGET_ENTRIES,
@@ -311,6 +327,10 @@ def run(opts: Options, say: Say = say_stderr) -> tuple[int, dict[str, Any]]:
             notes.append("uringsync cp has no --json: its peak RSS is not reported")
         if opts.jobs_sweep and not caps.jobs:
             notes.append("uringsync cp has no -j/--jobs: files/s per worker count skipped")
+        if not caps.engine:
+            notes.append(
+                f"uringsync cp has no --engine: {THREADS_TOOL} (the threads backend) not timed"
+            )
         sweep = opts.jobs_sweep and caps.jobs
         sources = {name: ensure_source(ws, name, spec) for name, spec in specs.items()}
         release_pools()
@@ -322,7 +342,7 @@ def run(opts: Options, say: Say = say_stderr) -> tuple[int, dict[str, Any]]:
         data["rows"], data["workers"], data["rss_check"] = [], [], None
         for name in opts.workloads:
             src = sources[name]
-            tools = _tools_for(name, cpus, sweep)
+            tools = _tools_for(name, cpus, sweep, caps.engine)
             est = ests[name]
             for cache in caches:
                 for r in range(opts.rounds):

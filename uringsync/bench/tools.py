@@ -22,7 +22,10 @@ from uringsync.bench.sources import Source
 from uringsync.bench.verify import check_copy
 from uringsync.bench.workspace import Workspace, drop_caches
 
-TOOLS = ("uringsync", "cp", "rsync", "tar")
+# uringsync-threads: uringsync cp -a --engine threads (the backend for where
+# io_uring is blocked), timed only when this uringsync's cp has --engine
+THREADS_TOOL = "uringsync-threads"
+TOOLS = ("uringsync", THREADS_TOOL, "cp", "rsync", "tar")
 CACHES = ("cold", "warm")
 STDERR_KEPT = 2000  # bytes of a run's stderr kept in its record (the end)
 ERRORS_KEPT = 10  # errors kept from uringsync's --json object
@@ -31,10 +34,11 @@ CLEAR_REFS_PEAK_RSS = "5"  # to /proc/self/clear_refs: reset the peak resident s
 
 @dataclass
 class Caps:
-    """What this uringsync's ``cp`` takes (other changes add --json and -j)."""
+    """What this uringsync's ``cp`` takes (other changes add --json, -j and --engine)."""
 
     json: bool
     jobs: bool
+    engine: bool = False
 
 
 def probe_uringsync() -> Caps:
@@ -51,7 +55,7 @@ def probe_uringsync() -> Caps:
             + p.stderr.decode(errors="replace").strip()
         )
     text = p.stdout.decode(errors="replace")
-    return Caps(json="--json" in text, jobs="--jobs" in text)
+    return Caps(json="--json" in text, jobs="--jobs" in text, engine="--engine" in text)
 
 
 Argv = list[str | bytes]
@@ -68,8 +72,10 @@ def tool_commands(
     """The command(s) (several: a pipe) for one copy, and where the copy ends up.
     ``extra``: more options for uringsync cp (e.g. --direct)."""
     s, d = os.fsencode(src), os.fsencode(dst)
-    if tool == "uringsync":
+    if tool in ("uringsync", THREADS_TOOL):
         argv: Argv = [sys.executable, "-m", "uringsync", "cp", "-a", *extra]
+        if tool == THREADS_TOOL:
+            argv += ["--engine", "threads"]
         if caps.json:
             argv.append("--json")
         if jobs is not None:
@@ -217,7 +223,7 @@ class Run:
     workload: str
     cache: str
     round: int
-    tool: str  # "uringsync", "cp", "rsync", "tar", or "uringsync-jN"
+    tool: str  # one of TOOLS, or "uringsync-jN"
     jobs: int | None
     command: str
     seconds: float
@@ -270,7 +276,8 @@ def run_one(
     extra: Sequence[str] = (),
 ) -> Run:
     """One timed copy of ``source`` to a fresh destination, checked afterwards."""
-    base = "uringsync" if tool.startswith("uringsync") else tool
+    base = tool if tool in TOOLS else "uringsync"  # the -j sweep's uringsync-jN
+    us = base.startswith("uringsync")
     dst = ws.destination(label or f"{source.name}-{cache}-r{round_no + 1}-{tool}")
     cmds, copy = tool_commands(base, source.path, dst, caps, jobs, extra)
     if base == "tar":
@@ -278,7 +285,7 @@ def run_one(
     prepare(cache)
     out = execute(cmds)
     if (
-        base == "uringsync"
+        us
         and caps.json
         and out.exit_code != 0
         and b"--json" in out.stderr
@@ -292,8 +299,8 @@ def run_one(
     t = time.perf_counter()
     os.sync()
     sync_seconds = time.perf_counter() - t
-    result = uringsync_result(out.stdout) if base == "uringsync" and caps.json else None
-    if base == "uringsync":
+    result = uringsync_result(out.stdout) if us and caps.json else None
+    if us:
         peak = uringsync_peak_rss(out.stdout) if caps.json else None
         peak_src = "json" if peak is not None else None
     else:
