@@ -23,6 +23,7 @@ LAYERS = {
     "cpargs": 3,
     "walker": 4,
     "options": 5,
+    "itemize": 5,
     "pool": 6,
     "engine": 7,
     "steps": 8,
