@@ -24,6 +24,7 @@ LAYERS = {
     "walker": 4,
     "options": 5,
     "filters": 5,
+    "itemize": 5,
     "pool": 6,
     "engine": 7,
     "steps": 8,
