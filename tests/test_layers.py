@@ -21,6 +21,7 @@ LAYERS = {
     "bench": 1,
     "api": 2,
     "cpargs": 3,
+    "syncargs": 3,
     "walker": 4,
     "options": 5,
     "filters": 5,
