@@ -25,7 +25,7 @@
 /* a job only: the XXH3-128 digest of the file (src_dirfd, src_name), opened
  * O_NOFOLLOW (unless US_F_FOLLOW_SRC) and read to EOF; into hash_hi/hash_lo,
  * bytes = bytes read; dst is unused.  Failures: OPEN_SRC, STAT, TYPE (not a
- * regular file), READ */
+ * regular file), READ.  For regular files only: a FIFO's open would block */
 #define US_T_HASH 10
 
 /* ---- what to preserve (us_job.flags) ---- */
