@@ -34,7 +34,7 @@ ffibuilder.set_source(
     # relative: setuptools wants them so in an sdist; __main__ runs from HERE
     sources=[str(p.relative_to(HERE)) for p in sorted(CSRC.glob("*.c"))],
     include_dirs=[str(CSRC.relative_to(HERE))],
-    libraries=["uring"],
+    libraries=["uring", "xxhash"],
     extra_compile_args=CFLAGS,
     extra_link_args=LDFLAGS,
 )

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One set-up path for a fresh Debian 12 machine (root or sudo):
-#   system packages (liburing-dev, gcc and make to build; clang-format for the
-#   C lint; rsync, acl, attr, xfsprogs and btrfs-progs for the tests;
+#   system packages (liburing-dev, libxxhash-dev, gcc and make to build;
+#   clang-format for the C lint; xxhash (xxh128sum), rsync, acl, attr,
+#   xfsprogs and btrfs-progs for the tests;
 #   python3-seccomp, libseccomp's binding for /usr/bin/python3, with which
 #   tests/support/sandbox.py runs commands under a seccomp filter; fuse3
 #   and python3-pyfuse3, for the system python, for the fault disk of
@@ -14,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 need=()
-for pkg in liburing-dev rsync acl attr gcc make clang-format xfsprogs btrfs-progs python3-seccomp fuse3 python3-pyfuse3; do
+for pkg in liburing-dev libxxhash-dev xxhash rsync acl attr gcc make clang-format xfsprogs btrfs-progs python3-seccomp fuse3 python3-pyfuse3; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if ((${#need[@]})); then

@@ -22,6 +22,11 @@
  * dst_dirfd are the files' fds); no open, metadata or close: the walker owns
  * the file and splits a big one into ranges copied by several workers */
 #define US_T_RANGE 9
+/* a job only: the XXH3-128 digest of the file (src_dirfd, src_name), opened
+ * O_NOFOLLOW (unless US_F_FOLLOW_SRC) and read to EOF; into hash_hi/hash_lo,
+ * bytes = bytes read; dst is unused.  Failures: OPEN_SRC, STAT, TYPE (not a
+ * regular file), READ.  For regular files only: a FIFO's open would block */
+#define US_T_HASH 10
 
 /* ---- what to preserve (us_job.flags) ---- */
 #define US_P_OWNER 1
@@ -159,6 +164,9 @@ struct us_job {
     uint32_t tries;    /* engine-internal: opens retried after EMFILE */
     uint32_t state;    /* US_JOB_*, written by us_run as the job moves on */
     uint64_t off, len; /* US_T_RANGE: the byte range to copy */
+    /* US_T_HASH: the XXH3-128 digest (XXH128_hash_t's high64, low64; the
+     * canonical bytes, as xxh128sum prints them, are hi then lo, big-endian) */
+    uint64_t hash_hi, hash_lo;
 };
 
 /* A batch of jobs laid out in one block of memory: the jobs, copies of their

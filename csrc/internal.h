@@ -10,6 +10,7 @@
  *   meta.c           owner, xattrs, mode, ACLs, times in cp's order
  *   xattr.c          reading and writing xattrs and ACLs
  *   big.c            big files split into ranges
+ *   hash.c           a file's XXH3-128 digest (US_T_HASH)
  *   stat.c           struct us_stat from statx/fstat
  *   batch.c, stop.c  helpers for the worker pool
  */
@@ -180,6 +181,8 @@ enum tag {
     T_XGET,
     T_XSET,
     T_LINK,
+    T_HASH_OPEN,
+    T_HASH_READ,
 };
 
 struct chunk {
@@ -235,7 +238,8 @@ struct us_ring {
     int uring_err;           /* io_uring's set-up failed so (AUTO fell back) */
     struct statx *sx;
     unsigned *freesx;
-    struct us_done *done; /* us_cq_*: a ring buffer of done_cap (a power of 2) */
+    struct XXH3_state_s **hstates; /* US_T_HASH: one per slot (hash.c) */
+    struct us_done *done;          /* us_cq_*: a ring buffer of done_cap (a power of 2) */
     unsigned done_head, done_tail, done_cap;
 };
 
@@ -283,6 +287,8 @@ static inline void record(struct us_job *j, int err, int op)
 
 /* job.c */
 void finish(struct us_ring *r, struct slot *s);
+/* too many open files: put the job back and keep fewer in flight */
+void requeue(struct us_ring *r, struct slot *s);
 /* data.c */
 void start_data(struct us_ring *r, struct slot *s);
 void start_range(struct us_ring *r, struct slot *s);
@@ -291,6 +297,10 @@ void on_write(struct us_ring *r, struct slot *s, int c, int res);
 /* meta.c: the data is in: metadata, then close */
 void start_meta(struct us_ring *r, struct slot *s);
 void on_xattr(struct us_ring *r, struct slot *s, enum tag t, int res);
+/* hash.c */
+void start_hash(struct us_ring *r, struct slot *s);
+void on_hash_open(struct us_ring *r, struct slot *s, int res);
+void on_hash_read(struct us_ring *r, struct slot *s, int res);
 
 #pragma GCC visibility pop
 #endif

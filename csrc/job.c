@@ -12,7 +12,7 @@
  *   CLOSE dst (waited for: a close error means lost data), CLOSE src
  *
  * Symlinks (readlinkat, SYMLINKAT), hard links (LINKAT) and special files
- * (mknodat) are jobs too.  A destination that could not be written
+ * (mknodat) are jobs too, and so is a file's digest (hash.c).  A destination that could not be written
  * completely is unlinked, so nothing is left that looks complete.  Every
  * failure is kept in the job as -errno and the step (US_OP_*), and the run
  * goes on with the other jobs.
@@ -66,7 +66,7 @@ void finish(struct us_ring *r, struct slot *s)
 }
 
 /* Too many open files: put the job back and keep fewer in flight. */
-static void requeue(struct us_ring *r, struct slot *s)
+void requeue(struct us_ring *r, struct slot *s)
 {
     if (s->sfd >= 0)
         close(s->sfd);
@@ -365,6 +365,7 @@ static void start_job(struct us_ring *r, struct us_job *j)
     case US_T_BLK:
     case US_T_SOCK: do_special(r, s); break;
     case US_T_HARDLINK: submit_link(r, s); break;
+    case US_T_HASH: start_hash(r, s); break;
     default: fail(s, US_OP_TYPE, -EOPNOTSUPP); finish(r, s);
     }
 }
@@ -394,6 +395,8 @@ static void on_cqe(struct us_ring *r, uint64_t d, int res, void *arg)
     case T_XGET:
     case T_XSET: on_xattr(r, s, t, res); break;
     case T_LINK: on_link(r, s, res); break;
+    case T_HASH_OPEN: on_hash_open(r, s, res); break;
+    case T_HASH_READ: on_hash_read(r, s, res); break;
     }
 }
 

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <xxhash.h>
 
 void us_ring_free(struct us_ring *r)
 {
@@ -24,6 +25,10 @@ void us_ring_free(struct us_ring *r)
     free(r->retry);
     free(r->sx);
     free(r->freesx);
+    if (r->hstates)
+        for (unsigned i = 0; i < r->nslots; i++)
+            XXH3_freeState(r->hstates[i]);
+    free(r->hstates);
     free(r->done);
     free(r);
 }
@@ -80,11 +85,18 @@ struct us_ring *us_ring_new(const struct us_config *cfg, int *err)
     r->sx = calloc(r->nslots, sizeof *r->sx);
     r->freesx = calloc(r->nslots, sizeof *r->freesx);
     r->done = calloc(r->done_cap, sizeof *r->done);
+    r->hstates = calloc(r->nslots, sizeof *r->hstates);
     if (!r->freebufs || !r->slots || !r->freeslots || !r->retry || !r->sx || !r->freesx ||
-        !r->done) {
+        !r->done || !r->hstates) {
         ret = -ENOMEM;
         goto fail;
     }
+    /* the shared libxxhash: its state is opaque, so one allocation each */
+    for (unsigned i = 0; i < r->nslots; i++)
+        if (!(r->hstates[i] = XXH3_createState())) {
+            ret = -ENOMEM;
+            goto fail;
+        }
     for (unsigned i = 0; i < r->cfg.nbufs; i++)
         r->freebufs[i] = (int)(r->cfg.nbufs - 1 - i);
     r->nfree = r->cfg.nbufs;

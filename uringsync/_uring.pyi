@@ -81,6 +81,8 @@ class UsJob(CData, Protocol):
     state: int
     off: int
     len: int
+    hash_hi: int
+    hash_lo: int
 
 class JobArray(CData, Protocol):
     def __getitem__(self, i: int, /) -> UsJob: ...
@@ -176,6 +178,7 @@ class _Lib:
     US_T_SOCK: int
     US_T_HARDLINK: int
     US_T_RANGE: int
+    US_T_HASH: int
     # what to preserve, and flags (us_job.flags)
     US_P_OWNER: int
     US_P_MODE: int

@@ -43,6 +43,7 @@ T_BLK: int = lib.US_T_BLK
 T_SOCK: int = lib.US_T_SOCK
 T_HARDLINK: int = lib.US_T_HARDLINK
 T_RANGE: int = lib.US_T_RANGE
+T_HASH: int = lib.US_T_HASH  # a job only: the file's XXH3-128 digest
 JOB_QUEUED: int = lib.US_JOB_QUEUED
 JOB_STARTED: int = lib.US_JOB_STARTED
 JOB_DONE: int = lib.US_JOB_DONE
@@ -343,6 +344,38 @@ class Batch:
         """Indices back to the fds received (``us_batch_bind_fds``): 0 or -errno."""
         arr = ffi.new("int[]", fds) if fds else ffi.NULL
         return lib.us_batch_bind_fds(self.c, arr, len(fds))
+
+
+class JobError(OSError):
+    """A job's failure: errno, message and name as OSError, plus its step."""
+
+    def __init__(self, err: int, step: Step, name: bytes) -> None:
+        super().__init__(err, f"{step.name}: {os.strerror(err)}", name)
+        self.step = step
+
+
+def digest(job: UsJob) -> bytes:
+    """A US_T_HASH job's XXH3-128 digest, 16 bytes in canonical order (as
+    ``xxh128sum`` prints them: the high half first, big-endian)."""
+    return int(job.hash_hi).to_bytes(8, "big") + int(job.hash_lo).to_bytes(8, "big")
+
+
+def hash_files(ring: Ring, dirfd: int, names: list[bytes]) -> list[bytes | JobError]:
+    """The XXH3-128 digests of files in ``dirfd`` (never following a
+    symlink), read through the ring's engine, up to its queue depth of files
+    at once: a 16-byte digest each, or the JobError of its failing step."""
+    if not names:
+        return []
+    batch = Batch(len(names), sum(len(n) + 1 for n in names) + Batch.NAME_RESERVE)
+    st = ffi.new("struct us_stat *")
+    for name in names:
+        batch.add(dirfd, name, -1, name, st, T_HASH, 0, 0)
+    ring.run(batch)
+    out: list[bytes | JobError] = []
+    for i, name in enumerate(names):
+        j = batch.jobs[i]
+        out.append(JobError(-j.err, step_of(j.op), name) if j.err else digest(j))
+    return out
 
 
 class Ring:
