@@ -138,10 +138,18 @@ static int ret0(int ret)
     return ret < 0 ? -errno : ret;
 }
 
+/* Opens of existing files add O_NONBLOCK: a FIFO put where a file was
+ * scanned must not block a thread forever (the caller's fstat refuses it,
+ * as after io_uring's OPENAT); reads of regular files ignore the flag. */
+static int open_flags(int flags)
+{
+    return (flags & O_CREAT) ? flags : flags | O_NONBLOCK;
+}
+
 static int run_op(struct top *t)
 {
     switch (t->kind) {
-    case K_OPENAT: return ret0(openat(t->fd, t->s1, t->flags, t->mode));
+    case K_OPENAT: return ret0(openat(t->fd, t->s1, open_flags(t->flags), t->mode));
     case K_READ: {
         ssize_t n = pread(t->fd, t->p, t->len, (off_t)t->off);
         return n < 0 ? -errno : (int)n;
@@ -330,7 +338,7 @@ static bool try_here(struct tstate *ts, struct top *t)
         return true;
     }
     case K_OPENAT: {
-        struct open_how how = {.flags = (uint64_t)t->flags, .resolve = RESOLVE_CACHED};
+        struct open_how how = {.flags = (uint64_t)open_flags(t->flags), .resolve = RESOLVE_CACHED};
         long fd;
         if (ts->no_cached_open || (t->flags & (O_CREAT | O_TRUNC)))
             return false;
@@ -339,12 +347,13 @@ static bool try_here(struct tstate *ts, struct top *t)
             t->res = (int)fd;
             return true;
         }
-        if (errno == ENOSYS || errno == EINVAL || errno == E2BIG)
+        /* EAGAIN: not all cached.  Any other failure is retried by a
+         * thread with plain openat: openat2 may be what failed (ENOSYS
+         * before 5.6, EINVAL for RESOLVE_CACHED before 5.12, EPERM from a
+         * seccomp filter that predates it), and then it is not tried
+         * again. */
+        if (errno == ENOSYS || errno == EINVAL || errno == E2BIG || errno == EPERM)
             ts->no_cached_open = true;
-        else if (errno != EAGAIN) {
-            t->res = -errno;
-            return true;
-        }
         return false;
     }
     case K_WRITE: /* buffered: into the page cache, as cp's (NOWAIT is

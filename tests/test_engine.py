@@ -279,6 +279,30 @@ def test_source_vanished_after_scan(dirs: Dirs) -> None:
     assert os.listdir(dirs.dst) == [b"stays"]
 
 
+def test_fifo_in_place_of_scanned_file_does_not_block(dirs: Dirs) -> None:
+    """A FIFO put where a regular file was scanned: the open must not wait
+    for a writer (forever), the job fails as a type change."""
+    write_file(dirs.src + b"/f", b"data")
+
+    def run() -> tuple[int, int, int]:
+        signal.alarm(20)  # a blocked open ends this child, not the suite
+        with Ring() as r:
+            sc = r.scan(dirs.sfd)
+            os.unlink(dirs.src + b"/f")
+            os.mkfifo(dirs.src + b"/f")
+            b = Batch(1)
+            e = sc.entry(0)
+            b.add(dirs.sfd, sc.name_ptr(0), dirs.dfd, sc.name_ptr(0), ffi.addressof(e, "st"),
+                  e.st.type, ALL_META, 0o7777)  # fmt: skip
+            failed = r.run(b)
+        signal.alarm(0)
+        return failed, b.jobs[0].err, b.jobs[0].op
+
+    failed, err, op = in_child(run)
+    assert failed == 1 and err < 0, (failed, err, op)
+    assert not os.path.lexists(dirs.dst + b"/f")
+
+
 def test_symlink_vanished(dirs: Dirs) -> None:
     os.symlink(b"t", dirs.src + b"/lnk")
     st = engine.stat_at(dirs.sfd, b"lnk")

@@ -74,6 +74,20 @@ def test_seccomp_eperm_copies_system_trees_with_threads(tmp: bytes, jobs: str) -
 
 
 @root_only
+def test_seccomp_without_openat2(tmp: bytes) -> None:
+    """A profile that predates openat2 (EPERM): the threads engine's cached
+    opens fall back to openat, nothing fails."""
+    src = b"/usr/share/doc"
+    rules = {"io_uring_setup": errno.EPERM, "openat2": errno.EPERM}
+    rc, _out, err = run_cli(
+        "cp", "-a", src, tmp + b"/us", wrap=lambda argv: seccomp_argv(rules, argv)
+    )
+    assert rc == 0, err
+    assert assert_error_lines(err) == [NOTICE_EPERM]
+    rsync_clean(src, tmp + b"/us")
+
+
+@root_only
 def test_kernel_without_io_uring(tmp: bytes) -> None:
     """ENOSYS, as from a kernel built without io_uring: same copy, the
     notice names the reason."""
