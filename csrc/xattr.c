@@ -52,7 +52,7 @@ bool is_acl(const char *name)
 #endif
 
 /* Once per process (threads may race: they store the same values). */
-static int xattrat_missing; /* an *xattrat syscall answered ENOSYS */
+static int xattrat_missing; /* 0 not probed, 1 the *xattrat syscalls are missing, -1 there */
 static int proc_state;      /* /proc/self/fd: 0 not checked, 1 procfs, -1 not */
 
 #define PROC_FD "/proc/self/fd/"
@@ -72,7 +72,19 @@ static bool xattrat_enosys(long r)
 
 static bool use_fallback(void)
 {
-    return __atomic_load_n(&xattrat_missing, __ATOMIC_RELAXED) != 0;
+    int m = __atomic_load_n(&xattrat_missing, __ATOMIC_RELAXED);
+
+    if (m == 0) {
+        /* Probe once: the kernel lacks them (ENOSYS), or a seccomp filter
+         * that predates them refuses them (EPERM, as older Docker profiles
+         * answer unknown syscalls).  An EPERM on a real entry is the
+         * kernel's answer for that entry, so it is only trusted here, on
+         * "/", which every process may list. */
+        long r = syscall(SYS_listxattrat, AT_FDCWD, "/", AT_SYMLINK_NOFOLLOW, NULL, 0);
+        m = (r < 0 && (errno == ENOSYS || errno == EPERM)) ? 1 : -1;
+        __atomic_store_n(&xattrat_missing, m, __ATOMIC_RELAXED);
+    }
+    return m > 0;
 }
 
 /* The path by which the l*xattr calls reach (dirfd, name), in `buf` or the
