@@ -147,7 +147,7 @@ def copy(
         tuning=_tuning or Tuning(),
     )
     # decided once, before the workers are forked: they all run the same one
-    opts.engine, notice = pick_engine(engine)
+    opts.engine, notice = pick_engine(engine, queue_depth)
     if notice is not None and on_notice is not None:
         on_notice(notice)
     budget = fd_budget()  # raises RLIMIT_NOFILE before the workers are forked
@@ -187,7 +187,9 @@ def copy(
     )
 
 
-def pick_engine(requested: str | None) -> tuple[str, str | None]:
+def pick_engine(
+    requested: str | None, queue_depth: int = engine.DEFAULT_QUEUE_DEPTH
+) -> tuple[str, str | None]:
     """The engine a copy asked to run with ``requested`` runs with, and the
     notice when "auto" could not use io_uring.  CopyError when the engine
     asked for cannot run."""
@@ -195,7 +197,7 @@ def pick_engine(requested: str | None) -> tuple[str, str | None]:
     if requested not in engine.ENGINES:
         raise CopyError(f"invalid engine {requested!r}: use one of {', '.join(engine.ENGINES)}")
     try:
-        chosen, uring_err = engine.choose_engine(requested)
+        chosen, uring_err = engine.choose_engine(requested, queue_depth)
     except OSError as e:
         why = engine.uring_unavailable(e.errno or 0) if requested == "io_uring" else str(e)
         hint = "; --engine=threads copies without it" if requested == "io_uring" else ""

@@ -243,14 +243,15 @@ def uring_unavailable(err: int) -> str:
     return f"io_uring unavailable ({reason})"
 
 
-def choose_engine(requested: str) -> tuple[str, int]:
+def choose_engine(requested: str, queue_depth: int = DEFAULT_QUEUE_DEPTH) -> tuple[str, int]:
     """Which engine a copy asked for as ``requested`` will run, found by
-    setting up a small ring: ("io_uring" | "threads", errno of io_uring's
-    failure or 0).  Raises OSError when io_uring was asked for and cannot
-    be set up."""
+    setting up a ring of the copy's size (so a low RLIMIT_MEMLOCK that
+    refuses its rings refuses this one too): ("io_uring" | "threads", errno
+    of io_uring's failure or 0).  Raises OSError when io_uring was asked
+    for and cannot be set up."""
     if requested == "threads":
         return "threads", 0
-    with Ring(queue_depth=1, chunks_per_file=1, engine=requested, threads=1) as ring:
+    with Ring(queue_depth=queue_depth, engine=requested, threads=1) as ring:
         info = ring.info()
     return info.engine, info.uring_err
 

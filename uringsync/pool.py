@@ -100,13 +100,19 @@ class Pool:
             # after-fork hooks) would print a traceback there: the signals
             # wait, blocked, until the worker has its own handler
             old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-            pid = os.fork()
-            if pid == 0:  # the worker: never returns
-                parent.close()
-                for w in self.workers:
-                    w.sock.close()
-                _worker_main(child, self.batches, cpu, queue_depth, max_inflight, engine, old_mask)
-            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+            pid = -1
+            try:
+                pid = os.fork()
+                if pid == 0:  # the worker: never returns
+                    parent.close()
+                    for w in self.workers:
+                        w.sock.close()
+                    _worker_main(
+                        child, self.batches, cpu, queue_depth, max_inflight, engine, old_mask
+                    )
+            finally:
+                if pid != 0:  # the parent, whether fork worked or not
+                    signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
             child.close()
             self.workers.append(Worker(k, pid, cpu, parent))
 
