@@ -125,6 +125,8 @@ def check_json(out: str, c: Counts) -> dict[str, Any]:
     assert doc["files_per_s"] == pytest.approx(doc["files"] / doc["seconds"], **rate)
     assert isinstance(doc["workers"], int) and doc["workers"] >= 0
     assert isinstance(doc["peak_rss"], int) and doc["peak_rss"] >= 0
+    # io_uring works here: it ran, with no notice
+    assert (doc["engine"], doc["notice"]) == ("io_uring", None)
     return doc
 
 

@@ -68,6 +68,7 @@ def test_seccomp_eperm_copies_system_trees_with_threads(tmp: bytes, jobs: str) -
     assert assert_error_lines(err) == [NOTICE_EPERM]
     res = json.loads(out)
     assert res["engine"] == "threads"
+    assert "uringsync: " + res["notice"] == NOTICE_EPERM.decode()
     assert res["exit_code"] == 0
     os.mkdir(tmp + b"/cp")
     check_like_cp(SYSTEM_TREES, us, tmp + b"/cp")

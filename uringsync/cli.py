@@ -218,6 +218,7 @@ def result_json(res: api.Result) -> dict[str, Any]:
         "files_per_s": round(res.files / secs, 1) if secs > 0 else 0.0,
         "workers": res.workers,
         "engine": res.engine,
+        "notice": res.notice,
         "peak_rss": res.peak_rss,
         "exit_code": res.exit_code,
         "errors": [

@@ -412,10 +412,11 @@ class Ring:
         err = ffi.new("int *")
         ring = lib.us_ring_new(cfg, err)
         if ring == ffi.NULL:
-            if engine == "threads":
-                check(err[0], "ring set-up")
-            check(err[0], "io_uring_queue_init")
+            # "io_uring_queue_init" only when io_uring itself refused
+            check(err[0], "io_uring_queue_init" if engine == "io_uring" else "ring set-up")
         self._ring: UsRing | None = ring
+        # what a failure of the whole ring is named after
+        self._wait_call = "io_uring_enter" if self.info().engine == "io_uring" else "thread wait"
 
     def close(self) -> None:
         if self._ring is not None:
@@ -469,7 +470,7 @@ class Ring:
         scans = [Scan() for _ in range(n)]
         ptrs = ffi.new("struct us_scan *[]", [sc._sc for sc in scans])
         rets = ffi.new("long[]", n)
-        check(lib.us_scan_dirs(self.ptr, n, dirfds, ptrs, rets), "io_uring_enter")
+        check(lib.us_scan_dirs(self.ptr, n, dirfds, ptrs, rets), self._wait_call)
         out: list[Scan | OSError] = []
         for sc, ret in zip(scans, rets, strict=True):
             if ret < 0:
@@ -482,7 +483,7 @@ class Ring:
 
     def run(self, batch: Batch) -> int:
         """Copy every job in the batch; returns how many failed."""
-        return check(self.run_raw(batch), "io_uring_enter")
+        return check(self.run_raw(batch), self._wait_call)
 
     def run_raw(self, batch: Batch) -> int:
         """``us_run`` of the batch on this ring, its result also left in the
