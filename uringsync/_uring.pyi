@@ -149,7 +149,7 @@ class _FFI:
     @overload
     def new(
         self,
-        cdecl: Literal["int *", "int[]", "int[2]", "long[]", "uint64_t *"],
+        cdecl: Literal["int *", "int[]", "int[2]", "long[]", "uint64_t *", "uint32_t *"],
         init: int | Sequence[int] = ...,
     ) -> IntArray: ...
     def gc(self, cdata: _T, destructor: Callable[[_T], None]) -> _T: ...
