@@ -12,8 +12,12 @@
  *   CLOSE dst (waited for: a close error means lost data), CLOSE src
  *
  * Symlinks (readlinkat, SYMLINKAT), hard links (LINKAT) and special files
- * (mknodat) are jobs too, and so is a file's digest (hash.c).  A destination that could not be written
- * completely is unlinked, so nothing is left that looks complete.  Every
+ * (mknodat) are jobs too, and so is a file's digest (hash.c), an unlink
+ * (UNLINKAT) and an existing entry's metadata made to match (meta.c).  A
+ * copy with a final_name is made under its temporary dst_name and renamed
+ * over the final name (RENAMEAT) only when all of it succeeded.  A
+ * destination that could not be written completely is unlinked, so nothing
+ * is left that looks complete.  Every
  * failure is kept in the job as -errno and the step (US_OP_*), and the run
  * goes on with the other jobs.
  */
@@ -330,6 +334,14 @@ static void on_link(struct us_ring *r, struct slot *s, int res)
 
 /* ------------------------------------------- into place, out of the way */
 
+/* The step that completes the job succeeded after a stop failed it (it
+ * was in flight): what it did is done, so report that, not the stop. */
+static void done_despite_stop(struct slot *s)
+{
+    if (s->failed && s->fail_op == US_OP_STOPPED)
+        s->failed = false;
+}
+
 /* A copy made under a temporary name (us_job.final_name): closed, it is
  * renamed over the final name.  A failure before (the metadata's too: a
  * temporary with the wrong metadata must not replace anything) or of the
@@ -356,8 +368,7 @@ static void on_rename(struct us_ring *r, struct slot *s, int res)
         fail(s, US_OP_RENAME, res);
     } else {
         s->dst_created = false; /* the temporary name is gone */
-        if (s->fail_op == US_OP_STOPPED)
-            s->failed = false; /* a stop that came too late: the copy is in place */
+        done_despite_stop(s);
     }
     finish(r, s);
 }
@@ -465,6 +476,8 @@ static void on_cqe(struct us_ring *r, uint64_t d, int res, void *arg)
         s->pending--;
         if (res < 0)
             fail(s, US_OP_UNLINK, res);
+        else
+            done_despite_stop(s);
         finish(r, s);
         break;
     case T_IGNORE: r->closes_pending--; break;
