@@ -143,6 +143,8 @@ TYPE = BY_NAME["type"]
 NONE_STEP = BY_NAME["none"]
 CLOSE = BY_NAME["close"]
 SRC_CHANGED = BY_NAME["src_changed"]
+UNLINK = BY_NAME["unlink"]
+READLINK = BY_NAME["readlink"]
 UNKNOWN_JOB = BY_NAME["copy"]  # a job's code missing from the table
 UNKNOWN_META = BY_NAME["meta"]  # a metadata call's code missing from the table
 
