@@ -229,6 +229,7 @@ def _sync(
             min(budget[1], opts.queue_depth),
             opts.batch_size,
             opts.engine,
+            lazy=True,  # a sync with nothing to copy never forks them
         )
         if opts.jobs
         else None
