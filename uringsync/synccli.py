@@ -5,6 +5,7 @@ feel.  ``uringsync sync --help`` still goes through typer (cli.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from typing import Any
@@ -50,10 +51,21 @@ def run(argv: list[str]) -> int:
         if not json_out:
             out.write(msg.encode("utf-8", "surrogateescape") + b"\n")
 
+    bar = None
+    if sys.stderr.isatty() and not (a.verbose or a.itemize or json_out):
+        from uringsync.progress import SyncProgressBar  # rich only when it is needed
+
+        bar = SyncProgressBar()
     try:
-        res = syncapi.run_args(
-            a, on_itemize=on_itemize, on_info=on_info, on_error=_report, on_notice=err
-        )
+        with bar if bar is not None else contextlib.nullcontext():
+            res = syncapi.run_args(
+                a,
+                on_itemize=on_itemize,
+                on_info=on_info,
+                on_error=bar.error if bar is not None else _report,
+                on_notice=err,
+                progress=bar.progress if bar is not None else None,
+            )
     except api.CopyError as e:
         out.flush()
         err(str(e))

@@ -1025,6 +1025,12 @@ class Sync(Below):
                 continue
             self._delete_one(d, name, t)
 
+    def _count_deleted(self) -> None:
+        self.deleted += 1
+        self.totals.deleted += 1
+        if self.opts.progress:
+            self.opts.progress(Event("deleted", entries=1))
+
     def _may_delete(self) -> bool:
         so = self.so
         assert so is not None
@@ -1046,6 +1052,8 @@ class Sync(Below):
             return
         self._item(Change("delete", _FTYPE.get(t, "f"), path))
         self.totals.deleted += 1
+        if self.opts.progress:
+            self.opts.progress(Event("deleted", entries=1))
         if self.so is not None and not self.so.dry_run:
             self._unlink(d, name, False)
 
@@ -1097,8 +1105,7 @@ class Sync(Below):
                 self.error(path, steps.UNLINK, e.errno or E.EIO, steps.UNLINK.what(path, path))
                 return _DR_FAILED
         if not make_room:
-            self.deleted += 1
-            self.totals.deleted += 1
+            self._count_deleted()
             self._item(Change("delete", "d" if is_dir else "f", path + (b"/" if is_dir else b"")))
         return _DR_OK
 
