@@ -152,6 +152,7 @@ class Sync(Below):
     delete_skipped: int
     after: list[tuple[Dir, bytes, int]]  # --delete-after: (directory, name, type)
     _mask_cache: dict[int, int] | None
+    root_dev: tuple[int, int]  # -x: the device of the SRC being synced
 
     if TYPE_CHECKING:
 
@@ -213,6 +214,8 @@ class Sync(Below):
         """Sync the directory ``root`` (a child of ``top``) into its twin;
         ``rel`` is its path from the transfer root (b"" for SRC/)."""
         root.sync = SyncDir(rel, dst_st)
+        assert root.st is not None
+        self.root_dev = (int(root.st.dev_major), int(root.st.dev_minor))
         top.pending += 1
         stack = [root]
         per_scan = max(1, min(16, self.max_dirs // 4))
@@ -457,6 +460,8 @@ class Sync(Below):
             engine.copy_stat(st),
         )
         child.sync = SyncDir(rel, engine.copy_stat(dst_st) if dst_st is not None else None)
+        if self.opts.one_file_system and (int(st.dev_major), int(st.dev_minor)) != self.root_dev:
+            child.skip_contents = True  # -x: a mount point is made, empty
         if dst_st is None:
             self._item(Change("create", "d", rel))
             d.sync.modified = True
