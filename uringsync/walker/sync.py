@@ -1132,8 +1132,12 @@ class Sync(Below):
             if not recurse:
                 return _DR_NOT_EMPTY
             ret = _DR_OK
+            rules = self.rules if self.so is not None and not self.so.delete_excluded else None
             for ent, sub_is_dir in sorted(ents, reverse=True):  # rsync walks its list backwards
                 sub = path + b"/" + ent
+                if rules is not None and rules.excluded(sub, sub_is_dir):
+                    ret = _DR_NOT_EMPTY  # protected: kept, so the directory stays
+                    continue
                 emptied = False
                 if sub_is_dir:
                     emptied = self._delete_dir_contents(fd, ent, sub, True) == _DR_OK
