@@ -37,6 +37,7 @@ class LinkGroup:
         "st",
         "state",
         "waiting",
+        "xa",
     )
     QUEUED, DONE, FAILED = range(3)
 
@@ -54,6 +55,7 @@ class LinkGroup:
         self.path = b""
         self.dst_ino: InodeKey | None = None
         self.same: list[tuple[Dir, bytes, bytes]] = []  # twins waiting for -c's verdict
+        self.xa = 0  # sync -H: the D_ACL/D_XATTR bits of the leader's old file
 
 
 class Links(Below):

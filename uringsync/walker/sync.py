@@ -134,6 +134,19 @@ def missing_dir_fd() -> int:
     return os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
 
 
+def _link_order(
+    item: tuple[bytes, Stat, Stat | None, int], stale: int
+) -> tuple[int, tuple[int, ...]]:
+    """rsync's leader of a hard-link group comes first: the first name up
+    to date at the destination (no ``stale`` bit), else the first one there
+    at all, else the last name."""
+    v = item[3]
+    name = item[0]
+    if v & (engine.D_MISSING | engine.D_TYPE | engine.D_ERR):
+        return 2, tuple(255 - c for c in name) + (256,)  # the last name first
+    return (0 if not v & stale else 1), tuple(name)
+
+
 def _non_empty(fd: int) -> bool:
     with os.scandir(fd) as it:
         return any(True for _ in it)
@@ -367,6 +380,12 @@ class Sync(Below):
             gone = [(dsc.name(j), j) for j in range(dsc.n) if not matched[j]]
             if gone:
                 self._delete_in(d, dsc, gone)
+        if linked:
+            # rsync's choice: a hard-link group is led by a name already up
+            # to date at the destination, else one there at all, else by its
+            # last name
+            stale = masks.get(engine.T_REG, -1)
+            work.sort(key=lambda item: _link_order(item, stale))
         for name, stp, dst_st, v in work:
             self._sync_entry(d, name, stp, dst_st, v)
         subnames.sort()
@@ -505,8 +524,6 @@ class Sync(Below):
             return
         assert sd.dst_st is not None
         perms, owner, group, time = self._dir_attrs(d.st, sd.dst_st)
-        if sd.diff is not None:  # the match read the ACLs: -A's view of the mode
-            perms = so.perms and bool(sd.diff & engine.D_PERMS)
         flags = 0
         if perms:
             flags |= engine.P_MODE
@@ -645,7 +662,7 @@ class Sync(Below):
     ) -> None:
         so = self.so
         assert so is not None
-        perms, owner, group, _time = self._dir_attrs(st, dst_st, v)
+        perms, owner, group, _time = self._dir_attrs(st, dst_st)  # rsync: the raw mode here
         c = Change(
             "update",
             "f",
@@ -700,7 +717,9 @@ class Sync(Below):
         match found of those; None: a job compares them)."""
         so = self.so
         assert so is not None
-        perms, owner, group, time = self._dir_attrs(st, dst_st, v)
+        # rsync's mode comparison is -A's (group bits from the ACL) in a
+        # real run, the raw mode under -n
+        perms, owner, group, time = self._dir_attrs(st, dst_st, None if so.dry_run else v)
         if ftype == "L":
             perms = False
         flags = 0
@@ -804,6 +823,7 @@ class Sync(Below):
         if g is None:
             g = LinkGroup(key, d, name, engine.copy_stat(st))
             g.path = path
+            g.xa = (v or 0) & (engine.D_ACL | engine.D_XATTR)
             self.inodes[key] = g
             g.dst_ino = None
             if dst_st is not None and int(dst_st.type) == engine.T_REG:
@@ -828,7 +848,22 @@ class Sync(Below):
                 d.pending += 1
                 g.same.append((d, name, path))
                 return
-        self._item(Change("hardlink", "f", path, target=g.path, existed=dst_st is not None))
+        existed = dst_st is not None and int(dst_st.type) == engine.T_REG
+        c = Change("hardlink", "f", path, target=g.path, existed=existed)
+        if existed and dst_st is not None and v is not None:  # what the old file differed in
+            perms, owner, group, time = self._dir_attrs(st, dst_st)  # rsync: the raw mode here
+            c = dataclasses.replace(
+                c,
+                size=bool(v & engine.D_SIZE),
+                time=time,
+                perms=perms,
+                owner=owner,
+                group=group,
+                # rsync's a and x for a twin are its leader's old file's
+                acl=bool(g.xa & engine.D_ACL),
+                xattr=bool(g.xa & engine.D_XATTR),
+            )
+        self._item(c)
         if self.so is not None and self.so.dry_run:
             return
         d.pending += 1
