@@ -287,7 +287,7 @@ def _apply(st: _State, name: str, value: bytes | None, shown: str) -> None:
         elif name == "max-delete":
             st.set("max_delete", _int(shown, value, 0))
         elif name == "jobs":
-            st.set("jobs", _int(shown, value, 1))
+            st.set("jobs", _int(shown, value, 0))  # 0: no worker processes, as cp -j 0
         else:  # pragma: no cover - the tables above cover every name
             raise AssertionError(name)
 

@@ -144,6 +144,8 @@ class Walker(Sync, Visit, BigFiles, Links, Dispatch, Dirs, Reporting):
         self.after = []
         self._mask_cache = None
         self.root_dev = (0, 0)
+        self.dst_dirs = set()
+        self.made_dst = None
 
     def set_destination(self, dst_fd: int, copy_range_min: int | None) -> None:
         """Per command-line argument: the data path and reflinks suit the

@@ -66,11 +66,30 @@ _DR_OK, _DR_FAILED, _DR_AT_LIMIT, _DR_NOT_EMPTY = range(4)
 IO_ERROR_MSG = "IO error encountered -- skipping file deletion"
 
 
+class _TempNames:
+    """Suffixes for temporary names: a random start per run, then counted
+    (cheaper than drawing six random characters per file; a name already
+    taken is only ever one of ours, which the create replaces)."""
+
+    def __init__(self) -> None:
+        self.n = secrets.randbelow(len(_ALNUM) ** TEMP_RAND)
+
+    def next(self) -> bytes:
+        self.n = (self.n + 1) % len(_ALNUM) ** TEMP_RAND
+        n, out = self.n, bytearray()
+        for _ in range(TEMP_RAND):
+            n, k = divmod(n, len(_ALNUM))
+            out.append(_ALNUM[k])
+        return bytes(out)
+
+
+_temp = _TempNames()
+
+
 def temp_name(name: bytes) -> bytes:
     """``.NAME.uringsync-XXXXXX``, NAME cut to fit NAME_MAX."""
-    rand = bytes(secrets.choice(_ALNUM) for _ in range(TEMP_RAND))
     room = NAME_MAX - 1 - len(TEMP_TAG) - TEMP_RAND
-    return b"." + name[:room] + TEMP_TAG + rand
+    return b"." + name[:room] + TEMP_TAG + _temp.next()
 
 
 def is_temp_name(name: bytes) -> bool:
@@ -143,7 +162,7 @@ def _link_order(
     v = item[3]
     name = item[0]
     if v & (engine.D_MISSING | engine.D_TYPE | engine.D_ERR):
-        return 2, tuple(255 - c for c in name) + (256,)  # the last name first
+        return 2, (*(255 - c for c in name), 256)  # the last name first
     return (0 if not v & stale else 1), tuple(name)
 
 
@@ -167,6 +186,8 @@ class Sync(Below):
     after: list[tuple[Dir, bytes, int]]  # --delete-after: (directory, name, type)
     _mask_cache: dict[int, int] | None
     root_dev: tuple[int, int]  # -x: the device of the SRC being synced
+    dst_dirs: set[tuple[int, int]]  # (st_dev, st_ino) of the destination's directories
+    made_dst: tuple[int, int] | None
 
     if TYPE_CHECKING:
 
@@ -276,11 +297,11 @@ class Sync(Below):
         latter when it is new (-n: never)."""
         sd = d.sync
         assert sd is not None and self.so is not None
-        if not sd.new:
-            return self._create(d)
-        if not self.so.dry_run:
-            ok = self._create(d)
-            return ok
+        if not sd.new or not self.so.dry_run:
+            if not self._create(d):
+                return False
+            self.note_dst_dir(d.dst_fd)
+            return True
         # -n and a new directory: only the source is opened
         parent = d.parent
         assert parent is not None
@@ -296,6 +317,15 @@ class Sync(Below):
         sd.missing = True
         self.lru[d] = None
         return True
+
+    def note_dst_dir(self, fd: int, made: bool = False) -> None:
+        """A destination directory of this run: met again in the source (DST
+        inside SRC), it is not walked into; ``made``: DST itself, made by
+        this run, which rsync (listing SRC first) never sees at all."""
+        st = os.fstat(fd)
+        self.dst_dirs.add((st.st_dev, st.st_ino))
+        if made:
+            self.made_dst = (st.st_dev, st.st_ino)
 
     def _src_unreadable(self, d: Dir) -> None:
         """A source directory could not be listed: from now on nothing is
@@ -453,6 +483,8 @@ class Sync(Below):
         so = self.so
         assert so is not None and d.sync is not None
         rel = d.sync.rel + name + b"/"
+        if (os.makedev(int(st.dev_major), int(st.dev_minor)), int(st.ino)) == self.made_dst:
+            return None  # DST, made by this run inside SRC: rsync listed SRC before
         existed = dst_st is not None
         if dst_st is not None and dst_st.type != engine.T_DIR:
             if so.ignore_existing:  # rsync cannot go into it either
@@ -483,6 +515,9 @@ class Sync(Below):
         child.sync.diff = v
         if self.opts.one_file_system and (int(st.dev_major), int(st.dev_minor)) != self.root_dev:
             child.skip_contents = True  # -x: a mount point is made, empty
+        key = (os.makedev(int(st.dev_major), int(st.dev_minor)), int(st.ino))
+        if key in self.dst_dirs:
+            child.skip_contents = True  # DST inside SRC: made, empty, never walked into
         if dst_st is None:
             self._item(Change("create", "d", rel))
             d.sync.modified = True
