@@ -8,6 +8,7 @@ failures are collected in :attr:`Result.errors` and the run goes on.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat as S
 import time
@@ -100,6 +101,8 @@ def sync(
         max_delete=max_delete,
         itemize=1,
     )
+    if os.geteuid() != 0:  # as in run_args
+        so = dataclasses.replace(so, owner=False, group=False)
     items = [("--include", os.fsencode(p)) for p in include]
     items += [("--exclude", os.fsencode(p)) for p in exclude]
     return _sync(
@@ -161,6 +164,10 @@ def run_args(
         max_delete=a.max_delete,
         itemize=a.itemize,
     )
+    if os.geteuid() != 0:
+        # as rsync run by a user: no owner to give away, and (a choice here:
+        # rsync keeps the group when the user is in it) no group either
+        so = dataclasses.replace(so, owner=False, group=False)
     if a.files_from is not None:
         raise CopyError("--files-from is not supported yet")
     srcs = [(s.path.rstrip(b"/") or b"/") + (b"/" if s.contents else b"") for s in a.srcs]

@@ -146,6 +146,8 @@ class Walker(Sync, Visit, BigFiles, Links, Dispatch, Dirs, Reporting):
         self.root_dev = (0, 0)
         self.dst_dirs = set()
         self.made_dst = None
+        self.io_warned = False
+        self.meta_fixed = {}
 
     def set_destination(self, dst_fd: int, copy_range_min: int | None) -> None:
         """Per command-line argument: the data path and reflinks suit the

@@ -188,6 +188,8 @@ class Sync(Below):
     root_dev: tuple[int, int]  # -x: the device of the SRC being synced
     dst_dirs: set[tuple[int, int]]  # (st_dev, st_ino) of the destination's directories
     made_dst: tuple[int, int] | None
+    io_warned: bool
+    meta_fixed: dict[tuple[int, int, int], tuple[int, int, int, int]]  # see _meta_or_unchanged
 
     if TYPE_CHECKING:
 
@@ -328,11 +330,15 @@ class Sync(Below):
             self.made_dst = (st.st_dev, st.st_ino)
 
     def _src_unreadable(self, d: Dir) -> None:
-        """A source directory could not be listed: from now on nothing is
-        deleted (rsync's rule), said once."""
-        if self.so is not None and self.so.delete and not self.io_error:
-            self._info(IO_ERROR_MSG)
+        """A source directory could not be listed (or a destination one
+        opened): from now on nothing is deleted (rsync's io_error rule); the
+        next directory whose deletions are skipped says so, once."""
         self.io_error = True
+
+    def _deletions_skipped(self) -> None:
+        if not self.io_warned:
+            self.io_warned = True
+            self._info(IO_ERROR_MSG)
 
     def _sync_visit(
         self, d: Dir, sc: Scan | OSError | None, dsc: Scan | OSError | None
@@ -407,6 +413,8 @@ class Sync(Below):
                 work.append((name, stp, dst_st, v))
         # deletions first (rsync 3's --delete-during), then the entries
         if dsc is not None:
+            if self.io_error and so.delete and not so.delete_after:
+                self._deletions_skipped()
             gone = [(dsc.name(j), j) for j in range(dsc.n) if not matched[j]]
             if gone:
                 self._delete_in(d, dsc, gone)
@@ -490,6 +498,7 @@ class Sync(Below):
             if so.ignore_existing:  # rsync cannot go into it either
                 p = join(d.dst_path, name)
                 self.error(p, steps.OPENDIR_DST, E.ENOTDIR, steps.OPENDIR_DST.what(p, p))
+                self._src_unreadable(d)  # an I/O error: no deletions from now on
                 return None
             # something else is in the way: replaced by the directory
             if not so.dry_run:
@@ -757,6 +766,15 @@ class Sync(Below):
         perms, owner, group, time = self._dir_attrs(st, dst_st, None if so.dry_run else v)
         if ftype == "L":
             perms = False
+        shared = None
+        if ftype == "f" and int(dst_st.nlink) > 1:
+            # one inode under several destination names: what an earlier
+            # name's fix applied, a later name sees done (rsync looks again)
+            shared = (int(dst_st.dev_major), int(dst_st.dev_minor), int(dst_st.ino))
+            wanted = (int(st.mode) & 0o7777, int(st.uid), int(st.gid), _mtime(st))
+            if self.meta_fixed.get(shared) == wanted:
+                self._unchanged(ftype, path, target)
+                return
         flags = 0
         if perms:
             flags |= engine.P_MODE
@@ -777,6 +795,8 @@ class Sync(Below):
         c = Change(
             "meta", ftype, path, target=target, perms=perms, owner=owner, group=group, time=time
         )
+        if shared is not None:
+            self.meta_fixed[shared] = (int(st.mode) & 0o7777, int(st.uid), int(st.gid), _mtime(st))
         if v is not None:  # the line is known: no comparison to wait for
             c = dataclasses.replace(
                 c, acl=bool(flags & engine.P_ACL), xattr=bool(flags & engine.P_XATTR)
@@ -1235,6 +1255,8 @@ class Sync(Below):
         emptied are set again (rsync re-touches them too)."""
         todo, self.after = self.after, []
         if self.io_error:
+            if todo:
+                self._deletions_skipped()
             return
         touched: dict[Dir, None] = {}
         for d, name, t in todo:
