@@ -266,6 +266,30 @@ long us_scan_dir(struct us_ring *r, int dirfd, struct us_scan *sc);
 long us_scan_dirs(struct us_ring *r, size_t n, const int *dirfds, struct us_scan **scans,
                   long *rets);
 void us_scan_free(struct us_scan *sc);
+/* sync: what differs between a source entry and its destination twin
+ * (us_sync_match's diff[]) */
+#define US_D_MISSING 1 /* no destination entry of that name */
+#define US_D_TYPE 2    /* another type (nothing else is compared then) */
+#define US_D_SIZE 4    /* regular files */
+#define US_D_MTIME 8   /* seconds */
+#define US_D_PERMS 16  /* mode & 07777 */
+#define US_D_UID 32
+#define US_D_GID 64
+#define US_D_RDEV 128   /* devices' major, minor */
+#define US_D_TARGET 256 /* symlinks' values */
+#define US_D_XATTR 512  /* with US_P_XATTR: names or values (ACLs apart) */
+#define US_D_ACL 1024   /* with US_P_ACL: the access ACL */
+#define US_D_ERR 2048   /* a stat, readlink or xattr read failed on either side */
+/* Match the entries of two scans of one directory by name (sorted, merged):
+ * match[i] = the index in dst of src's entry i, or -1; diff[i] its US_D_*
+ * bits; dst_matched[j] = 1 for each dst entry some src entry matched.
+ * Symlink values are compared; xattrs/ACLs too when `flags` has US_P_XATTR /
+ * US_P_ACL, for entries that are not directories and whose other bits have
+ * none of `skip_xattr`.  Plain syscalls, nothing written.  Returns the
+ * number matched, or -ENOMEM. */
+long us_sync_match(const struct us_scan *src, const struct us_scan *dst, int src_dirfd,
+                   int dst_dirfd, uint32_t flags, uint32_t skip_xattr, int32_t *match,
+                   uint32_t *diff, uint8_t *dst_matched);
 /* lstat one name relative to dirfd (statx, follow=0) or follow symlinks. */
 int us_stat_at(int dirfd, const char *name, int follow, struct us_stat *st);
 

@@ -15,7 +15,10 @@ PKG = Path(__file__).resolve().parent.parent / "uringsync"
 # top-level module (or subpackage) -> layer; a lower number is higher up
 LAYERS = {
     "cli": 0,
-    "__main__": -1,
+    "entry": -1,  # picks synccli or the typer app (cli)
+    "synccli": 0.5,  # sync's command line, without typer
+    "jsonout": 0.8,  # the --json object of cp and sync
+    "__main__": -2,
     "demo": 1,
     "progress": 1,
     "bench": 1,

@@ -1,3 +1,3 @@
-from uringsync.cli import main
+from uringsync.entry import main
 
 main()

@@ -149,7 +149,17 @@ class _FFI:
     @overload
     def new(
         self,
-        cdecl: Literal["int *", "int[]", "int[2]", "long[]", "uint64_t *", "uint32_t *"],
+        cdecl: Literal[
+            "int *",
+            "int[]",
+            "int[2]",
+            "long[]",
+            "uint64_t *",
+            "uint32_t *",
+            "int32_t[]",
+            "uint32_t[]",
+            "uint8_t[]",
+        ],
         init: int | Sequence[int] = ...,
     ) -> IntArray: ...
     def gc(self, cdata: _T, destructor: Callable[[_T], None]) -> _T: ...
@@ -200,6 +210,19 @@ class _Lib:
     # what a US_T_META job found different (us_job.changed)
     US_CH_XATTR: int
     US_CH_ACL: int
+    # what differs between a source entry and its destination twin (us_sync_match)
+    US_D_MISSING: int
+    US_D_TYPE: int
+    US_D_SIZE: int
+    US_D_MTIME: int
+    US_D_PERMS: int
+    US_D_UID: int
+    US_D_GID: int
+    US_D_RDEV: int
+    US_D_TARGET: int
+    US_D_XATTR: int
+    US_D_ACL: int
+    US_D_ERR: int
     # the step that failed (us_job.op): uringsync/steps.py describes each
     US_OP_NONE: int
     US_OP_OPEN_SRC: int
@@ -281,6 +304,19 @@ class _Lib:
     ) -> int: ...
     def us_dir_meta(
         self, src_fd: int, dst_fd: int, st: UsStat, flags: int, mode_mask: int, op: IntArray, /
+    ) -> int: ...
+    def us_sync_match(
+        self,
+        src: UsScan,
+        dst: UsScan,
+        src_dirfd: int,
+        dst_dirfd: int,
+        flags: int,
+        skip_xattr: int,
+        match: IntArray,
+        diff: IntArray,
+        dst_matched: IntArray,
+        /,
     ) -> int: ...
     def us_meta_sync_fd(
         self,

@@ -9,17 +9,16 @@ Exit codes (rsync's conventions):
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
-import os
 import signal
 import sys
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from uringsync import api, cpargs, engine, options
+from uringsync.jsonout import result_json
 from uringsync.walker import FileError
 
 EXIT_STOPPED = 130  # SIGINT or SIGTERM, as a shell reports a Ctrl-C
@@ -196,45 +195,6 @@ def _verbose_to_stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def result_json(res: api.Result) -> dict[str, Any]:
-    """The object ``cp --json`` prints (README.md lists the keys).
-
-    Error paths are bytes on disk: ``path`` is them decoded as UTF-8 with
-    ``\\xNN`` escapes for other bytes (as in the messages), ``path_b64`` the
-    exact bytes in base64.
-    """
-    secs = res.seconds
-    entries = res.files + res.dirs + res.symlinks + res.links + res.specials
-    return {
-        "files": res.files,
-        "dirs": res.dirs,
-        "symlinks": res.symlinks,
-        "links": res.links,
-        "specials": res.specials,
-        "entries": entries,
-        "bytes": res.bytes,
-        "seconds": round(secs, 6),
-        "throughput_bytes_per_s": round(res.bytes / secs, 1) if secs > 0 else 0.0,
-        "files_per_s": round(res.files / secs, 1) if secs > 0 else 0.0,
-        "workers": res.workers,
-        "engine": res.engine,
-        "notice": res.notice,
-        "peak_rss": res.peak_rss,
-        "exit_code": res.exit_code,
-        "errors": [
-            {
-                "path": e.path.decode("utf-8", "backslashreplace"),
-                "path_b64": base64.b64encode(e.path).decode("ascii"),
-                "op": e.op,
-                "errno": e.errno,
-                "error": os.strerror(e.errno) if e.errno else "",
-                "message": e.message,
-            }
-            for e in res.errors
-        ],
-    }
-
-
 SYNC_HELP = """Make DST like SRC, as rsync does: uringsync sync [OPTIONS] SRC... DST.
 
 A trailing slash on SRC means its contents; DST is made if missing (not its
@@ -261,86 +221,9 @@ deletions; 130 stopped by Ctrl-C or SIGTERM."""
     add_help_option=True,
 )
 def sync(ctx: typer.Context) -> None:
-    from uringsync import syncapi, syncargs
+    from uringsync import synccli
 
-    try:
-        a = syncargs.parse(ctx.args)
-        syncargs.check_operands(a)
-    except syncargs.SyncArgsError as e:
-        err(str(e).removeprefix(syncargs.PREFIX))
-        raise typer.Exit(api.EXIT_FATAL) from None
-    out = sys.stdout.buffer
-    json_out = a.json
-    lines = a.itemize > 0 and not json_out
-    names = a.verbose > 0 and not a.itemize and not json_out
-
-    def on_itemize(line: bytes) -> None:
-        if lines:
-            out.write(line + b"\n")
-        elif names:
-            if line.startswith(b"*deleting"):
-                out.write(b"deleting " + line[12:] + b"\n")
-            elif line[:1] in (b">", b"c", b"h") or line[2:3] == b"+":
-                out.write(line[12:] + b"\n")
-
-    def on_info(msg: str) -> None:
-        if not json_out:
-            out.flush()
-            print(msg, flush=True)
-
-    try:
-        res = syncapi.run_args(
-            a, on_itemize=on_itemize, on_info=on_info, on_error=_report, on_notice=err
-        )
-    except api.CopyError as e:
-        err(str(e))
-        raise typer.Exit(api.EXIT_FATAL) from None
-    except KeyboardInterrupt:
-        out.flush()
-        err("stopped: the sync is incomplete (no partial file is left under its final name)")
-        raise typer.Exit(EXIT_STOPPED) from None
-    except OSError as e:
-        err(f"{e.strerror}" + (f": {e.filename!r}" if e.filename else ""))
-        raise typer.Exit(api.EXIT_FATAL) from None
-    out.flush()
-    if json_out:
-        print(json.dumps(sync_json(res)), flush=True)
-    elif a.stats:
-        print(sync_stats(res), flush=True)
-    raise typer.Exit(res.exit_code)
-
-
-def sync_json(res: api.Result) -> dict[str, Any]:
-    """The object ``sync --json`` prints: cp's keys, and entries by outcome."""
-    out = result_json(res)
-    out.update(
-        created=res.created,
-        updated=res.updated,
-        metadata_only=res.meta,
-        unchanged=res.unchanged,
-        deleted=res.deleted,
-        transferred_bytes=res.bytes,
-    )
-    return out
-
-
-def sync_stats(res: api.Result) -> str:
-    """A summary in the shape of rsync's --stats (the lines that apply to a
-    local sync)."""
-    seen = res.created + res.updated + res.meta + res.unchanged
-    return "\n".join(
-        [
-            "",
-            f"Number of files: {seen:,}",
-            f"Number of created files: {res.created:,}",
-            f"Number of deleted files: {res.deleted:,}",
-            f"Number of regular files transferred: {res.files:,}",
-            f"Number of files with only metadata changed: {res.meta:,}",
-            f"Total transferred file size: {res.bytes:,} bytes",
-            f"Errors: {len(res.errors):,}",
-            f"Time: {res.seconds:.3f} seconds ({res.workers} workers, {res.engine})",
-        ]
-    )
+    raise typer.Exit(synccli.run(ctx.args))
 
 
 @app.command("demo", help="Build a sample tree, copy it with cp -a semantics, and check the copy.")

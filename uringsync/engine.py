@@ -21,7 +21,16 @@ from uringsync._uring import ffi, lib
 from uringsync.steps import Step
 
 if TYPE_CHECKING:
-    from uringsync._uring import CharPtr, JobArray, UsBatch, UsEntry, UsJob, UsRing, UsStat
+    from uringsync._uring import (
+        CharPtr,
+        IntArray,
+        JobArray,
+        UsBatch,
+        UsEntry,
+        UsJob,
+        UsRing,
+        UsStat,
+    )
 
     Stat: TypeAlias = UsStat  # cdata 'struct us_stat *' (or a struct us_stat field)
 else:
@@ -68,6 +77,19 @@ F_RMDIR: int = lib.US_F_RMDIR  # T_UNLINK: a directory
 # what a T_META job (or meta_sync_fd) found different
 CH_XATTR: int = lib.US_CH_XATTR
 CH_ACL: int = lib.US_CH_ACL
+# what differs between a source entry and its destination twin (sync_match)
+D_MISSING: int = lib.US_D_MISSING
+D_TYPE: int = lib.US_D_TYPE
+D_SIZE: int = lib.US_D_SIZE
+D_MTIME: int = lib.US_D_MTIME
+D_PERMS: int = lib.US_D_PERMS
+D_UID: int = lib.US_D_UID
+D_GID: int = lib.US_D_GID
+D_RDEV: int = lib.US_D_RDEV
+D_TARGET: int = lib.US_D_TARGET
+D_XATTR: int = lib.US_D_XATTR
+D_ACL: int = lib.US_D_ACL
+D_ERR: int = lib.US_D_ERR
 
 # io_uring opcodes probed at ring creation, by name
 IORING_OPS: dict[str, int] = {
@@ -302,6 +324,24 @@ class Scan:
     def free(self) -> None:
         lib.us_scan_free(self._sc)
         self.n = 0
+
+
+def sync_match(
+    src: Scan, dst: Scan, src_fd: int, dst_fd: int, flags: int, skip_xattr: int
+) -> tuple[IntArray, IntArray, IntArray]:
+    """One directory's source entries against its destination twin's
+    (``us_sync_match``): per source entry the index of its twin (-1: none)
+    and the ``D_*`` bits of what differs; per destination entry whether a
+    source entry matched it."""
+    n, m = max(1, src.n), max(1, dst.n)
+    match = ffi.new("int32_t[]", n)
+    diff = ffi.new("uint32_t[]", n)
+    matched = ffi.new("uint8_t[]", m)
+    ret = lib.us_sync_match(
+        src._sc, dst._sc, src_fd, dst_fd, flags, skip_xattr, match, diff, matched
+    )
+    check(ret, "sync_match")
+    return match, diff, matched
 
 
 class Batch:

@@ -40,6 +40,7 @@ STOP_GRACE = 1.5  # seconds a stopping worker gets before SIGKILL
 CLOSE_GRACE = 5.0  # seconds finishing workers get to say goodbye
 REAP_POLL = 0.01  # seconds between checks of a worker being reaped
 MSG_MAX = 64  # bytes of the longest message
+UNLIMITED_FD = 1 << 30  # closerange's upper end: every fd
 KIB = 1024
 # a worker's exit status
 EXIT_ORPHAN = 1  # the walker died before the worker could ask to die with it
@@ -86,13 +87,34 @@ class Pool:
     """The worker processes and the batches they share with the walker."""
 
     def __init__(
-        self, n: int, queue_depth: int, max_inflight: int, batch_size: int, engine: str = "auto"
+        self,
+        n: int,
+        queue_depth: int,
+        max_inflight: int,
+        batch_size: int,
+        engine: str = "auto",
+        lazy: bool = False,
     ) -> None:
-        cpus = usable_cpus()
+        """``lazy``: the workers are forked when the first batch is sent (a
+        sync that finds nothing to do never starts them)."""
         self.batches = [Batch(batch_size) for _ in range(n * PER_WORKER + 1)]
         self.free: list[int] = list(range(len(self.batches)))
         self.workers: list[Worker] = []
         self.dead: list[tuple[Worker, str]] = []
+        self.n = n
+        self.started = False
+        self._args = (queue_depth, max_inflight, engine)
+        if not lazy:
+            self.start()
+
+    def start(self) -> None:
+        """Fork the workers (once)."""
+        if self.started:
+            return
+        self.started = True
+        queue_depth, max_inflight, engine = self._args
+        cpus = usable_cpus()
+        n = self.n
         for k in range(n):
             parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             cpu = cpus[k % len(cpus)]
@@ -107,6 +129,11 @@ class Pool:
                     parent.close()
                     for w in self.workers:
                         w.sock.close()
+                    # forked late (lazy), it would keep the walker's
+                    # directory fds open for nothing: only its socket stays
+                    keep = child.fileno()
+                    os.closerange(3, keep)
+                    os.closerange(keep + 1, UNLIMITED_FD)
                     _worker_main(
                         child, self.batches, cpu, queue_depth, max_inflight, engine, old_mask
                     )
@@ -118,19 +145,23 @@ class Pool:
 
     # ------------------------------------------------------------ sending
     def idle(self) -> bool:
-        """Some live worker holds nothing."""
-        return any(w.alive and not w.held for w in self.workers)
+        """Some live worker holds nothing (or none is started yet)."""
+        return not self.started or any(w.alive and not w.held for w in self.workers)
 
     def can_send(self) -> bool:
+        self.start()
         return any(w.alive and len(w.held) < PER_WORKER for w in self.workers)
 
     def alive(self) -> int:
+        if not self.started:
+            return self.n
         return sum(w.alive for w in self.workers)
 
     def send(self, idx: int) -> int:
         """Give batch ``idx`` to the least busy live worker (one has room);
         returns its index.  Its jobs' fds become indices; the fds travel
         with the message."""
+        self.start()
         b = self.batches[idx]
         w = min(
             (w for w in self.workers if w.alive and len(w.held) < PER_WORKER),

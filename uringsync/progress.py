@@ -244,3 +244,42 @@ class _EtaColumn(ProgressColumn):
         if not estimates:
             return Text("eta -:--:--", style="progress.remaining")
         return Text(f"eta {_hms(max(estimates))}", style="progress.remaining")
+
+
+class SyncProgressBar(ProgressBar):
+    """``uringsync sync``'s line: entries checked, data transferred and
+    entries deleted so far; the totals are provisional (``ir-chk``, as
+    rsync's incremental recursion says) until the walk has seen everything
+    (``to-chk``), then final."""
+
+    def __init__(self, console: Console | None = None, *, refresh_per_second: float = 4) -> None:
+        super().__init__(console, refresh_per_second=refresh_per_second)
+        self.deleted = 0
+        self.walked = False  # the walk is over: the totals are final
+        self._progress.columns = (
+            _SyncColumn(self),
+            _BytesColumn(self),
+            _RateColumn(self),
+        )
+
+    def progress(self, ev: Event) -> None:
+        if ev.kind == "deleted":
+            self.deleted += ev.entries
+        elif ev.kind == "walked":
+            self.walked = True
+        super().progress(ev)
+
+
+class _SyncColumn(ProgressColumn):
+    def __init__(self, bar: SyncProgressBar) -> None:
+        self.bar = bar
+        super().__init__()
+
+    def render(self, task: Task) -> Text:
+        b = self.bar
+        state = "to-chk" if b.walked else "ir-chk"
+        return Text(
+            f"checked {b.entries_found:,}{'' if b.walked else '+'} ({state}) "
+            f"transferred {b.done_items:,} deleted {b.deleted:,}",
+            style="progress.download",
+        )

@@ -27,7 +27,7 @@ from uringsync.itemize import Change
 from uringsync.options import CopyError, SyncOptions
 from uringsync.pool import Pool, peak_rss_self, usable_cpus
 from uringsync.syncargs import SyncArgs
-from uringsync.walker import Dir, FileError, Options, Walker, fd_budget, join
+from uringsync.walker import Dir, Event, FileError, Options, Walker, fd_budget, join
 from uringsync.walker.sync import SyncDir, missing_dir_fd
 
 EXIT_MAX_DELETE = 25  # rsync's: --max-delete stopped deletions
@@ -133,6 +133,7 @@ def run_args(
     on_error: Callable[[FileError], None] | None = None,
     on_notice: Callable[[str], None] | None = None,
     engine_name: str | None = None,
+    progress: Callable[[Event], None] | None = None,
 ) -> Result:
     """The command line's options (already checked by syncargs)."""
     so = SyncOptions(
@@ -176,6 +177,7 @@ def run_args(
         on_info=on_info,
         on_error=on_error,
         on_notice=on_notice,
+        progress=progress,
     )
 
 
@@ -193,6 +195,7 @@ def _sync(
     on_info: Callable[[str], None] | None,
     on_error: Callable[[FileError], None] | None,
     on_notice: Callable[[str], None] | None,
+    progress: Callable[[Event], None] | None = None,
 ) -> Result:
     started = time.monotonic()
     if not srcs:
@@ -212,6 +215,7 @@ def _sync(
         one_file_system=one_file_system,
         jobs=len(usable_cpus()) if jobs is None else max(0, jobs),
         on_error=on_error,
+        progress=progress,
         sync=so,
         rules=rules,
         on_itemize=itemized,
@@ -229,6 +233,7 @@ def _sync(
             min(budget[1], opts.queue_depth),
             opts.batch_size,
             opts.engine,
+            lazy=True,  # a sync with nothing to copy never forks them
         )
         if opts.jobs
         else None
@@ -237,6 +242,8 @@ def _sync(
     def body(walker: Walker, tops: list[Dir]) -> None:
         for p in plans:
             _sync_one_arg(walker, p, dst, dst_is_dir, created, recursive, tops)
+        if progress is not None:
+            progress(Event("walked"))
 
     try:
         walker = run_walker(opts, pool, budget, body)

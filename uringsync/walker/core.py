@@ -142,6 +142,8 @@ class Walker(Sync, Visit, BigFiles, Links, Dispatch, Dirs, Reporting):
         self.delete_skipped = 0
         self.io_error = False
         self.after = []
+        self._mask_cache = None
+        self.root_dev = (0, 0)
 
     def set_destination(self, dst_fd: int, copy_range_min: int | None) -> None:
         """Per command-line argument: the data path and reflinks suit the

@@ -40,7 +40,7 @@ from uringsync.engine import Scan, Stat, ffi
 from uringsync.itemize import Change
 from uringsync.options import SyncOptions
 from uringsync.walker.dirs import O_DIR, Dir
-from uringsync.walker.errors import Stopped, join, show
+from uringsync.walker.errors import Event, Stopped, join, show
 from uringsync.walker.links import LinkGroup
 
 if TYPE_CHECKING:
@@ -103,7 +103,7 @@ class Task:
     """A sync job's follow-up: what its completion means (Dispatch._complete
     calls :meth:`Sync._task_done`)."""
 
-    __slots__ = ("change", "d", "digests", "dst_st", "kind", "left", "name", "pair", "st")
+    __slots__ = ("change", "d", "digests", "dst_st", "kind", "left", "name", "pair", "st", "v")
 
     def __init__(
         self,
@@ -123,6 +123,7 @@ class Task:
         self.left = 0  # hash: digests still to come
         self.digests: list[bytes | None] = [None, None]
         self.pair: Task | None = None  # "hashdst": the source side's task
+        self.v: int | None = None  # hash: what the match found different
 
 
 def missing_dir_fd() -> int:
@@ -150,6 +151,8 @@ class Sync(Below):
     io_error: bool
     delete_skipped: int
     after: list[tuple[Dir, bytes, int]]  # --delete-after: (directory, name, type)
+    _mask_cache: dict[int, int] | None
+    root_dev: tuple[int, int]  # -x: the device of the SRC being synced
 
     if TYPE_CHECKING:
 
@@ -194,6 +197,14 @@ class Sync(Below):
         if so.itemize > 1 and self.opts.on_itemize is not None:
             self.opts.on_itemize(itemize.unchanged_line(ftype, path, target))
 
+    def _linked_already(self, path: bytes) -> None:
+        """A twin already linked to its leader's inode (``hf`` under -ii)."""
+        self.totals.unchanged += 1
+        so = self.so
+        assert so is not None
+        if so.itemize > 1:
+            self._item(Change("hardlink", "f", path, existed=True), count=False)
+
     def _info(self, msg: str) -> None:
         if self.opts.on_info is not None:
             self.opts.on_info(msg)
@@ -203,6 +214,8 @@ class Sync(Below):
         """Sync the directory ``root`` (a child of ``top``) into its twin;
         ``rel`` is its path from the transfer root (b"" for SRC/)."""
         root.sync = SyncDir(rel, dst_st)
+        assert root.st is not None
+        self.root_dev = (int(root.st.dev_major), int(root.st.dev_minor))
         top.pending += 1
         stack = [root]
         per_scan = max(1, min(16, self.max_dirs // 4))
@@ -301,57 +314,68 @@ class Sync(Below):
             return subdirs
         rules = self.rules
         rel = sd.rel
-        # the destination's names, this directory only
-        dmap: dict[bytes, int] = {}
+        n = sc.n
+        ents = sc._sc.ents
         if dsc is not None:
-            for i in range(dsc.n):
-                dmap[dsc.name(i)] = i
-        kept: list[tuple[bytes, Stat]] = []  # source entries still to decide
-        subnames: list[tuple[bytes, Stat]] = []
-        for i in range(sc.n):
-            ent = sc.entry(i)
-            name = sc.name(i)
+            match, diff, matched = engine.sync_match(
+                sc, dsc, d.src_fd, d.dst_fd, self.flags & (engine.P_XATTR | engine.P_ACL), 0
+            )
+        masks = self._masks()
+        linked = so.hard_links
+        verbose_all = so.itemize > 1
+        # entries where something is to be done (the rest are unchanged)
+        work: list[tuple[bytes, Stat, Stat | None, int]] = []
+        subnames: list[tuple[bytes, Stat, Stat | None, int]] = []
+        for i in range(n):
+            ent = ents[i]
+            st = ent.st
+            t = st.type
+            v = diff[i] if dsc is not None else engine.D_MISSING
             if ent.err:
+                name = sc.name(i)
                 path = join(d.src_path, name)
                 self.error(path, steps.STAT, -ent.err, steps.STAT.what(path, path))
-                dmap.pop(name, None)  # never deleted for it
+                continue  # (its twin, matched, is not deleted)
+            mask = masks.get(t)
+            if (
+                mask is not None
+                and rules is None
+                and not v & mask
+                and not (linked and st.nlink > 1 and t == engine.T_REG)
+                and not verbose_all
+            ):
+                self.totals.unchanged += 1
                 continue
-            st = ffi.addressof(ent, "st")
-            t = st.type
+            name = sc.name(i)
             if rules is not None and rules.excluded(rel + name, t == engine.T_DIR):
-                if not so.delete_excluded:
-                    dmap.pop(name, None)
+                if so.delete_excluded and dsc is not None and match[i] >= 0:
+                    matched[match[i]] = 0  # its twin goes with the rest
                 continue
+            stp = ffi.addressof(ent, "st")
+            dst_st = (
+                ffi.addressof(dsc.entry(match[i]), "st")
+                if dsc is not None and match[i] >= 0
+                else None
+            )
             if t == engine.T_DIR:
-                subnames.append((name, st))
+                subnames.append((name, stp, dst_st, v))
             else:
-                kept.append((name, st))
+                work.append((name, stp, dst_st, v))
         # deletions first (rsync 3's --delete-during), then the entries
-        srcnames = {n for n, _ in kept}
-        srcnames.update(n for n, _ in subnames)
-        gone = [n for n in dmap if n not in srcnames]
-        if gone and dsc is not None:
-            self._delete_in(d, dsc, dmap, gone)
-        for name, st in kept:
-            di = dmap.get(name)
-            dst_st = (
-                ffi.addressof(dsc.entry(di), "st") if (dsc is not None and di is not None) else None
-            )
-            self._sync_entry(d, name, st, dst_st)
+        if dsc is not None:
+            gone = [(dsc.name(j), j) for j in range(dsc.n) if not matched[j]]
+            if gone:
+                self._delete_in(d, dsc, gone)
+        for name, stp, dst_st, v in work:
+            self._sync_entry(d, name, stp, dst_st, v)
         subnames.sort()
-        for name, st in subnames:
-            di = dmap.get(name)
-            dst_st = (
-                ffi.addressof(dsc.entry(di), "st") if (dsc is not None and di is not None) else None
-            )
-            child = self._sync_subdir(d, name, st, dst_st)
+        for name, stp, dst_st, v in subnames:
+            child = self._sync_subdir(d, name, stp, dst_st, v)
             if child is not None:
                 subdirs.append(child)
         d.scanned = True
         if self.opts.progress:
-            from uringsync.walker.errors import Event
-
-            self.opts.progress(Event("scanned", src_dir=d.src_path, entries=sc.n))
+            self.opts.progress(Event("scanned", src_dir=d.src_path, entries=n))
         # the jobs hold copies of names and stats; keep the scans until here
         sc.free()
         if dsc is not None:
@@ -359,8 +383,53 @@ class Sync(Below):
         self._finish_dir(d)
         return subdirs
 
+    def _masks(self) -> dict[int, int]:
+        """Per type, the D_* bits that make an entry more than unchanged;
+        a type that is never passed over unseen (directories, what -I and
+        -c look at, what is skipped with a message) has none."""
+        m = self._mask_cache
+        if m is not None:
+            return m
+        so = self.so
+        assert so is not None
+        base = engine.D_MISSING | engine.D_TYPE | engine.D_ERR
+        attrs = (
+            (engine.D_PERMS if so.perms else 0)
+            | (engine.D_UID if so.owner else 0)
+            | (engine.D_GID if so.group else 0)
+            | (engine.D_XATTR if so.xattrs else 0)
+            | (engine.D_ACL if so.acls else 0)
+            | (engine.D_MTIME if so.times else 0)
+        )
+        if so.size_only:
+            reg = base | attrs | engine.D_SIZE
+        else:
+            reg = base | attrs | engine.D_SIZE | engine.D_MTIME
+        link_attrs = attrs & ~engine.D_PERMS
+        special = base | attrs
+        m = {
+            engine.T_REG: reg,
+            engine.T_LNK: base | link_attrs | engine.D_TARGET,
+            engine.T_FIFO: special,
+            engine.T_SOCK: special,
+            engine.T_CHR: special | engine.D_RDEV,
+            engine.T_BLK: special | engine.D_RDEV,
+        }
+        if so.checksum or so.ignore_times:
+            del m[engine.T_REG]
+        if not so.symlinks:
+            del m[engine.T_LNK]  # skipped, with a message
+        if not so.devices:
+            del m[engine.T_CHR], m[engine.T_BLK]
+        if not so.specials:
+            del m[engine.T_FIFO], m[engine.T_SOCK]
+        self._mask_cache = m
+        return m
+
     # -------------------------------------------------------- directories
-    def _sync_subdir(self, d: Dir, name: bytes, st: Stat, dst_st: Stat | None) -> Dir | None:
+    def _sync_subdir(
+        self, d: Dir, name: bytes, st: Stat, dst_st: Stat | None, v: int = 0
+    ) -> Dir | None:
         so = self.so
         assert so is not None and d.sync is not None
         rel = d.sync.rel + name + b"/"
@@ -391,6 +460,8 @@ class Sync(Below):
             engine.copy_stat(st),
         )
         child.sync = SyncDir(rel, engine.copy_stat(dst_st) if dst_st is not None else None)
+        if self.opts.one_file_system and (int(st.dev_major), int(st.dev_minor)) != self.root_dev:
+            child.skip_contents = True  # -x: a mount point is made, empty
         if dst_st is None:
             self._item(Change("create", "d", rel))
             d.sync.modified = True
@@ -464,7 +535,9 @@ class Sync(Below):
             self._unchanged("d", path)
 
     # ------------------------------------------------------------ entries
-    def _sync_entry(self, d: Dir, name: bytes, st: Stat, dst_st: Stat | None) -> None:
+    def _sync_entry(
+        self, d: Dir, name: bytes, st: Stat, dst_st: Stat | None, v: int | None = None
+    ) -> None:
         so = self.so
         assert so is not None and d.sync is not None
         t = int(st.type)
@@ -487,7 +560,7 @@ class Sync(Below):
         if dst_st is None and so.existing:
             return
         if t == engine.T_REG and so.hard_links and int(st.nlink) > 1:
-            self._sync_linked(d, name, st, dst_st, path)
+            self._sync_linked(d, name, st, dst_st, path, v)
             return
         if dst_st is None:
             self._create_entry(d, name, st, t, path, existed=False)
@@ -499,11 +572,11 @@ class Sync(Below):
             self._create_entry(d, name, st, t, path, existed=dt != engine.T_DIR)
             return
         if t == engine.T_REG:
-            self._sync_file(d, name, st, dst_st, path)
+            self._sync_file(d, name, st, dst_st, path, v)
         elif t == engine.T_LNK:
-            self._sync_symlink(d, name, st, dst_st, path)
+            self._sync_symlink(d, name, st, dst_st, path, v)
         else:
-            self._sync_special(d, name, st, dst_st, path, ftype)
+            self._sync_special(d, name, st, dst_st, path, ftype, v)
 
     def _remove_dir_in_way(self, d: Dir, name: bytes, path: bytes, ftype: str) -> bool:
         """A directory where the source has something else: removed when
@@ -529,7 +602,9 @@ class Sync(Below):
         self._item(Change("create", ftype, path, target=target))
         self._queue_sync_copy(d, name, st, t, existed=existed)
 
-    def _sync_file(self, d: Dir, name: bytes, st: Stat, dst_st: Stat, path: bytes) -> bool:
+    def _sync_file(
+        self, d: Dir, name: bytes, st: Stat, dst_st: Stat, path: bytes, v: int | None = None
+    ) -> bool:
         """A regular file at both ends.  Returns False when the decision waits
         for the digests (-c)."""
         so = self.so
@@ -539,9 +614,9 @@ class Sync(Below):
         same_size = int(st.size) == int(dst_st.size)
         if so.checksum:
             if same_size:
-                self._queue_hash_pair(d, name, st, dst_st)
+                self._queue_hash_pair(d, name, st, dst_st, v)
                 return False
-            self._update_file(d, name, st, dst_st, path)
+            self._update_file(d, name, st, dst_st, path, v)
             return True
         if so.size_only:
             unchanged = same_size
@@ -550,12 +625,14 @@ class Sync(Below):
         else:
             unchanged = same_size and _mtime(st) == _mtime(dst_st)
         if unchanged:
-            self._meta_or_unchanged(d, name, st, dst_st, path, "f")
+            self._meta_or_unchanged(d, name, st, dst_st, path, "f", None, v)
         else:
-            self._update_file(d, name, st, dst_st, path)
+            self._update_file(d, name, st, dst_st, path, v)
         return True
 
-    def _update_file(self, d: Dir, name: bytes, st: Stat, dst_st: Stat, path: bytes) -> None:
+    def _update_file(
+        self, d: Dir, name: bytes, st: Stat, dst_st: Stat, path: bytes, v: int | None = None
+    ) -> None:
         so = self.so
         assert so is not None
         perms, owner, group, _time = self._dir_attrs(st, dst_st)
@@ -572,7 +649,9 @@ class Sync(Below):
             group=group,
         )
         xa = self.flags & (engine.P_XATTR | engine.P_ACL)
-        if not xa:
+        if v is not None:  # the match compared the ACLs and xattrs already
+            c = dataclasses.replace(c, acl=bool(v & engine.D_ACL), xattr=bool(v & engine.D_XATTR))
+        if not xa or v is not None:
             self._item(c)
             self._queue_sync_copy(d, name, st, engine.T_REG, existed=True)
             return
@@ -604,9 +683,11 @@ class Sync(Below):
         path: bytes,
         ftype: itemize.FType,
         target: bytes | None = None,
+        v: int | None = None,
     ) -> None:
         """Same data: fix what differs of owner, mode, times (only when the
-        quick check did not compare them), xattrs and ACLs."""
+        quick check did not compare them), xattrs and ACLs (``v``: what the
+        match found of those; None: a job compares them)."""
         so = self.so
         assert so is not None
         perms, owner, group, time = self._dir_attrs(st, dst_st)
@@ -619,35 +700,63 @@ class Sync(Below):
             flags |= engine.P_OWNER | (self.flags & engine.F_STRICT_OWNER)
         if time:
             flags |= engine.P_TIMES
-        flags |= self.flags & (engine.P_XATTR | engine.P_ACL)
+        if v is None:
+            flags |= self.flags & (engine.P_XATTR | engine.P_ACL)
+        else:
+            flags |= (engine.P_XATTR if v & engine.D_XATTR else 0) | (
+                engine.P_ACL if v & engine.D_ACL else 0
+            )
+            flags &= self.flags | engine.F_STRICT_OWNER
         if not flags:
             self._unchanged(ftype, path, target)
             return
         c = Change(
             "meta", ftype, path, target=target, perms=perms, owner=owner, group=group, time=time
         )
+        if v is not None:  # the line is known: no comparison to wait for
+            c = dataclasses.replace(
+                c, acl=bool(flags & engine.P_ACL), xattr=bool(flags & engine.P_XATTR)
+            )
+            self._item(c)
+            if so.dry_run:
+                return
+            d.pending += 1
+            self._queue_task(d, name, name, st, engine.T_META, flags, Task("fix", d, name, st))
+            return
         if so.dry_run:
             flags |= engine.F_DRY
         task = Task("meta", d, name, st, change=c)
         d.pending += 1
         self._queue_task(d, name, name, st, engine.T_META, flags, task)
 
-    def _sync_symlink(self, d: Dir, name: bytes, st: Stat, dst_st: Stat, path: bytes) -> None:
+    def _sync_symlink(
+        self, d: Dir, name: bytes, st: Stat, dst_st: Stat, path: bytes, v: int | None = None
+    ) -> None:
         target = self._readlink(d, name, True)
-        have = self._readlink(d, name, False)
         if target is None:
             return
-        if have != target:
+        if v is not None:
+            differs = bool(v & engine.D_TARGET)
+        else:
+            differs = self._readlink(d, name, False) != target
+        if differs:
             _perms, owner, group, time = self._dir_attrs(st, dst_st)
             self._item(
                 Change("update", "L", path, target=target, time=time, owner=owner, group=group)
             )
             self._queue_sync_copy(d, name, st, engine.T_LNK, existed=True)
             return
-        self._meta_or_unchanged(d, name, st, dst_st, path, "L", target)
+        self._meta_or_unchanged(d, name, st, dst_st, path, "L", target, v)
 
     def _sync_special(
-        self, d: Dir, name: bytes, st: Stat, dst_st: Stat, path: bytes, ftype: itemize.FType
+        self,
+        d: Dir,
+        name: bytes,
+        st: Stat,
+        dst_st: Stat,
+        path: bytes,
+        ftype: itemize.FType,
+        v: int | None = None,
     ) -> None:
         same = (int(st.rdev_major), int(st.rdev_minor)) == (
             int(dst_st.rdev_major),
@@ -662,7 +771,7 @@ class Sync(Below):
             )
             self._queue_sync_copy(d, name, st, int(st.type), existed=True)
             return
-        self._meta_or_unchanged(d, name, st, dst_st, path, ftype)
+        self._meta_or_unchanged(d, name, st, dst_st, path, ftype, None, v)
 
     def _readlink(self, d: Dir, name: bytes, src: bool) -> bytes | None:
         src_fd, dst_fd = self._fds(d)
@@ -675,7 +784,9 @@ class Sync(Below):
             return None
 
     # ------------------------------------------------------------ hard links
-    def _sync_linked(self, d: Dir, name: bytes, st: Stat, dst_st: Stat | None, path: bytes) -> None:
+    def _sync_linked(
+        self, d: Dir, name: bytes, st: Stat, dst_st: Stat | None, path: bytes, v: int | None
+    ) -> None:
         """-H: the first name of a source inode is synced as any file; the
         others end up hard links to it."""
         key = (int(st.dev_major), int(st.dev_minor), int(st.ino))
@@ -687,7 +798,7 @@ class Sync(Below):
             g.dst_ino = None
             if dst_st is not None and int(dst_st.type) == engine.T_REG:
                 g.dst_ino = (int(dst_st.dev_major), int(dst_st.dev_minor), int(dst_st.ino))
-            self._sync_leader(d, name, st, dst_st, path, g)
+            self._sync_leader(d, name, st, dst_st, path, g, v)
             return
         g.seen += 1
         if g.seen >= g.nlink:
@@ -701,7 +812,7 @@ class Sync(Below):
             dst_st = None
         if g.dst_ino is not None and have == g.dst_ino:
             if g.state == LinkGroup.DONE:
-                self._unchanged("f", path)
+                self._linked_already(path)
                 return
             if g.state == LinkGroup.QUEUED:  # -c: the leader's digests decide
                 d.pending += 1
@@ -719,7 +830,14 @@ class Sync(Below):
             g.waiting.append((d, name))
 
     def _sync_leader(
-        self, d: Dir, name: bytes, st: Stat, dst_st: Stat | None, path: bytes, g: LinkGroup
+        self,
+        d: Dir,
+        name: bytes,
+        st: Stat,
+        dst_st: Stat | None,
+        path: bytes,
+        g: LinkGroup,
+        v: int | None,
     ) -> None:
         """The first name met of a linked inode: synced as a plain file; its
         group is done (its twins can link to it) when that is."""
@@ -733,7 +851,7 @@ class Sync(Below):
                 return
             self._create_entry(d, name, st, engine.T_REG, path, existed=True)
         else:
-            decided = self._sync_file(d, name, st, dst_st, path)
+            decided = self._sync_file(d, name, st, dst_st, path, v)
         if not decided:
             return  # -c: _hashed settles the group
         self._leader_decided(g, self.totals.created + self.totals.updated != before)
@@ -757,7 +875,7 @@ class Sync(Below):
                     d.sync.modified = True
                     g.waiting.append((d, name))  # pending already counts it
             else:
-                self._unchanged("f", path)
+                self._linked_already(path)
                 d.pending -= 1
                 self._finish_dir(d)
 
@@ -795,9 +913,10 @@ class Sync(Below):
         else:
             self._queue(d, name, name, st, t, self.job_flags, group, None, 0, task)
 
-    def _queue_hash_pair(self, d: Dir, name: bytes, st: Stat, dst_st: Stat) -> None:
+    def _queue_hash_pair(self, d: Dir, name: bytes, st: Stat, dst_st: Stat, v: int | None) -> None:
         """-c: both sides' digests, in the same batch."""
         task = Task("hash", d, name, engine.copy_stat(st), engine.copy_stat(dst_st))
+        task.v = v
         task.left = 2
         twin = Task("hashdst", d, name, task.st)
         twin.pair = task
@@ -871,12 +990,12 @@ class Sync(Below):
             g = self.inodes.get((int(st.dev_major), int(st.dev_minor), int(st.ino)))
         if src_dig:
             if src_dig == dst_dig:
-                self._meta_or_unchanged(d, task.name, st, task.dst_st, path, "f")
+                self._meta_or_unchanged(d, task.name, st, task.dst_st, path, "f", None, task.v)
                 if g is not None and g.state == LinkGroup.QUEUED:
                     self._leader_decided(g, False)
                     self._group_done(g, True)
             else:
-                self._update_file(d, task.name, st, task.dst_st, path)
+                self._update_file(d, task.name, st, task.dst_st, path, task.v)
                 if g is not None:
                     self._leader_decided(g, True)
         elif g is not None:
@@ -885,15 +1004,15 @@ class Sync(Below):
         self._finish_dir(d)
 
     # ------------------------------------------------------------ deletion
-    def _delete_in(self, d: Dir, dsc: Scan, dmap: dict[bytes, int], gone: list[bytes]) -> None:
+    def _delete_in(self, d: Dir, dsc: Scan, gone: list[tuple[bytes, int]]) -> None:
         """Entries only at the destination: stale temporaries go always
         (not with -n), the rest with --delete, unless a filter protects them."""
         so = self.so
         assert so is not None and d.sync is not None
         rules = self.rules
         rel = d.sync.rel
-        for name in sorted(gone):
-            st = ffi.addressof(dsc.entry(dmap[name]), "st")
+        for name, j in sorted(gone):
+            st = ffi.addressof(dsc.entry(j), "st")
             t = int(st.type)
             if is_temp_name(name) and t == engine.T_REG:
                 if not so.dry_run:
@@ -910,6 +1029,12 @@ class Sync(Below):
                 self.after.append((d, name, t))
                 continue
             self._delete_one(d, name, t)
+
+    def _count_deleted(self) -> None:
+        self.deleted += 1
+        self.totals.deleted += 1
+        if self.opts.progress:
+            self.opts.progress(Event("deleted", entries=1))
 
     def _may_delete(self) -> bool:
         so = self.so
@@ -932,6 +1057,8 @@ class Sync(Below):
             return
         self._item(Change("delete", _FTYPE.get(t, "f"), path))
         self.totals.deleted += 1
+        if self.opts.progress:
+            self.opts.progress(Event("deleted", entries=1))
         if self.so is not None and not self.so.dry_run:
             self._unlink(d, name, False)
 
@@ -983,8 +1110,7 @@ class Sync(Below):
                 self.error(path, steps.UNLINK, e.errno or E.EIO, steps.UNLINK.what(path, path))
                 return _DR_FAILED
         if not make_room:
-            self.deleted += 1
-            self.totals.deleted += 1
+            self._count_deleted()
             self._item(Change("delete", "d" if is_dir else "f", path + (b"/" if is_dir else b"")))
         return _DR_OK
 
@@ -1008,11 +1134,13 @@ class Sync(Below):
             ret = _DR_OK
             for ent, sub_is_dir in sorted(ents, reverse=True):  # rsync walks its list backwards
                 sub = path + b"/" + ent
-                if sub_is_dir and self._delete_dir_contents(fd, ent, sub, True) != _DR_OK:
-                    ret = _DR_NOT_EMPTY
-                if (
-                    self._delete_item(fd, ent, sub, sub_is_dir) != _DR_OK
-                ):  # (lists it again, as rsync)
+                emptied = False
+                if sub_is_dir:
+                    emptied = self._delete_dir_contents(fd, ent, sub, True) == _DR_OK
+                    if not emptied:
+                        ret = _DR_NOT_EMPTY
+                # not emptied: listed again (rsync's message names the inner directory)
+                if self._delete_item(fd, ent, sub, sub_is_dir, dir_is_empty=emptied) != _DR_OK:
                     ret = _DR_NOT_EMPTY
             return ret
         finally:
