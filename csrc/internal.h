@@ -164,6 +164,7 @@ int meta_job(struct us_job *j, char *buf, int *op);
 
 /* xattr.c */
 bool is_acl(const char *name);
+int acl_group_obj(struct target t);
 ssize_t list_xattrs(struct target src, char *buf, struct meta *m);
 void copy_one_xattr(struct target src, struct target dst, const char *key, char *val,
                     struct meta *m);

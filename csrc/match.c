@@ -112,11 +112,27 @@ struct cmp_job {
     const struct us_scan *src;
     int sfd, dfd;
     uint32_t flags;
-    const uint32_t *todo; /* source indices */
+    const uint32_t *todo;          /* source indices */
+    const struct us_stat **dst_st; /* per source index: its twin's stat */
     uint32_t n, stride, first;
     uint32_t *diff;
     int err;
 };
+
+/* With -A, a mode's group bits are the ACL's group entry, not its mask. */
+static uint32_t perms_with_acls(const struct cmp_job *c, uint32_t i, const char *name)
+{
+    const struct us_stat *s = &c->src->ents[i].st, *d = c->dst_st[i];
+    uint32_t sm = s->mode & 07777, dm = d->mode & 07777;
+    int sg = acl_group_obj((struct target){c->sfd, name, false});
+    int dg = acl_group_obj((struct target){c->dfd, name, false});
+
+    if (sg >= 0)
+        sm = (sm & ~070u) | ((uint32_t)sg << 3);
+    if (dg >= 0)
+        dm = (dm & ~070u) | ((uint32_t)dg << 3);
+    return sm == dm ? c->diff[i] & ~(uint32_t)US_D_PERMS : c->diff[i];
+}
 
 static void *cmp_worker(void *arg)
 {
@@ -136,15 +152,17 @@ static void *cmp_worker(void *arg)
 
         if (c->src->ents[i].st.type == US_T_LNK)
             c->diff[i] |= target_diff(c->sfd, c->dfd, name);
-        if (buf)
+        if (buf && c->src->ents[i].st.type != US_T_DIR) /* a directory's: at its end */
             c->diff[i] |= xattr_diff(c->sfd, c->dfd, name, c->flags, buf);
+        if ((c->diff[i] & US_D_PERMS) && (c->flags & US_P_ACL) && !(c->diff[i] & US_D_TYPE))
+            c->diff[i] = perms_with_acls(c, i, name);
     }
     free(buf);
     return NULL;
 }
 
-static int compare_all(const struct us_scan *src, int sfd, int dfd, uint32_t flags,
-                       const uint32_t *todo, uint32_t n, uint32_t *diff)
+static int compare_all(const struct us_scan *src, const struct us_stat **dst_st, int sfd, int dfd,
+                       uint32_t flags, const uint32_t *todo, uint32_t n, uint32_t *diff)
 {
     struct cmp_job jobs[MATCH_THREADS];
     pthread_t tid[MATCH_THREADS];
@@ -157,7 +175,7 @@ static int compare_all(const struct us_scan *src, int sfd, int dfd, uint32_t fla
     if (nt > MATCH_THREADS)
         nt = MATCH_THREADS;
     for (uint32_t t = 0; t < nt; t++)
-        jobs[t] = (struct cmp_job){src, sfd, dfd, flags, todo, n, nt, t, diff, 0};
+        jobs[t] = (struct cmp_job){src, sfd, dfd, flags, todo, dst_st, n, nt, t, diff, 0};
     for (uint32_t t = 1; t < nt; t++) {
         if (pthread_create(&tid[t], NULL, cmp_worker, &jobs[t]) != 0)
             break;
@@ -185,9 +203,12 @@ long us_sync_match(const struct us_scan *src, const struct us_scan *dst, int src
     bool xattrs = flags & (US_P_XATTR | US_P_ACL);
     int err;
 
-    if (!si || !di) {
+    const struct us_stat **dst_st = malloc((src->n ? src->n : 1) * sizeof *dst_st);
+
+    if (!si || !di || !dst_st) {
         free(si);
         free(di);
+        free(dst_st);
         return -ENOMEM;
     }
     memset(dst_matched, 0, dst->n);
@@ -210,6 +231,7 @@ long us_sync_match(const struct us_scan *src, const struct us_scan *dst, int src
         uint32_t d;
 
         match[i] = (int32_t)j;
+        dst_st[i] = &de->st;
         dst_matched[j] = 1;
         matched++;
         if (se->err || de->err) {
@@ -217,15 +239,16 @@ long us_sync_match(const struct us_scan *src, const struct us_scan *dst, int src
         } else {
             d = attr_diff(&se->st, &de->st);
             /* to compare in compare_all: si is done with, its slots reused */
-            if (!(d & US_D_TYPE) && (se->st.type == US_T_LNK ||
-                                     (xattrs && !(d & skip_xattr) && se->st.type != US_T_DIR)))
+            if (!(d & US_D_TYPE) && (se->st.type == US_T_LNK || (xattrs && !(d & skip_xattr)) ||
+                                     ((d & US_D_PERMS) && (flags & US_P_ACL))))
                 si[ntodo++] = i;
         }
         diff[i] = d;
         a++;
         b++;
     }
-    err = ntodo ? compare_all(src, src_dirfd, dst_dirfd, flags, si, ntodo, diff) : 0;
+    err = ntodo ? compare_all(src, dst_st, src_dirfd, dst_dirfd, flags, si, ntodo, diff) : 0;
+    free(dst_st);
     free(si);
     free(di);
     return err < 0 ? err : matched;

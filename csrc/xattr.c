@@ -320,3 +320,29 @@ bool match_acls(struct target src, struct target dst, const char *list, ssize_t 
                              buf + XATTR_MAX, buf + 2 * XATTR_MAX, dry, m);
     return changed;
 }
+
+/* The group-class bits a mode would show for `t` without its ACL mask:
+ * the ACL_GROUP_OBJ entry's permissions when `t` has an extended access
+ * ACL (one with a mask, whose bits st_mode shows instead), else -1.  rsync
+ * -A compares modes that way (sync's match). */
+int acl_group_obj(struct target t)
+{
+    unsigned char buf[4096];
+    ssize_t n = x_get(t, ACL_NAMES[0], (char *)buf, sizeof buf);
+    int group_obj = -1;
+    bool mask = false;
+
+    if (n < 4)
+        return -1;
+    for (ssize_t off = 4; off + 8 <= n; off += 8) {
+        uint16_t tag, perm;
+
+        memcpy(&tag, buf + off, 2);
+        memcpy(&perm, buf + off + 2, 2);
+        if (tag == 0x04) /* ACL_GROUP_OBJ */
+            group_obj = perm & 7;
+        else if (tag == 0x10) /* ACL_MASK */
+            mask = true;
+    }
+    return mask ? group_obj : -1;
+}

@@ -89,7 +89,7 @@ class SyncDir:
     anything in it was created, renamed or deleted (its times are then set
     again after its children)."""
 
-    __slots__ = ("dst_st", "missing", "modified", "new", "rel")
+    __slots__ = ("diff", "dst_st", "missing", "modified", "new", "rel")
 
     def __init__(self, rel: bytes, dst_st: Stat | None) -> None:
         self.rel = rel  # b"" for the root of a SRC/ transfer, else b"a/b/"
@@ -97,6 +97,7 @@ class SyncDir:
         self.new = dst_st is None
         self.missing = False  # -n: the destination does not exist (nothing to open)
         self.modified = False
+        self.diff: int | None = None  # what the match found different (None: not matched)
 
 
 class Task:
@@ -460,6 +461,7 @@ class Sync(Below):
             engine.copy_stat(st),
         )
         child.sync = SyncDir(rel, engine.copy_stat(dst_st) if dst_st is not None else None)
+        child.sync.diff = v
         if self.opts.one_file_system and (int(st.dev_major), int(st.dev_minor)) != self.root_dev:
             child.skip_contents = True  # -x: a mount point is made, empty
         if dst_st is None:
@@ -468,12 +470,18 @@ class Sync(Below):
         d.pending += 1
         return child
 
-    def _dir_attrs(self, st: Stat, dst: Stat) -> tuple[bool, bool, bool, bool]:
+    def _dir_attrs(
+        self, st: Stat, dst: Stat, v: int | None = None
+    ) -> tuple[bool, bool, bool, bool]:
         """(perms, owner, group, time) differences between two lstats, as
-        far as the options keep them."""
+        far as the options keep them (``v``: the match's bits, whose mode
+        comparison is -A's: group bits from the ACL, not its mask)."""
         so = self.so
         assert so is not None
-        perms = so.perms and (int(st.mode) & 0o7777) != (int(dst.mode) & 0o7777)
+        if v is not None:
+            perms = so.perms and bool(v & engine.D_PERMS)
+        else:
+            perms = so.perms and (int(st.mode) & 0o7777) != (int(dst.mode) & 0o7777)
         owner = so.owner and int(st.uid) != int(dst.uid)
         group = so.group and int(st.gid) != int(dst.gid)
         time = so.times and _mtime(st) != _mtime(dst)
@@ -497,6 +505,8 @@ class Sync(Below):
             return
         assert sd.dst_st is not None
         perms, owner, group, time = self._dir_attrs(d.st, sd.dst_st)
+        if sd.diff is not None:  # the match read the ACLs: -A's view of the mode
+            perms = so.perms and bool(sd.diff & engine.D_PERMS)
         flags = 0
         if perms:
             flags |= engine.P_MODE
@@ -635,7 +645,7 @@ class Sync(Below):
     ) -> None:
         so = self.so
         assert so is not None
-        perms, owner, group, _time = self._dir_attrs(st, dst_st)
+        perms, owner, group, _time = self._dir_attrs(st, dst_st, v)
         c = Change(
             "update",
             "f",
@@ -690,7 +700,7 @@ class Sync(Below):
         match found of those; None: a job compares them)."""
         so = self.so
         assert so is not None
-        perms, owner, group, time = self._dir_attrs(st, dst_st)
+        perms, owner, group, time = self._dir_attrs(st, dst_st, v)
         if ftype == "L":
             perms = False
         flags = 0
@@ -1132,8 +1142,12 @@ class Sync(Below):
             if not recurse:
                 return _DR_NOT_EMPTY
             ret = _DR_OK
+            rules = self.rules if self.so is not None and not self.so.delete_excluded else None
             for ent, sub_is_dir in sorted(ents, reverse=True):  # rsync walks its list backwards
                 sub = path + b"/" + ent
+                if rules is not None and rules.excluded(sub, sub_is_dir):
+                    ret = _DR_NOT_EMPTY  # protected: kept, so the directory stays
+                    continue
                 emptied = False
                 if sub_is_dir:
                     emptied = self._delete_dir_contents(fd, ent, sub, True) == _DR_OK
