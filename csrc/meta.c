@@ -250,8 +250,14 @@ static struct meta meta_match(struct target src, struct target dst, const struct
         *changed |= US_CH_XATTR;
     if ((flags & US_P_MODE) && !link)
         do_mode(dst, q.mode, &q.m);
-    if ((flags & US_P_ACL) && !link && match_acls(src, dst, q.list, q.n, rest, is_dir, dry, &q.m))
+    if ((flags & US_P_ACL) && !link && match_acls(src, dst, q.list, q.n, rest, is_dir, dry, &q.m)) {
         *changed |= US_CH_ACL;
+        /* a removed access ACL leaves its mask in the group bits: the mode
+         * again (harmless after a set one: st's group bits are its mask;
+         * -A implies -p, so the mode is the source's) */
+        if (!dry)
+            do_mode(dst, q.mode, &q.m);
+    }
     do_times(dst, st, flags, &q.m);
     return q.m;
 }

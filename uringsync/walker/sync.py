@@ -63,6 +63,7 @@ _FTYPE: dict[int, itemize.FType] = {
 _ALNUM = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 # what a deletion came to (rsync's DR_*)
 _DR_OK, _DR_FAILED, _DR_AT_LIMIT, _DR_NOT_EMPTY = range(4)
+_DR_PROTECTED = 4  # not empty only because a filter protects something in it
 IO_ERROR_MSG = "IO error encountered -- skipping file deletion"
 
 
@@ -1102,7 +1103,10 @@ class Sync(Below):
         if is_dir and not dir_is_empty:
             ret = self._delete_dir_contents(dfd, name, path, recurse)
             if ret != _DR_OK:
-                self._info(f"cannot delete non-empty directory: {os.fsdecode(path)}")
+                # rsync says so when the limit or an emptiness check (no
+                # --delete) kept it, not when a protected (excluded) name did
+                if ret != _DR_PROTECTED:
+                    self._info(f"cannot delete non-empty directory: {os.fsdecode(path)}")
                 return _DR_NOT_EMPTY
         if not make_room and so.max_delete is not None and self.deleted >= so.max_delete:
             self.delete_skipped += 1
@@ -1146,11 +1150,17 @@ class Sync(Below):
             for ent, sub_is_dir in sorted(ents, reverse=True):  # rsync walks its list backwards
                 sub = path + b"/" + ent
                 if rules is not None and rules.excluded(sub, sub_is_dir):
-                    ret = _DR_NOT_EMPTY  # protected: kept, so the directory stays
+                    if ret == _DR_OK:
+                        ret = _DR_PROTECTED  # kept, so the directory stays
                     continue
                 emptied = False
                 if sub_is_dir:
-                    emptied = self._delete_dir_contents(fd, ent, sub, True) == _DR_OK
+                    sub_ret = self._delete_dir_contents(fd, ent, sub, True)
+                    emptied = sub_ret == _DR_OK
+                    if sub_ret == _DR_PROTECTED:
+                        if ret == _DR_OK:
+                            ret = _DR_PROTECTED
+                        continue
                     if not emptied:
                         ret = _DR_NOT_EMPTY
                 # not emptied: listed again (rsync's message names the inner directory)
