@@ -63,7 +63,6 @@ _FTYPE: dict[int, itemize.FType] = {
 _ALNUM = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 # what a deletion came to (rsync's DR_*)
 _DR_OK, _DR_FAILED, _DR_AT_LIMIT, _DR_NOT_EMPTY = range(4)
-_DR_PROTECTED = 4  # not empty only because a filter protects something in it
 IO_ERROR_MSG = "IO error encountered -- skipping file deletion"
 
 
@@ -1094,20 +1093,16 @@ class Sync(Below):
         recurse: bool = True,
         dir_is_empty: bool = False,
     ) -> int:
-        """rsync's delete_item: a directory's contents first (deepest first,
-        never following a symlink), then the entry itself, within
-        --max-delete (which an entry removed to make room for another is not
-        held to, though its contents are).  -n: only the lines."""
+        """rsync's delete_item (delete.c): a directory's contents first
+        (deepest first, never following a symlink), then the entry itself,
+        within --max-delete (which an entry removed to make room for another
+        is not held to, though its contents are).  -n: only the lines."""
         so = self.so
         assert so is not None
         if is_dir and not dir_is_empty:
             ret = self._delete_dir_contents(dfd, name, path, recurse)
-            if ret != _DR_OK:
-                # rsync says so when the limit or an emptiness check (no
-                # --delete) kept it, not when a protected (excluded) name did
-                if ret != _DR_PROTECTED:
-                    self._info(f"cannot delete non-empty directory: {os.fsdecode(path)}")
-                return _DR_NOT_EMPTY
+            if ret in (_DR_NOT_EMPTY, _DR_AT_LIMIT):
+                return ret
         if not make_room and so.max_delete is not None and self.deleted >= so.max_delete:
             self.delete_skipped += 1
             return _DR_AT_LIMIT
@@ -1118,9 +1113,11 @@ class Sync(Below):
                 else:
                     os.unlink(name, dir_fd=dfd)
             except OSError as e:
-                if e.errno == E.ENOTEMPTY:
+                if is_dir and e.errno == E.ENOTEMPTY:
                     self._info(f"cannot delete non-empty directory: {os.fsdecode(path)}")
                     return _DR_NOT_EMPTY
+                if e.errno == E.ENOENT:
+                    return _DR_OK
                 self.error(path, steps.UNLINK, e.errno or E.EIO, steps.UNLINK.what(path, path))
                 return _DR_FAILED
         if not make_room:
@@ -1130,7 +1127,8 @@ class Sync(Below):
 
     def _delete_dir_contents(self, dfd: int, name: bytes, path: bytes, recurse: bool) -> int:
         """rsync's delete_dir_contents: without ``recurse`` only whether the
-        directory is empty."""
+        directory is empty.  Names a filter protects (not --delete-excluded)
+        are kept, so their directory is not empty."""
         try:
             fd = os.open(name, O_DIR, dir_fd=dfd)
         except OSError as e:
@@ -1141,34 +1139,25 @@ class Sync(Below):
         try:
             with os.scandir(fd) as it:
                 ents = [(os.fsencode(e.name), e.is_dir(follow_symlinks=False)) for e in it]
-            if not ents:
-                return _DR_OK
-            if not recurse:
-                return _DR_NOT_EMPTY
-            ret = _DR_OK
             rules = self.rules if self.so is not None and not self.so.delete_excluded else None
-            for ent, sub_is_dir in sorted(ents, reverse=True):  # rsync walks its list backwards
-                sub = path + b"/" + ent
-                if rules is not None and rules.excluded(sub, sub_is_dir):
-                    if ret == _DR_OK:
-                        ret = _DR_PROTECTED  # kept, so the directory stays
-                    continue
-                emptied = False
-                if sub_is_dir:
-                    sub_ret = self._delete_dir_contents(fd, ent, sub, True)
-                    emptied = sub_ret == _DR_OK
-                    if sub_ret == _DR_PROTECTED:
-                        if ret == _DR_OK:
-                            ret = _DR_PROTECTED
-                        continue
-                    if not emptied:
+            listed = ents
+            if rules is not None:
+                listed = [(n, d) for n, d in ents if not rules.excluded(path + b"/" + n, d)]
+            ret = _DR_NOT_EMPTY if len(listed) < len(ents) else _DR_OK
+            if listed and not recurse:
+                ret = _DR_NOT_EMPTY
+            elif listed:
+                for ent, sub_is_dir in sorted(listed, reverse=True):  # rsync: backwards
+                    sub = path + b"/" + ent
+                    if sub_is_dir and self._delete_dir_contents(fd, ent, sub, True) != _DR_OK:
                         ret = _DR_NOT_EMPTY
-                # not emptied: listed again (rsync's message names the inner directory)
-                if self._delete_item(fd, ent, sub, sub_is_dir, dir_is_empty=emptied) != _DR_OK:
-                    ret = _DR_NOT_EMPTY
-            return ret
+                    if self._delete_item(fd, ent, sub, sub_is_dir, dir_is_empty=True) != _DR_OK:
+                        ret = _DR_NOT_EMPTY
         finally:
             os.close(fd)
+        if ret == _DR_NOT_EMPTY:
+            self._info(f"cannot delete non-empty directory: {os.fsdecode(path)}")
+        return ret
 
     def delete_after_pass(self) -> None:
         """--delete-after: what the walk found only at the destination,
