@@ -185,6 +185,7 @@ def run_args(
         on_error=on_error,
         on_notice=on_notice,
         progress=progress,
+        collect=False,
     )
 
 
@@ -203,7 +204,10 @@ def _sync(
     on_error: Callable[[FileError], None] | None,
     on_notice: Callable[[str], None] | None,
     progress: Callable[[Event], None] | None = None,
+    collect: bool = True,
 ) -> Result:
+    """``collect``: keep the itemized lines in ``Result.changes`` (the
+    command line passes False: it prints them, or nobody reads them)."""
     started = time.monotonic()
     if not srcs:
         raise CopyError("no source given")
@@ -213,6 +217,8 @@ def _sync(
         changes.append(line)
         if on_itemize is not None:
             on_itemize(line)
+
+    item_cb = itemized if collect else on_itemize
 
     info = on_info or (lambda _msg: None)
     plans = [_plan(s, dst, len(srcs)) for s in srcs]
@@ -225,7 +231,7 @@ def _sync(
         progress=progress,
         sync=so,
         rules=rules,
-        on_itemize=itemized,
+        on_itemize=item_cb,
         on_info=info,
     )
     opts.engine, notice = pick_engine(engine_name, opts.queue_depth)

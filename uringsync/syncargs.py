@@ -52,7 +52,13 @@ PREFIX = "uringsync sync: "
 
 
 class SyncArgsError(ValueError):
-    """A usage error on ``uringsync sync``'s command line; ``str()`` is the message."""
+    """A usage error on ``uringsync sync``'s command line; ``str()`` is the
+    message, ``code`` rsync's exit code for it (1: syntax; 23: a SRC that is
+    not there; 11: DST cannot be made; 3: DST's parent is no directory)."""
+
+    def __init__(self, msg: str, code: int = 1) -> None:
+        super().__init__(msg)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -425,7 +431,9 @@ def check_operands(args: SyncArgs) -> None:
             os.stat(src.path, follow_symlinks=src.contents)
         except OSError as e:
             reason = os.strerror(e.errno or 0)
-            raise _fail(f"link_stat {_show(src.path)} failed: {reason}") from None
+            err = _fail(f"link_stat {_show(src.path)} failed: {reason}")
+            err.code = 23  # rsync: some files could not be transferred
+            raise err from None
     dst = args.dst
     try:
         dst_st: os.stat_result | None = os.stat(dst)
@@ -436,8 +444,12 @@ def check_operands(args: SyncArgs) -> None:
         try:
             pst = os.stat(parent)
         except OSError as e:
-            raise _fail(f"mkdir {_show(dst)} failed: {os.strerror(e.errno or 0)}") from None
+            err = _fail(f"mkdir {_show(dst)} failed: {os.strerror(e.errno or 0)}")
+            err.code = 3 if e.errno == E.ENOTDIR else 11  # rsync's RERR_FILESELECT / FILEIO
+            raise err from None
         if not S.S_ISDIR(pst.st_mode):
-            raise _fail(f"mkdir {_show(dst)} failed: {os.strerror(E.ENOTDIR)}")
+            err = _fail(f"mkdir {_show(dst)} failed: {os.strerror(E.ENOTDIR)}")
+            err.code = 3
+            raise err
     elif len(args.srcs) > 1 and not S.S_ISDIR(dst_st.st_mode):
         raise _fail("destination must be a directory when copying more than 1 file")

@@ -32,7 +32,7 @@ def run(argv: list[str]) -> int:
         syncargs.check_operands(a)
     except syncargs.SyncArgsError as e:
         err(str(e).removeprefix(syncargs.PREFIX))
-        return api.EXIT_FATAL
+        return e.code
     out = sys.stdout.buffer
     json_out = a.json
     lines = a.itemize > 0 and not json_out
@@ -60,7 +60,7 @@ def run(argv: list[str]) -> int:
         with bar if bar is not None else contextlib.nullcontext():
             res = syncapi.run_args(
                 a,
-                on_itemize=on_itemize,
+                on_itemize=on_itemize if (lines or names) else None,
                 on_info=on_info,
                 on_error=bar.error if bar is not None else _report,
                 on_notice=err,

@@ -85,7 +85,7 @@ class Dispatch(Below):
         def _group_done(self, g: LinkGroup, ok: bool) -> None: ...
         def _range_done(self, big: BigFile, j: engine.UsJob) -> None: ...
         def _queue_range(self, big: BigFile, off: int, length: int, tries: int = 0) -> None: ...
-        def _task_done(self, task: Task, j: engine.UsJob) -> bool: ...
+        def _task_done(self, task: Task, j: engine.UsJob, d: Dir) -> bool: ...
 
     # ------------------------------------------------------------- queue
     def _pin(self, d: Dir) -> None:
@@ -312,10 +312,11 @@ class Dispatch(Below):
             touched[d] = None
             task = sl.tasks[i]
             if task is not None:  # sync: its own counting and reporting
-                ok = self._task_done(task, j)
+                ok = self._task_done(task, j, d)
                 if group is not None:
                     self.deferred.append(functools.partial(self._group_done, group, ok))
-                if ok and int(j.type) == engine.T_REG:
+                if ok and int(j.type) == engine.T_REG and task.kind == "copy":
+                    t.files += 1  # regular files transferred
                     files += 1
                     nbytes += int(j.bytes)
                 continue

@@ -33,7 +33,7 @@ import dataclasses
 import errno as E
 import os
 import secrets
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from uringsync import engine, filters, itemize, steps
 from uringsync.engine import Scan, Stat, ffi
@@ -144,6 +144,10 @@ class Task:
         self.digests: list[bytes | None] = [None, None]
         self.pair: Task | None = None  # "hashdst": the source side's task
         self.v: int | None = None  # hash: what the match found different
+
+
+# what every copy job's completion means (nothing of its own to remember)
+COPY = Task("copy", cast(Dir, None), b"", cast(Stat, None))
 
 
 def missing_dir_fd() -> int:
@@ -528,7 +532,10 @@ class Sync(Below):
         if key in self.dst_dirs:
             child.skip_contents = True  # DST inside SRC: made, empty, never walked into
         if dst_st is None:
-            self._item(Change("create", "d", rel))
+            if self.opts.on_itemize is None:
+                self.totals.created += 1
+            else:
+                self._item(Change("create", "d", rel))
             d.sync.modified = True
         d.pending += 1
         return child
@@ -668,9 +675,11 @@ class Sync(Below):
     def _create_entry(
         self, d: Dir, name: bytes, st: Stat, t: int, path: bytes, existed: bool
     ) -> None:
-        ftype = _FTYPE[t]
-        target = self._readlink(d, name, True) if t == engine.T_LNK else None
-        self._item(Change("create", ftype, path, target=target))
+        if self.opts.on_itemize is None:  # nobody reads the line: only count it
+            self.totals.created += 1
+        else:
+            target = self._readlink(d, name, True) if t == engine.T_LNK else None
+            self._item(Change("create", _FTYPE[t], path, target=target))
         self._queue_sync_copy(d, name, st, t, existed=existed)
 
     def _sync_file(
@@ -1007,7 +1016,7 @@ class Sync(Below):
         if t == engine.T_REG and so.hard_links and int(st.nlink) > 1:
             key = (int(st.dev_major), int(st.dev_minor), int(st.ino))
             group = self.inodes.get(key)
-        task = Task("copy", d, name, st)
+        task = COPY
         if t == engine.T_REG and not so.inplace:
             self._queue(d, name, temp_name(name), st, t, self.job_flags, group, None, 0, task, name)
         else:
@@ -1025,11 +1034,10 @@ class Sync(Below):
         # link_to=d: the job's "source" directory is d's destination twin
         self._queue(d, name, name, st, engine.T_HASH, 0, None, d, 0, twin)
 
-    def _task_done(self, task: Task, j: engine.UsJob) -> bool:
-        """A sync job is back (called by Dispatch._complete, which already
-        counted it off its directory).  Returns whether the job's data is
-        in place (for its hard-link group)."""
-        d = task.d
+    def _task_done(self, task: Task, j: engine.UsJob, d: Dir) -> bool:
+        """A sync job of directory ``d`` is back (called by
+        Dispatch._complete, which already counted it off ``d``).  Returns
+        whether the job's data is in place (for its hard-link group)."""
         if task.kind in ("hash", "hashdst"):
             side = 0 if task.pair is None else 1
             if task.pair is not None:
@@ -1324,7 +1332,7 @@ class Sync(Below):
         if so.dry_run:
             return
         top.pending += 1
-        task = Task("copy", top, src_name, st)
+        task = COPY
         if t == engine.T_REG and not so.inplace:
             self._queue(
                 top,
