@@ -255,6 +255,7 @@ def _sync(
     def body(walker: Walker, tops: list[Dir]) -> None:
         for p in plans:
             _sync_one_arg(walker, p, dst, dst_is_dir, created, recursive, tops)
+        walker.flush_link_groups()
         if progress is not None:
             progress(Event("walked"))
 

@@ -5,7 +5,7 @@ with any number of workers."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from uringsync import engine
 from uringsync.engine import Stat
@@ -29,6 +29,7 @@ class LinkGroup:
         "dir",
         "dst_ino",
         "key",
+        "members",
         "name_c",
         "nlink",
         "path",
@@ -56,6 +57,7 @@ class LinkGroup:
         self.dst_ino: InodeKey | None = None
         self.same: list[tuple[Dir, bytes, bytes]] = []  # twins waiting for -c's verdict
         self.xa = 0  # sync -H: the D_ACL/D_XATTR bits of the leader's old file
+        self.members: list[Any] = []  # sync -H: the names met, until decided (sync.Member)
 
 
 class Links(Below):

@@ -102,6 +102,11 @@ def is_temp_name(name: bytes) -> bool:
     )
 
 
+# a name of a multiply-linked source inode: (directory, name, lstat, its
+# destination's lstat or None, path from the transfer root, the match's bits)
+Member = tuple[Dir, bytes, Stat, "Stat | None", bytes, "int | None"]
+
+
 class SyncDir:
     """What the sync adds to a directory: its path from the transfer root,
     its destination's lstat before the run (None: new), and whether
@@ -880,23 +885,66 @@ class Sync(Below):
     def _sync_linked(
         self, d: Dir, name: bytes, st: Stat, dst_st: Stat | None, path: bytes, v: int | None
     ) -> None:
-        """-H: the first name of a source inode is synced as any file; the
-        others end up hard links to it."""
+        """-H: the names of a source inode are gathered (their directories
+        wait) until all are met, or the walk ends; then rsync's choice of
+        the one synced as a file leads, and the others become its links."""
         key = (int(st.dev_major), int(st.dev_minor), int(st.ino))
         g = self.inodes.get(key)
         if g is None:
             g = LinkGroup(key, d, name, engine.copy_stat(st))
-            g.path = path
-            g.xa = (v or 0) & (engine.D_ACL | engine.D_XATTR)
             self.inodes[key] = g
-            g.dst_ino = None
-            if dst_st is not None and int(dst_st.type) == engine.T_REG:
-                g.dst_ino = (int(dst_st.dev_major), int(dst_st.dev_minor), int(dst_st.ino))
-            self._sync_leader(d, name, st, dst_st, path, g, v)
-            return
-        g.seen += 1
-        if g.seen >= g.nlink:
-            pass
+        dst = engine.copy_stat(dst_st) if dst_st is not None else None
+        g.members.append((d, name, engine.copy_stat(st), dst, path, v))
+        d.pending += 1  # held until the group is decided
+        if len(g.members) >= g.nlink:
+            self._decide_group(g)
+
+    def flush_link_groups(self) -> None:
+        """The walk is over: groups with names outside the transfer are
+        decided with the names met."""
+        for g in list(self.inodes.values()):
+            if g.members:
+                self._decide_group(g)
+
+    def _decide_group(self, g: LinkGroup) -> None:
+        members, g.members = g.members, []
+        stale = self._masks().get(engine.T_REG, -1)
+
+        def there(m: Member) -> bool:
+            return m[3] is not None and int(m[3].type) == engine.T_REG
+
+        fresh = [m for m in members if there(m) and not (m[5] or 0) & stale]
+        present = [m for m in members if there(m)]
+        leader = fresh[0] if fresh else present[0] if present else members[-1]
+        d, name, st, dst_st, path, v = leader
+        g.dir, g.name_c, g.st = d, engine.c_name(name), st
+        g.seen = len(members)
+        g.path = path
+        g.xa = (v or 0) & (engine.D_ACL | engine.D_XATTR)
+        g.dst_ino = None
+        if dst_st is not None and int(dst_st.type) == engine.T_REG:
+            g.dst_ino = (int(dst_st.dev_major), int(dst_st.dev_minor), int(dst_st.ino))
+        g.state = LinkGroup.QUEUED
+        self._sync_leader(d, name, st, dst_st, path, g, v)
+        for m in members:
+            if m is not leader:
+                self._sync_twin(g, *m)
+        for m in members:  # the holds
+            m[0].pending -= 1
+            self._finish_dir(m[0])
+
+    def _sync_twin(
+        self,
+        g: LinkGroup,
+        d: Dir,
+        name: bytes,
+        st: Stat,
+        dst_st: Stat | None,
+        path: bytes,
+        v: int | None,
+    ) -> None:
+        """A name of a linked inode other than its leader: linked to it,
+        unless it already is."""
         have = None
         if dst_st is not None and int(dst_st.type) == engine.T_REG:
             have = (int(dst_st.dev_major), int(dst_st.dev_minor), int(dst_st.ino))
