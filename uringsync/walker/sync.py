@@ -162,17 +162,8 @@ def missing_dir_fd() -> int:
     return os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
 
 
-def _link_order(
-    item: tuple[bytes, Stat, Stat | None, int], stale: int
-) -> tuple[int, tuple[int, ...]]:
-    """rsync's leader of a hard-link group comes first: the first name up
-    to date at the destination (no ``stale`` bit), else the first one there
-    at all, else the last name."""
-    v = item[3]
-    name = item[0]
-    if v & (engine.D_MISSING | engine.D_TYPE | engine.D_ERR):
-        return 2, (*(255 - c for c in name), 256)  # the last name first
-    return (0 if not v & stale else 1), tuple(name)
+def _first(item: tuple[bytes, Stat, Stat | None, int]) -> bytes:
+    return item[0]
 
 
 def _non_empty(fd: int) -> bool:
@@ -428,11 +419,7 @@ class Sync(Below):
             if gone:
                 self._delete_in(d, dsc, gone)
         if linked:
-            # rsync's choice: a hard-link group is led by a name already up
-            # to date at the destination, else one there at all, else by its
-            # last name
-            stale = masks.get(engine.T_REG, -1)
-            work.sort(key=lambda item: _link_order(item, stale))
+            work.sort(key=_first)  # rsync's order: a hard-link group's names as met
         for name, stp, dst_st, v in work:
             self._sync_entry(d, name, stp, dst_st, v)
         subnames.sort()
@@ -907,15 +894,27 @@ class Sync(Below):
                 self._decide_group(g)
 
     def _decide_group(self, g: LinkGroup) -> None:
+        """rsync's leader: the first name already a file at the destination,
+        else the last name (--ignore-existing and --existing leave out the
+        names they skip)."""
         members, g.members = g.members, []
-        stale = self._masks().get(engine.T_REG, -1)
+        so = self.so
+        assert so is not None
 
         def there(m: Member) -> bool:
             return m[3] is not None and int(m[3].type) == engine.T_REG
 
-        fresh = [m for m in members if there(m) and not (m[5] or 0) & stale]
+        skipped = [
+            m for m in members if (there(m) if so.ignore_existing else so.existing and m[3] is None)
+        ]
+        for m in skipped:
+            m[0].pending -= 1
+            self._finish_dir(m[0])
+        members = [m for m in members if m not in skipped]
+        if not members:
+            return
         present = [m for m in members if there(m)]
-        leader = fresh[0] if fresh else present[0] if present else members[-1]
+        leader = present[0] if present else members[-1]
         d, name, st, dst_st, path, v = leader
         g.dir, g.name_c, g.st = d, engine.c_name(name), st
         g.seen = len(members)
