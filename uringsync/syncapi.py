@@ -237,6 +237,8 @@ def _sync(
     opts.engine, notice = pick_engine(engine_name, opts.queue_depth)
     if notice is not None and on_notice is not None:
         on_notice(notice)
+    for p in plans:  # before DST is made: it may be inside a SRC (rsync stats first too)
+        p.stat()
     dst_is_dir, created = _make_dst(dst, plans, so, info)
     budget = fd_budget()
     pool = (
@@ -305,7 +307,7 @@ class _Plan:
     """One SRC: where its entry is (parent, name), and whether it is a
     directory's contents (SRC/)."""
 
-    __slots__ = ("contents", "is_dir", "name", "parent", "src")
+    __slots__ = ("contents", "is_dir", "name", "parent", "src", "st")
 
     def __init__(
         self, src: bytes, parent: bytes, name: bytes, contents: bool, is_dir: bool
@@ -315,6 +317,24 @@ class _Plan:
         self.name = name
         self.contents = contents
         self.is_dir = is_dir
+        self.st: engine.Stat | None = None
+
+    def stat(self) -> None:
+        """The entry's lstat (SRC/: the directory's stat)."""
+        try:
+            fd = os.open(self.parent if not self.contents else self.src, O_DIR_FOLLOW)
+        except OSError as e:
+            raise CopyError(
+                f'cannot access "{os.fsdecode(self.src)}": {os.strerror(e.errno or 0)}'
+            ) from None
+        try:
+            self.st = engine.stat_at(fd, self.name, follow=self.contents)
+        except OSError as e:
+            raise CopyError(
+                f'cannot access "{os.fsdecode(self.src)}": {os.strerror(e.errno or 0)}'
+            ) from None
+        finally:
+            os.close(fd)
 
 
 def _plan(src: bytes, dst: bytes, n: int) -> _Plan:
@@ -403,7 +423,8 @@ def _sync_one_arg(
         if not recursive:
             walker._info(f"skipping directory {os.fsdecode(p.name if not p.contents else b'.')}")
             return
-        st = engine.stat_at(top.src_fd, p.name, follow=p.contents)
+        st = p.st
+        assert st is not None
         dst_st = None
         if not top.sync.missing:
             try:
@@ -428,6 +449,7 @@ def _sync_one_arg(
             walker._item(Change("create", "d", rel or b"./"))
         walker.sync_dir(top, root, rel, dst_st)
         return
-    st = engine.stat_at(top.src_fd, p.name, follow=False)
+    st = p.st
+    assert st is not None
     dst_name = p.name if dst_is_dir else os.path.basename(dst.rstrip(b"/"))
     walker.sync_file(top, p.name, dst_name, st)

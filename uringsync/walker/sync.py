@@ -549,6 +549,22 @@ class Sync(Below):
         time = so.times and _mtime(st) != _mtime(dst)
         return perms, owner, group, time
 
+    def _old_attrs(self, st: Stat, dst: Stat) -> tuple[bool, bool, bool, bool]:
+        """What rsync's line for a file replacing ``dst`` shows of its
+        attributes: the raw mode, and what an earlier name of the same
+        destination inode had fixed already this run."""
+        perms, owner, group, time = self._dir_attrs(st, dst)
+        if int(dst.nlink) > 1:
+            fixed = self.meta_fixed.get((int(dst.dev_major), int(dst.dev_minor), int(dst.ino)))
+            if fixed is not None:
+                so = self.so
+                assert so is not None
+                perms = so.perms and fixed[0] != int(st.mode) & 0o7777
+                owner = so.owner and fixed[1] != int(st.uid)
+                group = so.group and fixed[2] != int(st.gid)
+                time = so.times and fixed[3] != _mtime(st)
+        return perms, owner, group, time
+
     def _sync_dir_meta(self, d: Dir, dst_fd: int) -> None:
         """A directory's own metadata, after its children: all of it when
         it is new, only what differs (or its times, when something in it
@@ -707,7 +723,7 @@ class Sync(Below):
     ) -> None:
         so = self.so
         assert so is not None
-        perms, owner, group, _time = self._dir_attrs(st, dst_st)  # rsync: the raw mode here
+        perms, owner, group, _time = self._old_attrs(st, dst_st)
         c = Change(
             "update",
             "f",
@@ -962,7 +978,7 @@ class Sync(Below):
         existed = dst_st is not None and int(dst_st.type) == engine.T_REG
         c = Change("hardlink", "f", path, target=g.path, existed=existed)
         if existed and dst_st is not None and v is not None:  # what the old file differed in
-            perms, owner, group, time = self._dir_attrs(st, dst_st)  # rsync: the raw mode here
+            perms, owner, group, time = self._old_attrs(st, dst_st)
             c = dataclasses.replace(
                 c,
                 size=bool(v & engine.D_SIZE),
