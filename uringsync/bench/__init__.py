@@ -42,11 +42,13 @@ from uringsync.bench.report import (
     RATIO_TARGETS,
     RSS_TARGET,
     RSS_TARGET_ENTRIES,
+    SYNC_TARGETS,
     TOOL_LABELS,
     plot,
     plot_only,
     print_table,
     summary_row,
+    sync_row,
     write_json,
 )
 from uringsync.bench.session import (
@@ -58,6 +60,7 @@ from uringsync.bench.session import (
     machine_info,
     run,
     space_plan,
+    split_workloads,
 )
 from uringsync.bench.sources import Source, ensure_source, warm_read
 from uringsync.bench.spec import (
@@ -73,8 +76,22 @@ from uringsync.bench.spec import (
     spec_dict,
     workload_specs,
 )
+from uringsync.bench.syncwork import (
+    ALL_SYNC,
+    PERTURB_FRACTION,
+    SYNC_RSS,
+    SYNC_WORKLOADS,
+    Perturbation,
+    SyncPlan,
+    changes,
+    itemized,
+    perturb,
+    snapshot,
+    sync_tools,
+)
 from uringsync.bench.tools import (
     CACHES,
+    SYNC_TOOL,
     THREADS_TOOL,
     TOOLS,
     Argv,
@@ -88,6 +105,7 @@ from uringsync.bench.tools import (
     probe_uringsync,
     rss_method,
     run_one,
+    sync_commands,
     tool_commands,
     uringsync_peak_rss,
     uringsync_result,
