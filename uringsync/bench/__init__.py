@@ -1,4 +1,5 @@
-"""``uringsync bench``: uringsync cp -a against cp -a, rsync -aHAX and a tar pipe.
+"""``uringsync bench``: uringsync cp -a against cp -a, rsync -aHAX and a tar pipe;
+uringsync sync -aHAX against rsync -aHAX (the ``sync-*`` workloads).
 
 docs/benchmarks.md explains the method; in short:
 
@@ -21,6 +22,8 @@ The package, by role (imports go down this list, never up):
 
 - ``command``: the ``cli`` entry ``uringsync bench`` calls;
 - ``session``: options, space planning, machine facts, the rounds (``run``);
+- ``syncwork``: the sync workloads (``uringsync sync -aHAX`` against
+  ``rsync -aHAX``): their destinations, prepared outside the timing, and runs;
 - ``report``: medians, ratios and verdicts, JSON, tables, plot;
 - ``tools``: the tools' commands, running and measuring one copy;
 - ``sources``: the source trees, made once and kept, and warm reads;

@@ -302,11 +302,14 @@ def run(opts: Options, say: Say = say_stderr) -> tuple[int, dict[str, Any]]:
     copies = {name: len(_tools_for(name, cpus, opts.jobs_sweep)) for name in copy_names}
     nrounds = {name: opts.rounds * len(caches) for name in copy_names}
     wl_ests = {n: e for n, e in ests.items() if n != SYNC_RSS_SOURCE}
-    for name in sync_names:  # their destinations, as copies of their source
-        wl_ests[name] = ests[sync_source(name)]
+    for name in sync_names:  # their destinations, as copies of their source, ...
+        src_name = sync_source(name)
         many = name in ("sync-1pct", "sync-first")
-        copies[name] = len(sync_tools(name)) if many else 1
-        nrounds[name] = opts.rounds * len(caches) + (name == "sync-1pct") if many else 1
+        n = len(sync_tools(name)) * opts.rounds * len(caches) if many else 1
+        key = f"sync:{src_name}"  # ... all kept: room for every sync workload's at once
+        wl_ests[key] = ests[src_name]
+        copies[key] = 1
+        nrounds[key] = nrounds.get(key, 0) + n + (name == "sync-1pct")  # and the template
     plan = space_plan(wl_ests, copies, nrounds, sources=ests)
     image, inodes, min_b, min_i = plan.image, plan.inodes, plan.need_bytes, plan.need_inodes
     if opts.image_size is not None:
