@@ -247,7 +247,8 @@ def demo(
 @app.command(
     "bench",
     help="Time uringsync cp -a against cp -a, rsync -aHAX and a tar pipe, cold and warm, "
-    "on generated trees; print a table, write JSON and a PNG plot (docs/benchmarks.md). "
+    "on generated trees (--workloads sync: uringsync sync -aHAX against rsync -aHAX); "
+    "print a table, write JSON and a PNG plot (docs/benchmarks.md). "
     "Cold runs and the loop file system need root. Exit 1 if a copy failed.",
 )
 def bench(
