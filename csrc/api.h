@@ -27,6 +27,19 @@
  * bytes = bytes read; dst is unused.  Failures: OPEN_SRC, STAT, TYPE (not a
  * regular file), READ.  For regular files only: a FIFO's open would block */
 #define US_T_HASH 10
+/* a job only: make the existing (dst_dirfd, dst_name) match the metadata of
+ * the source entry (src_dirfd, src_name) whose lstat is *st, any type: the
+ * owner, mode, times in `flags` applied from st unconditionally (no chmod on
+ * a symlink); US_P_XATTR, US_P_ACL compared and made equal, names dst has
+ * and src lacks removed; US_F_DRY: compare only.  `changed` gets US_CH_*.
+ * Never follows a symlink in dst: a symlink by name, anything else through
+ * an O_PATH|O_NOFOLLOW fd checked to be st's type (else US_OP_TYPE) and
+ * reached as /proc/self/fd/N.  Failures: OPEN_DST (dst missing), TYPE,
+ * CHOWN, CHMOD, UTIMES, XATTR_* */
+#define US_T_META 11
+/* a job only: unlinkat(dst_dirfd, dst_name, US_F_RMDIR ? AT_REMOVEDIR : 0);
+ * src_name unused, src_dirfd may be -1.  Failure: UNLINK */
+#define US_T_UNLINK 12
 
 /* ---- what to preserve (us_job.flags) ---- */
 #define US_P_OWNER 1
@@ -51,6 +64,14 @@
 /* the destination directory has a default ACL, so a new entry inherits ACLs:
  * remove those the source does not have (cp -a leaves none) */
 #define US_F_CLEAR_ACL 2048
+/* US_T_META: compare only, write nothing (owner, mode, times untouched) */
+#define US_F_DRY 4096
+/* US_T_UNLINK: remove an (empty) directory */
+#define US_F_RMDIR 8192
+
+/* ---- what a US_T_META job found different (us_job.changed) ---- */
+#define US_CH_XATTR 1
+#define US_CH_ACL 2
 
 /* ---- the step that failed (us_job.op) ---- */
 #define US_OP_NONE 0
@@ -79,6 +100,8 @@
 #define US_OP_TRUNCATE 23
 /* the run was stopped (SIGINT/SIGTERM) while this job was in flight */
 #define US_OP_STOPPED 24
+/* renaming the temporary name over us_job.final_name */
+#define US_OP_RENAME 25
 
 /* ---- how far a job got (us_job.state): a dead worker's jobs in state
  *      QUEUED or STARTED are copied again by another worker ---- */
@@ -155,7 +178,7 @@ struct us_job {
     uint32_t flags;           /* US_P_* | US_F_* */
     uint32_t type;            /* US_T_* */
     uint32_t mode_mask;       /* final mode = st->mode & mode_mask */
-    uint32_t pad0;
+    uint32_t changed;         /* US_T_META's result: US_CH_* */
     /* results, written by us_run */
     int64_t bytes;     /* bytes written to the destination */
     int32_t err;       /* 0, or -errno */
@@ -167,6 +190,10 @@ struct us_job {
     /* US_T_HASH: the XXH3-128 digest (XXH128_hash_t's high64, low64; the
      * canonical bytes, as xxh128sum prints them, are hi then lo, big-endian) */
     uint64_t hash_hi, hash_lo;
+    /* US_T_REG: NULL, or the name (in dst_dirfd) that dst_name, a temporary
+     * name, is renamed over once data and metadata are in; on any failure
+     * the temporary is unlinked and nothing is renamed (us_batch_set_final) */
+    const char *final_name;
 };
 
 /* A batch of jobs laid out in one block of memory: the jobs, copies of their
@@ -218,7 +245,8 @@ void us_ring_get_info(struct us_ring *r, struct us_ring_info *info);
 /* 1 when the kernel supports io_uring opcode `op`, per the start-up probe. */
 int us_ring_has_op(struct us_ring *r, int op);
 /* Act as if the kernel lacked io_uring opcode `op` (one the io_uring backend
- * checks as it issues: SYMLINKAT, LINKAT, FGETXATTR, FSETXATTR): its step then
+ * checks as it issues: SYMLINKAT, LINKAT, FGETXATTR, FSETXATTR,
+ * RENAMEAT, UNLINKAT): its step then
  * runs as the plain syscall, as on an older kernel.  For tests. */
 void us_ring_forget_op(struct us_ring *r, int op);
 /* Files at least this big use copy_file_range (UINT64_MAX: never). */
@@ -256,6 +284,11 @@ int us_set_meta_fd(int fd, const struct us_stat *st, uint32_t flags, uint32_t mo
  * Returns 0 or the first -errno with *op set to its step. */
 int us_dir_meta(int src_fd, int dst_fd, const struct us_stat *st, uint32_t flags,
                 uint32_t mode_mask, int *op);
+/* US_T_META's work on open fds (a directory the walker holds): make dst_fd's
+ * metadata match `st` and src_fd's xattrs/ACLs (src_fd < 0: those are left
+ * alone); *changed gets US_CH_*.  0 or the first -errno with *op set. */
+int us_meta_sync_fd(int src_fd, int dst_fd, const struct us_stat *st, uint32_t flags,
+                    uint32_t mode_mask, uint32_t *changed, int *op);
 
 /* Big files, split into US_T_RANGE jobs.  us_big_open opens the source
  * (checked to be the file `st` describes, whose size, mode, owner and times
@@ -279,8 +312,12 @@ struct us_batch *us_batch_init(void *mem, uint32_t cap, uint64_t names_cap);
 long us_batch_add(struct us_batch *b, int src_dirfd, const char *src_name, int dst_dirfd,
                   const char *dst_name, const struct us_stat *st, uint32_t type, uint32_t flags,
                   uint32_t mode_mask);
+/* Give job `idx` a final name (copied in, as us_batch_add does): the copy
+ * goes to its dst_name, then is renamed over `name`.  0, -EINVAL for an idx
+ * not in the batch, or -ENOSPC when the names are full. */
+long us_batch_set_final(struct us_batch *b, uint32_t idx, const char *name);
 /* Replace the jobs' fds by indices into fds[] (the distinct fds, in order of
- * first use).  Returns how many, or -E2BIG when more than `max`. */
+ * first use; an fd of -1 stays -1).  Returns how many, or -E2BIG when more than `max`. */
 long us_batch_pack_fds(struct us_batch *b, int *fds, size_t max);
 /* Indices back to fds (those received); -EBADF on an index out of range. */
 int us_batch_bind_fds(struct us_batch *b, const int *fds, size_t n);

@@ -24,6 +24,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <linux/openat2.h>
@@ -62,6 +63,8 @@ enum top_kind {
     K_FGETXATTR,
     K_FSETXATTR,
     K_CLOSE,
+    K_RENAMEAT,
+    K_UNLINKAT,
 };
 
 /* One op: its arguments, then its result. */
@@ -167,6 +170,8 @@ static int run_op(struct top *t)
     }
     case K_FSETXATTR: return ret0(fsetxattr(t->fd, t->s1, t->p, t->len, t->flags));
     case K_CLOSE: return ret0(close(t->fd));
+    case K_RENAMEAT: return ret0(renameat(t->fd, t->s1, t->fd2, t->s2));
+    case K_UNLINKAT: return ret0(unlinkat(t->fd, t->s1, t->flags));
     }
     return -EINVAL;
 }
@@ -514,6 +519,28 @@ static void th_close(struct us_ring *r, uint64_t ud, int fd)
     issue(r, t, false);
 }
 
+static void th_renameat(struct us_ring *r, uint64_t ud, int olddirfd, const char *oldname,
+                        int newdirfd, const char *newname)
+{
+    struct top *t = new_op(r, ud, K_RENAMEAT);
+
+    t->fd = olddirfd;
+    t->s1 = oldname;
+    t->fd2 = newdirfd;
+    t->s2 = newname;
+    issue(r, t, false);
+}
+
+static void th_unlinkat(struct us_ring *r, uint64_t ud, int dirfd, const char *name, int flags)
+{
+    struct top *t = new_op(r, ud, K_UNLINKAT);
+
+    t->fd = dirfd;
+    t->s1 = name;
+    t->flags = flags;
+    issue(r, t, false);
+}
+
 /* Hand what was issued to the threads, wait until something completed (or
  * a stop was asked for), hand every completion to fn. */
 static int th_wait(struct us_ring *r, us_complete_fn *fn, void *arg)
@@ -575,5 +602,7 @@ const struct us_backend us_backend_threads = {
     .fgetxattr = th_fgetxattr,
     .fsetxattr = th_fsetxattr,
     .close = th_close,
+    .renameat = th_renameat,
+    .unlinkat = th_unlinkat,
     .wait = th_wait,
 };

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
@@ -248,6 +249,33 @@ static void ur_close(struct us_ring *r, uint64_t ud, int fd)
     io_uring_sqe_set_data64(sqe, ud);
 }
 
+static void ur_renameat(struct us_ring *r, uint64_t ud, int olddirfd, const char *oldname,
+                        int newdirfd, const char *newname)
+{
+    struct io_uring_sqe *sqe;
+
+    if (!r->ops[IORING_OP_RENAMEAT]) {
+        us_cq_push(r, ud, renameat(olddirfd, oldname, newdirfd, newname) < 0 ? -errno : 0);
+        return;
+    }
+    sqe = get_sqe(r);
+    io_uring_prep_renameat(sqe, olddirfd, oldname, newdirfd, newname, 0);
+    io_uring_sqe_set_data64(sqe, ud);
+}
+
+static void ur_unlinkat(struct us_ring *r, uint64_t ud, int dirfd, const char *name, int flags)
+{
+    struct io_uring_sqe *sqe;
+
+    if (!r->ops[IORING_OP_UNLINKAT]) {
+        us_cq_push(r, ud, unlinkat(dirfd, name, flags) < 0 ? -errno : 0);
+        return;
+    }
+    sqe = get_sqe(r);
+    io_uring_prep_unlinkat(sqe, dirfd, name, flags);
+    io_uring_sqe_set_data64(sqe, ud);
+}
+
 /* Submit what is queued, wait for at least one completion (none when some
  * are already in hand), hand them all to fn. */
 static int ur_wait(struct us_ring *r, us_complete_fn *fn, void *arg)
@@ -282,5 +310,7 @@ const struct us_backend us_backend_uring = {
     .fgetxattr = ur_fgetxattr,
     .fsetxattr = ur_fsetxattr,
     .close = ur_close,
+    .renameat = ur_renameat,
+    .unlinkat = ur_unlinkat,
     .wait = ur_wait,
 };

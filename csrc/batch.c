@@ -6,6 +6,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "engine.h"
@@ -70,8 +71,33 @@ long us_batch_add(struct us_batch *b, int src_dirfd, const char *src_name, int d
     return i;
 }
 
+long us_batch_set_final(struct us_batch *b, uint32_t idx, const char *name)
+{
+    size_t len = strlen(name);
+
+    if (idx >= b->n)
+        return -EINVAL;
+    if (b->names_used + len + 1 > b->names_cap)
+        return -ENOSPC;
+    b->jobs[idx].final_name = put_name(b, name, len);
+    return 0;
+}
+
+/* an index received, back to an fd: -1 stays -1 */
+static bool bind_one(int32_t *fd, const int *fds, size_t n)
+{
+    if (*fd == -1)
+        return true;
+    if (*fd < 0 || (size_t)*fd >= n)
+        return false;
+    *fd = fds[*fd];
+    return true;
+}
+
 static long fd_index(int fd, int *fds, size_t *n, size_t max)
 {
+    if (fd == -1) /* no fd (a job's unused side) travels as none */
+        return -1;
     /* Batches use few distinct directories, mostly in runs: look back. */
     for (size_t k = *n; k-- > 0;)
         if (fds[k] == fd)
@@ -90,7 +116,7 @@ long us_batch_pack_fds(struct us_batch *b, int *fds, size_t max)
         struct us_job *j = &b->jobs[i];
         long s = fd_index(j->src_dirfd, fds, &n, max);
         long d = fd_index(j->dst_dirfd, fds, &n, max);
-        if (s < 0 || d < 0)
+        if (s == -E2BIG || d == -E2BIG)
             return -E2BIG;
         j->src_dirfd = (int32_t)s;
         j->dst_dirfd = (int32_t)d;
@@ -102,11 +128,8 @@ int us_batch_bind_fds(struct us_batch *b, const int *fds, size_t n)
 {
     for (uint32_t i = 0; i < b->n; i++) {
         struct us_job *j = &b->jobs[i];
-        if (j->src_dirfd < 0 || (size_t)j->src_dirfd >= n || j->dst_dirfd < 0 ||
-            (size_t)j->dst_dirfd >= n)
+        if (!bind_one(&j->src_dirfd, fds, n) || !bind_one(&j->dst_dirfd, fds, n))
             return -EBADF;
-        j->src_dirfd = fds[j->src_dirfd];
-        j->dst_dirfd = fds[j->dst_dirfd];
     }
     return 0;
 }

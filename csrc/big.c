@@ -64,7 +64,7 @@ static int clear_direct(int fd)
 int us_big_finish(int sfd, int dfd, uint64_t tail_off, const struct us_stat *st, uint32_t flags,
                   uint32_t mode_mask, int *op)
 {
-    struct target src = {sfd, NULL}, dst = {dfd, NULL};
+    struct target src = {sfd, NULL, false}, dst = {dfd, NULL, false};
     char *buf = malloc(2 * XATTR_MAX);
     struct meta m;
     int ret;

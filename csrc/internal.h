@@ -81,6 +81,9 @@ struct us_backend {
     void (*fsetxattr)(struct us_ring *r, uint64_t udata, int fd, const char *name,
                       const void *value, size_t len, int flags);
     void (*close)(struct us_ring *r, uint64_t udata, int fd);
+    void (*renameat)(struct us_ring *r, uint64_t udata, int olddirfd, const char *oldname,
+                     int newdirfd, const char *newname);
+    void (*unlinkat)(struct us_ring *r, uint64_t udata, int dirfd, const char *name, int flags);
     /* Start what was issued, wait until at least one op completed (or a
      * signal came: EINTR, then maybe none), and hand every completion
      * there is to fn.  fn may issue more ops.  0, or -errno when the
@@ -106,10 +109,13 @@ void us_cq_drain(struct us_ring *r, unsigned n, us_complete_fn *fn, void *arg);
 /* ------------------------------------------------------------ metadata */
 
 /* Where metadata goes or comes from: an open fd (name == NULL), or
- * (dirfd, name) never following a symlink. */
+ * (dirfd, name) never following a symlink; with `follow`, a path that may
+ * be followed: only ever /proc/self/fd/N of an O_PATH fd checked not to be
+ * a symlink (meta_job), for the calls that take no O_PATH fd. */
 struct target {
     int fd;
     const char *name;
+    bool follow;
 };
 
 /* The first failure of a sequence of metadata steps. */
@@ -153,6 +159,8 @@ void meta_last(struct meta_seq *q);
 struct meta meta_sync(struct target src, struct target dst, const struct us_stat *st,
                       uint32_t flags, uint32_t mode_mask, char *buf, bool is_dir);
 int meta_at(const struct us_job *j, char *buf, int *op);
+/* US_T_META: buf holds 4 * XATTR_MAX bytes (NULL: no xattrs/ACLs asked) */
+int meta_job(struct us_job *j, char *buf, int *op);
 
 /* xattr.c */
 bool is_acl(const char *name);
@@ -161,6 +169,13 @@ void copy_one_xattr(struct target src, struct target dst, const char *key, char 
                     struct meta *m);
 void copy_acls(struct target src, struct target dst, const char *list, ssize_t n, char *val,
                bool is_dir, bool clear, struct meta *m);
+/* Make dst's plain xattrs (acl: its ACLs) those of src, whose names are
+ * list[0..n); buf: 3 * XATTR_MAX bytes; dry: compare only.  true when they
+ * differed. */
+bool match_xattrs(struct target src, struct target dst, const char *list, ssize_t n, char *buf,
+                  bool dry, struct meta *m);
+bool match_acls(struct target src, struct target dst, const char *list, ssize_t n, char *buf,
+                bool is_dir, bool dry, struct meta *m);
 
 /* stat.c */
 void fill_stat(struct us_stat *o, const struct statx *x);
@@ -183,6 +198,8 @@ enum tag {
     T_LINK,
     T_HASH_OPEN,
     T_HASH_READ,
+    T_RENAME,
+    T_UNLINK,
 };
 
 struct chunk {
@@ -239,6 +256,7 @@ struct us_ring {
     struct statx *sx;
     unsigned *freesx;
     struct XXH3_state_s **hstates; /* US_T_HASH: one per slot (hash.c) */
+    char *metabuf;                 /* US_T_META: 4 * XATTR_MAX bytes, made on first use */
     struct us_done *done;          /* us_cq_*: a ring buffer of done_cap (a power of 2) */
     unsigned done_head, done_tail, done_cap;
 };

@@ -12,8 +12,12 @@
  *   CLOSE dst (waited for: a close error means lost data), CLOSE src
  *
  * Symlinks (readlinkat, SYMLINKAT), hard links (LINKAT) and special files
- * (mknodat) are jobs too, and so is a file's digest (hash.c).  A destination that could not be written
- * completely is unlinked, so nothing is left that looks complete.  Every
+ * (mknodat) are jobs too, and so is a file's digest (hash.c), an unlink
+ * (UNLINKAT) and an existing entry's metadata made to match (meta.c).  A
+ * copy with a final_name is made under its temporary dst_name and renamed
+ * over the final name (RENAMEAT) only when all of it succeeded.  A
+ * destination that could not be written completely is unlinked, so nothing
+ * is left that looks complete.  Every
  * failure is kept in the job as -errno and the step (US_OP_*), and the run
  * goes on with the other jobs.
  */
@@ -21,6 +25,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -327,6 +332,75 @@ static void on_link(struct us_ring *r, struct slot *s, int res)
     finish(r, s);
 }
 
+/* ------------------------------------------- into place, out of the way */
+
+/* The step that completes the job succeeded after a stop failed it (it
+ * was in flight): what it did is done, so report that, not the stop. */
+static void done_despite_stop(struct slot *s)
+{
+    if (s->failed && s->fail_op == US_OP_STOPPED)
+        s->failed = false;
+}
+
+/* A copy made under a temporary name (us_job.final_name): closed, it is
+ * renamed over the final name.  A failure before (the metadata's too: a
+ * temporary with the wrong metadata must not replace anything) or of the
+ * rename itself leaves the final name alone; finish unlinks the temporary. */
+static void start_rename(struct us_ring *r, struct slot *s)
+{
+    struct us_job *j = s->job;
+
+    if (!s->failed && j->err)
+        fail(s, j->op, j->err);
+    if (s->failed) {
+        finish(r, s);
+        return;
+    }
+    r->be->renameat(r, udata(slot_index(r, s), 0, T_RENAME), j->dst_dirfd, j->dst_name,
+                    j->dst_dirfd, j->final_name);
+    s->pending++;
+}
+
+static void on_rename(struct us_ring *r, struct slot *s, int res)
+{
+    s->pending--;
+    if (res < 0) {
+        fail(s, US_OP_RENAME, res);
+    } else {
+        s->dst_created = false; /* the temporary name is gone */
+        done_despite_stop(s);
+    }
+    finish(r, s);
+}
+
+/* US_T_UNLINK: the name removed (a directory with US_F_RMDIR) */
+static void start_unlink(struct us_ring *r, struct slot *s)
+{
+    struct us_job *j = s->job;
+
+    r->be->unlinkat(r, udata(slot_index(r, s), 0, T_UNLINK), j->dst_dirfd, j->dst_name,
+                    (j->flags & US_F_RMDIR) ? AT_REMOVEDIR : 0);
+    s->pending++;
+}
+
+/* US_T_META: plain syscalls here (io_uring has no op for most of them) */
+static void do_meta(struct us_ring *r, struct slot *s)
+{
+    struct us_job *j = s->job;
+    int op = US_OP_NONE;
+    int ret;
+
+    if ((j->flags & (US_P_XATTR | US_P_ACL)) && !r->metabuf &&
+        !(r->metabuf = malloc(4 * XATTR_MAX))) {
+        fail(s, US_OP_XATTR_LIST, -ENOMEM);
+        finish(r, s);
+        return;
+    }
+    ret = meta_job(j, r->metabuf, &op);
+    record(j, ret, op);
+    finish(r, s);
+}
+
 /* ------------------------------------------------------------- the run */
 
 static void start_job(struct us_ring *r, struct us_job *j)
@@ -366,6 +440,8 @@ static void start_job(struct us_ring *r, struct us_job *j)
     case US_T_SOCK: do_special(r, s); break;
     case US_T_HARDLINK: submit_link(r, s); break;
     case US_T_HASH: start_hash(r, s); break;
+    case US_T_META: do_meta(r, s); break;
+    case US_T_UNLINK: start_unlink(r, s); break;
     default: fail(s, US_OP_TYPE, -EOPNOTSUPP); finish(r, s);
     }
 }
@@ -389,6 +465,19 @@ static void on_cqe(struct us_ring *r, uint64_t d, int res, void *arg)
         s->dfd = -1;
         if (res < 0)
             fail(s, US_OP_CLOSE, res);
+        if (s->job->final_name) {
+            start_rename(r, s);
+            break;
+        }
+        finish(r, s);
+        break;
+    case T_RENAME: on_rename(r, s, res); break;
+    case T_UNLINK:
+        s->pending--;
+        if (res < 0)
+            fail(s, US_OP_UNLINK, res);
+        else
+            done_despite_stop(s);
         finish(r, s);
         break;
     case T_IGNORE: r->closes_pending--; break;

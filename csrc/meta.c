@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -29,9 +30,15 @@ static bool chown_failure_ok(uint32_t flags, int e)
     return !(flags & US_F_STRICT_OWNER) && (e == EPERM || e == EINVAL);
 }
 
+/* by name: never follow (a `follow` target is a /proc/self/fd link) */
+static int nofollow(struct target t)
+{
+    return t.follow ? 0 : AT_SYMLINK_NOFOLLOW;
+}
+
 static int t_chown(struct target t, uid_t uid, gid_t gid)
 {
-    int r = t.name ? fchownat(t.fd, t.name, uid, gid, AT_SYMLINK_NOFOLLOW) : fchown(t.fd, uid, gid);
+    int r = t.name ? fchownat(t.fd, t.name, uid, gid, nofollow(t)) : fchown(t.fd, uid, gid);
     return r < 0 ? -errno : 0;
 }
 
@@ -59,7 +66,7 @@ static uint32_t do_owner(struct target t, const struct us_stat *st, uint32_t fla
 static void do_mode(struct target t, uint32_t mode, struct meta *m)
 {
     /* by name: never follow, even if the node we made was swapped meanwhile */
-    int r = t.name ? fchmodat(t.fd, t.name, mode, AT_SYMLINK_NOFOLLOW) : fchmod(t.fd, mode);
+    int r = t.name ? fchmodat(t.fd, t.name, mode, nofollow(t)) : fchmod(t.fd, mode);
     if (r < 0)
         note(m, -errno, US_OP_CHMOD);
 }
@@ -80,7 +87,7 @@ static void do_times(struct target t, const struct us_stat *st, uint32_t flags, 
     if (!(flags & US_P_TIMES))
         return;
     times_of(st, ts);
-    r = t.name ? utimensat(t.fd, t.name, ts, AT_SYMLINK_NOFOLLOW) : futimens(t.fd, ts);
+    r = t.name ? utimensat(t.fd, t.name, ts, nofollow(t)) : futimens(t.fd, ts);
     if (r < 0)
         note(m, -errno, US_OP_UTIMES);
 }
@@ -173,7 +180,7 @@ struct meta meta_sync(struct target src, struct target dst, const struct us_stat
 
 int us_set_meta_fd(int fd, const struct us_stat *st, uint32_t flags, uint32_t mode_mask, int *op)
 {
-    struct target src = {-1, NULL}, dst = {fd, NULL};
+    struct target src = {-1, NULL, false}, dst = {fd, NULL, false};
     struct meta_seq q;
 
     /* owner, mode, times only: no xattrs, and a mode whatever st says */
@@ -187,7 +194,7 @@ int us_set_meta_fd(int fd, const struct us_stat *st, uint32_t flags, uint32_t mo
 int us_dir_meta(int src_fd, int dst_fd, const struct us_stat *st, uint32_t flags,
                 uint32_t mode_mask, int *op)
 {
-    struct target src = {src_fd, NULL}, dst = {dst_fd, NULL};
+    struct target src = {src_fd, NULL, false}, dst = {dst_fd, NULL, false};
     char *buf = malloc(2 * XATTR_MAX);
     struct meta m;
 
@@ -207,9 +214,103 @@ int us_dir_meta(int src_fd, int dst_fd, const struct us_stat *st, uint32_t flags
  * following; `buf` holds 2 * XATTR_MAX bytes. */
 int meta_at(const struct us_job *j, char *buf, int *op)
 {
-    struct target src = {j->src_dirfd, j->src_name}, dst = {j->dst_dirfd, j->dst_name};
+    struct target src = {j->src_dirfd, j->src_name, false},
+                  dst = {j->dst_dirfd, j->dst_name, false};
     struct meta m = meta_sync(src, dst, j->st, j->flags, j->mode_mask, buf, false);
 
+    *op = m.op;
+    return m.err;
+}
+
+/* ------------------------------------------- making dst match: US_T_META
+ * The same order on an existing entry: owner, mode and times are applied
+ * as st says (the caller compared them), xattrs and ACLs are compared with
+ * the source's and made equal (match_xattrs, match_acls); US_F_DRY writes
+ * nothing.  buf: 4 * XATTR_MAX bytes, or NULL when neither is asked. */
+static struct meta meta_match(struct target src, struct target dst, const struct us_stat *st,
+                              uint32_t flags, uint32_t mode_mask, char *buf, bool is_dir,
+                              uint32_t *changed)
+{
+    bool dry = (flags & US_F_DRY) != 0;
+    bool link = S_ISLNK(st->mode);
+    bool with_src = src.fd >= 0 && buf;
+    char *rest = buf ? buf + XATTR_MAX : NULL; /* after the source's names */
+    struct meta_seq q;
+
+    *changed = 0;
+    if (!with_src)
+        flags &= ~(uint32_t)(US_P_XATTR | US_P_ACL);
+    if (dry)
+        flags &= ~(uint32_t)(US_P_OWNER | US_P_MODE | US_P_TIMES);
+    meta_init(&q, src, dst, st, flags, mode_mask, buf, is_dir);
+    meta_first(&q); /* owner; the source's names */
+    if (q.m.op == US_OP_XATTR_LIST)
+        flags &= ~(uint32_t)(US_P_XATTR | US_P_ACL); /* unknown: leave dst's alone */
+    if ((flags & US_P_XATTR) && match_xattrs(src, dst, q.list, q.n, rest, dry, &q.m))
+        *changed |= US_CH_XATTR;
+    if ((flags & US_P_MODE) && !link)
+        do_mode(dst, q.mode, &q.m);
+    if ((flags & US_P_ACL) && !link && match_acls(src, dst, q.list, q.n, rest, is_dir, dry, &q.m))
+        *changed |= US_CH_ACL;
+    do_times(dst, st, flags, &q.m);
+    return q.m;
+}
+
+int us_meta_sync_fd(int src_fd, int dst_fd, const struct us_stat *st, uint32_t flags,
+                    uint32_t mode_mask, uint32_t *changed, int *op)
+{
+    struct target src = {src_fd, NULL, false}, dst = {dst_fd, NULL, false};
+    char *buf = NULL;
+    struct meta m;
+
+    *changed = 0;
+    if (src_fd >= 0 && (flags & (US_P_XATTR | US_P_ACL)) && !(buf = malloc(4 * XATTR_MAX))) {
+        *op = US_OP_XATTR_LIST;
+        return -ENOMEM;
+    }
+    m = meta_match(src, dst, st, flags, mode_mask, buf, S_ISDIR(st->mode), changed);
+    free(buf);
+    *op = m.op;
+    return m.err;
+}
+
+/* A symlink by name (after checking it is one); anything else through an
+ * O_PATH|O_NOFOLLOW fd of the type st says, reached as /proc/self/fd/N by
+ * the calls that take no O_PATH fd: opening it for real could block (a
+ * FIFO), act (a device) or be refused (mode 0000). */
+int meta_job(struct us_job *j, char *buf, int *op)
+{
+    struct target src = {j->src_dirfd, j->src_name, false};
+    struct target dst = {j->dst_dirfd, j->dst_name, false};
+    char path[32];
+    struct stat sb;
+    struct meta m = {0, US_OP_NONE};
+    int fd = -1;
+
+    j->changed = 0;
+    if (!S_ISLNK(j->st->mode)) {
+        fd = openat(j->dst_dirfd, j->dst_name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0) {
+            *op = US_OP_OPEN_DST;
+            return -errno;
+        }
+        snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+        dst = (struct target){AT_FDCWD, path, true};
+    }
+    if ((fd >= 0 ? fstat(fd, &sb) : fstatat(j->dst_dirfd, j->dst_name, &sb, AT_SYMLINK_NOFOLLOW)) <
+        0)
+        note(&m, -errno, US_OP_OPEN_DST);
+    else if ((sb.st_mode & S_IFMT) != (j->st->mode & S_IFMT))
+        note(&m,
+             S_ISDIR(sb.st_mode)    ? -EISDIR
+             : S_ISDIR(j->st->mode) ? -ENOTDIR
+                                    : -EINVAL,
+             US_OP_TYPE);
+    else
+        m = meta_match(src, dst, j->st, j->flags, j->mode_mask, buf, S_ISDIR(sb.st_mode),
+                       &j->changed);
+    if (fd >= 0)
+        close(fd);
     *op = m.op;
     return m.err;
 }
@@ -256,7 +357,7 @@ void start_meta(struct us_ring *r, struct slot *s)
 {
     struct us_job *j = s->job;
     uint32_t flags = j->flags, mask = j->mode_mask;
-    struct target src = {s->sfd, NULL}, dst = {s->dfd, NULL};
+    struct target src = {s->sfd, NULL, false}, dst = {s->dfd, NULL, false};
 
     /* from here s->st is what the destination gets */
     if (s->replaced && !(flags & US_P_MODE)) {

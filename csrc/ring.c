@@ -29,6 +29,7 @@ void us_ring_free(struct us_ring *r)
         for (unsigned i = 0; i < r->nslots; i++)
             XXH3_freeState(r->hstates[i]);
     free(r->hstates);
+    free(r->metabuf);
     free(r->done);
     free(r);
 }

@@ -121,6 +121,8 @@ static ssize_t x_list(struct target t, char *buf, size_t n)
 
     if (!t.name)
         return flistxattr(t.fd, buf, n);
+    if (t.follow)
+        return listxattr(t.name, buf, n);
     if (!use_fallback()) {
         ssize_t r = syscall(SYS_listxattrat, t.fd, t.name, AT_SYMLINK_NOFOLLOW, buf, n);
         if (!xattrat_enosys(r))
@@ -138,6 +140,8 @@ static ssize_t x_get(struct target t, const char *key, char *buf, size_t n)
 
     if (!t.name)
         return fgetxattr(t.fd, key, buf, n);
+    if (t.follow)
+        return getxattr(t.name, key, buf, n);
     if (!use_fallback()) {
         ssize_t r = syscall(SYS_getxattrat, t.fd, t.name, AT_SYMLINK_NOFOLLOW, key, &a, sizeof a);
         if (!xattrat_enosys(r))
@@ -155,6 +159,8 @@ static int x_set(struct target t, const char *key, const char *val, size_t n)
 
     if (!t.name)
         return fsetxattr(t.fd, key, val, n, 0);
+    if (t.follow)
+        return setxattr(t.name, key, val, n, 0);
     if (!use_fallback()) {
         long r = syscall(SYS_setxattrat, t.fd, t.name, AT_SYMLINK_NOFOLLOW, key, &a, sizeof a);
         if (!xattrat_enosys(r))
@@ -171,6 +177,8 @@ static int x_remove(struct target t, const char *key)
 
     if (!t.name)
         return fremovexattr(t.fd, key);
+    if (t.follow)
+        return removexattr(t.name, key);
     if (!use_fallback()) {
         long r = syscall(SYS_removexattrat, t.fd, t.name, AT_SYMLINK_NOFOLLOW, key);
         if (!xattrat_enosys(r))
@@ -215,6 +223,13 @@ void copy_one_xattr(struct target src, struct target dst, const char *key, char 
         note(m, -errno, US_OP_XATTR_SET);
 }
 
+/* Remove dst's `key`: gone already, or no xattrs there, is fine. */
+static void remove_one(struct target dst, const char *key, struct meta *m)
+{
+    if (x_remove(dst, key) < 0 && errno != ENODATA && !no_xattr_support(dst, errno))
+        note(m, -errno, US_OP_XATTR_SET);
+}
+
 static bool list_has(const char *list, ssize_t n, const char *name)
 {
     for (ssize_t pos = 0; pos < n; pos += (ssize_t)strlen(list + pos) + 1)
@@ -231,8 +246,77 @@ void copy_acls(struct target src, struct target dst, const char *list, ssize_t n
     for (int k = 0; k < (is_dir ? 2 : 1); k++) {
         if (list_has(list, n, ACL_NAMES[k]))
             copy_one_xattr(src, dst, ACL_NAMES[k], val, m);
-        else if (clear && x_remove(dst, ACL_NAMES[k]) < 0 && errno != ENODATA &&
-                 !no_xattr_support(dst, errno))
-            note(m, -errno, US_OP_XATTR_SET);
+        else if (clear)
+            remove_one(dst, ACL_NAMES[k], m);
     }
+}
+
+/* ---------------------------------------------------- making dst match
+ * US_T_META and us_meta_sync_fd: compare each name's value on both sides,
+ * set what differs, remove what the source lacks. */
+
+/* Make dst's `key` src's (src_has: the source listed it), absent included.
+ * sval, dval: XATTR_MAX bytes each.  true when the two differed. */
+static bool match_one(struct target src, struct target dst, const char *key, bool src_has,
+                      char *sval, char *dval, bool dry, struct meta *m)
+{
+    ssize_t sv = -1, dv;
+    int derr;
+
+    if (src_has && (sv = x_get(src, key, sval, XATTR_MAX)) < 0 && errno != ENODATA) {
+        note(m, -errno, US_OP_XATTR_GET);
+        return false;
+    }
+    dv = x_get(dst, key, dval, XATTR_MAX);
+    derr = dv < 0 ? errno : 0;
+    if (sv < 0) {
+        /* the source has none (ENODATA: removed meanwhile) */
+        if (derr == ENODATA || (derr && no_xattr_support(dst, derr)))
+            return false;
+        if (!dry)
+            remove_one(dst, key, m);
+        return true;
+    }
+    if (dv == sv && memcmp(sval, dval, (size_t)sv) == 0)
+        return false;
+    if (!dry && x_set(dst, key, sval, (size_t)sv) < 0)
+        note(m, -errno, US_OP_XATTR_SET);
+    return true;
+}
+
+bool match_xattrs(struct target src, struct target dst, const char *list, ssize_t n, char *buf,
+                  bool dry, struct meta *m)
+{
+    char *dlist = buf, *sval = buf + XATTR_MAX, *dval = buf + 2 * XATTR_MAX;
+    ssize_t dn = x_list(dst, dlist, XATTR_MAX);
+    bool changed = false;
+
+    if (dn < 0) {
+        if (!no_xattr_support(dst, errno)) {
+            note(m, -errno, US_OP_XATTR_LIST);
+            return false;
+        }
+        dn = 0; /* none there: the source's, if any, fail to set */
+    }
+    for (ssize_t pos = 0; pos < n; pos += (ssize_t)strlen(list + pos) + 1)
+        if (!is_acl(list + pos))
+            changed |= match_one(src, dst, list + pos, true, sval, dval, dry, m);
+    for (ssize_t pos = 0; pos < dn; pos += (ssize_t)strlen(dlist + pos) + 1)
+        if (!is_acl(dlist + pos) && !list_has(list, n, dlist + pos)) {
+            changed = true;
+            if (!dry)
+                remove_one(dst, dlist + pos, m);
+        }
+    return changed;
+}
+
+bool match_acls(struct target src, struct target dst, const char *list, ssize_t n, char *buf,
+                bool is_dir, bool dry, struct meta *m)
+{
+    bool changed = false;
+
+    for (int k = 0; k < (is_dir ? 2 : 1); k++)
+        changed |= match_one(src, dst, ACL_NAMES[k], list_has(list, n, ACL_NAMES[k]),
+                             buf + XATTR_MAX, buf + 2 * XATTR_MAX, dry, m);
+    return changed;
 }

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support.system import Dirs
 from tests.support.users import world_tmpdir
 
 
@@ -44,3 +45,13 @@ def engine_name(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
     with engine.Ring(queue_depth=1) as ring:
         assert ring.info().engine == name
     return name
+
+
+@pytest.fixture
+def dirs(tmp: bytes) -> Iterator[Dirs]:
+    """src/ and dst/ in tmp, with open fds."""
+    d = Dirs(tmp)
+    try:
+        yield d
+    finally:
+        d.close()

@@ -7,14 +7,13 @@ import os
 import resource
 import signal
 import stat
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.support.base import NOBODY, O_DIR, MiB, root_only
 from tests.support.compare import snapshot
-from tests.support.system import count_fds
+from tests.support.system import Dirs, count_fds
 from tests.support.trees import rand_bytes, set_tree_times, write_file
 from tests.support.users import as_user, in_child
 from uringsync import engine
@@ -26,31 +25,6 @@ pytestmark = pytest.mark.usefixtures("engine_name")
 BOUNDARY_SIZES = [0, 1, 4095, 4096, 4097, 65535, 65536, 65537, 131071, 131072, 131073,
                   262143, 262144, 262145, 524288 + 3, MiB + 1, 3 * MiB + 5]  # fmt: skip
 ALL_META = engine.P_OWNER | engine.P_TIMES | engine.P_MODE
-
-
-class Dirs:
-    """Open src/dst directory fds for a test, closed at the end."""
-
-    def __init__(self, base: bytes) -> None:
-        self.src = base + b"/src"
-        self.dst = base + b"/dst"
-        os.makedirs(self.src, exist_ok=True)
-        os.makedirs(self.dst, exist_ok=True)
-        self.sfd = os.open(self.src, O_DIR)
-        self.dfd = os.open(self.dst, O_DIR)
-
-    def close(self) -> None:
-        os.close(self.sfd)
-        os.close(self.dfd)
-
-
-@pytest.fixture
-def dirs(tmp: bytes) -> Iterator[Dirs]:
-    d = Dirs(tmp)
-    try:
-        yield d
-    finally:
-        d.close()
 
 
 def add_job(

@@ -20,6 +20,7 @@ LAYERS = {
     "progress": 1,
     "bench": 1,
     "api": 2,
+    "syncapi": 1.5,  # the sync API, over api.py's run_walker and Result
     "cpargs": 3,
     "syncargs": 3,
     "walker": 4,

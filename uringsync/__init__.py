@@ -3,6 +3,8 @@
 >>> import uringsync
 >>> res = uringsync.copy(["src"], "dst", archive=True)   # doctest: +SKIP
 >>> res.exit_code, res.files, res.errors                  # doctest: +SKIP
+>>> res = uringsync.sync("src/", "dst", delete=True)    # doctest: +SKIP
+>>> res.changes                                          # doctest: +SKIP
 """
 
 from uringsync._version import __version__
@@ -15,10 +17,12 @@ from uringsync.api import (
     Result,
     copy,
 )
+from uringsync.syncapi import EXIT_MAX_DELETE, sync
 from uringsync.walker import Event, FileError
 
 __all__ = [
     "EXIT_FATAL",
+    "EXIT_MAX_DELETE",
     "EXIT_OK",
     "EXIT_PARTIAL",
     "EXIT_VANISHED",
@@ -28,4 +32,5 @@ __all__ = [
     "Result",
     "__version__",
     "copy",
+    "sync",
 ]

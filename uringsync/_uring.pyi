@@ -72,7 +72,7 @@ class UsJob(CData, Protocol):
     flags: int
     type: int
     mode_mask: int
-    pad0: int
+    changed: int
     bytes: int
     err: int
     op: int
@@ -83,6 +83,7 @@ class UsJob(CData, Protocol):
     len: int
     hash_hi: int
     hash_lo: int
+    final_name: CharPtr
 
 class JobArray(CData, Protocol):
     def __getitem__(self, i: int, /) -> UsJob: ...
@@ -148,7 +149,7 @@ class _FFI:
     @overload
     def new(
         self,
-        cdecl: Literal["int *", "int[]", "int[2]", "long[]", "uint64_t *"],
+        cdecl: Literal["int *", "int[]", "int[2]", "long[]", "uint64_t *", "uint32_t *"],
         init: int | Sequence[int] = ...,
     ) -> IntArray: ...
     def gc(self, cdata: _T, destructor: Callable[[_T], None]) -> _T: ...
@@ -179,6 +180,8 @@ class _Lib:
     US_T_HARDLINK: int
     US_T_RANGE: int
     US_T_HASH: int
+    US_T_META: int
+    US_T_UNLINK: int
     # what to preserve, and flags (us_job.flags)
     US_P_OWNER: int
     US_P_MODE: int
@@ -192,6 +195,11 @@ class _Lib:
     US_F_REFLINK_TRY: int
     US_F_REFLINK_REQUIRE: int
     US_F_CLEAR_ACL: int
+    US_F_DRY: int
+    US_F_RMDIR: int
+    # what a US_T_META job found different (us_job.changed)
+    US_CH_XATTR: int
+    US_CH_ACL: int
     # the step that failed (us_job.op): uringsync/steps.py describes each
     US_OP_NONE: int
     US_OP_OPEN_SRC: int
@@ -218,6 +226,7 @@ class _Lib:
     US_OP_SEEK: int
     US_OP_TRUNCATE: int
     US_OP_STOPPED: int
+    US_OP_RENAME: int
     # how far a job got (us_job.state)
     US_JOB_QUEUED: int
     US_JOB_STARTED: int
@@ -273,6 +282,17 @@ class _Lib:
     def us_dir_meta(
         self, src_fd: int, dst_fd: int, st: UsStat, flags: int, mode_mask: int, op: IntArray, /
     ) -> int: ...
+    def us_meta_sync_fd(
+        self,
+        src_fd: int,
+        dst_fd: int,
+        st: UsStat,
+        flags: int,
+        mode_mask: int,
+        changed: IntArray,
+        op: IntArray,
+        /,
+    ) -> int: ...
     def us_big_open(
         self,
         src_dirfd: int,
@@ -311,6 +331,7 @@ class _Lib:
         mode_mask: int,
         /,
     ) -> int: ...
+    def us_batch_set_final(self, b: UsBatch, idx: int, name: _Name, /) -> int: ...
     def us_batch_pack_fds(self, b: UsBatch, fds: IntArray, max: int, /) -> int: ...
     def us_batch_bind_fds(self, b: UsBatch, fds: IntArray | CData, n: int, /) -> int: ...
     def us_catch_stop(self, on: int, wake_fd: int, /) -> int: ...

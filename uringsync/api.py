@@ -7,6 +7,7 @@ do not raise: they are collected in :attr:`Result.errors` and the copy goes on.
 
 from __future__ import annotations
 
+import builtins
 import os
 import threading
 import time
@@ -71,6 +72,13 @@ class Result:
     peak_rss: int = 0  # bytes: peak resident memory summed over all processes
     engine: str = "io_uring"  # what issued the steps: "io_uring" or "threads"
     notice: str | None = None  # why io_uring was not used, when auto fell back
+    # sync: entries by outcome, and the itemized changes (rsync's -i lines)
+    created: int = 0
+    updated: int = 0
+    meta: int = 0  # only metadata fixed
+    unchanged: int = 0
+    deleted: int = 0
+    changes: list[builtins.bytes] = field(default_factory=list)
 
 
 def copy(
@@ -216,6 +224,23 @@ def _run(
     copy_range_min: int | None,
 ) -> Walker:
     """Walk and copy every command-line SRC; stop cleanly on SIGINT/SIGTERM."""
+
+    def body(walker: Walker, tops: list[Dir]) -> None:
+        for p in plans:
+            _copy_one_arg(walker, p, follow, copy_range_min, tops)
+
+    return run_walker(opts, pool, budget, body)
+
+
+def run_walker(
+    opts: Options,
+    pool: Pool | None,
+    budget: tuple[int, int],
+    body: Callable[[Walker, list[Dir]], None],
+) -> Walker:
+    """Run ``body`` (which starts the walk of every command-line path) on a
+    walker, then everything it queued; stop cleanly on SIGINT/SIGTERM.  The
+    pseudo-directories ``body`` puts in its list are closed at the end."""
     tops: list[Dir] = []
     wake_r, wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
     catching = threading.current_thread() is threading.main_thread()
@@ -227,9 +252,10 @@ def _run(
         with Ring(queue_depth=opts.queue_depth, engine=opts.engine) as ring:
             walker = Walker(ring, opts, pool, budget, wake_r)
             try:
-                for p in plans:
-                    _copy_one_arg(walker, p, follow, copy_range_min, tops)
+                body(walker, tops)
                 walker.drain()
+                if walker.after:
+                    walker.delete_after_pass()
                 ok = True
             finally:
                 if not ok:
@@ -239,8 +265,9 @@ def _run(
                 walker.close()
                 # open until the end: hard links may join names across arguments
                 for top in tops:
-                    os.close(top.src_fd)
-                    os.close(top.dst_fd)
+                    for fd in (top.src_fd, top.dst_fd):
+                        if fd >= 0:
+                            os.close(fd)
         if pool is not None:
             pool.close()
     finally:

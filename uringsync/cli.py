@@ -235,6 +235,114 @@ def result_json(res: api.Result) -> dict[str, Any]:
     }
 
 
+SYNC_HELP = """Make DST like SRC, as rsync does: uringsync sync [OPTIONS] SRC... DST.
+
+A trailing slash on SRC means its contents; DST is made if missing (not its
+parents).  Options, with rsync's meaning: -a (-rlptgoD), -r -l -p -t -g -o -D
+-H -A -X -x -v -n/--dry-run -i/--itemize-changes -c/--checksum --size-only
+-I/--ignore-times -u/--update --ignore-existing --existing --inplace --delete
+--delete-after --delete-excluded --max-delete=N --exclude --include
+--exclude-from --include-from --filter ('-' and '+' rules) --stats --json -j N.
+Any other rsync option is refused by name.
+
+Exit codes: 0 done; 1 usage or fatal error; 23 some entries failed (each
+reported on stderr); 24 only vanished source files; 25 --max-delete stopped
+deletions; 130 stopped by Ctrl-C or SIGTERM."""
+
+
+@app.command(
+    "sync",
+    help=SYNC_HELP,
+    context_settings={
+        "allow_extra_args": True,
+        "ignore_unknown_options": True,
+        "help_option_names": ["--help"],
+    },
+    add_help_option=True,
+)
+def sync(ctx: typer.Context) -> None:
+    from uringsync import syncapi, syncargs
+
+    try:
+        a = syncargs.parse(ctx.args)
+        syncargs.check_operands(a)
+    except syncargs.SyncArgsError as e:
+        err(str(e).removeprefix(syncargs.PREFIX))
+        raise typer.Exit(api.EXIT_FATAL) from None
+    out = sys.stdout.buffer
+    json_out = a.json
+    lines = a.itemize > 0 and not json_out
+    names = a.verbose > 0 and not a.itemize and not json_out
+
+    def on_itemize(line: bytes) -> None:
+        if lines:
+            out.write(line + b"\n")
+        elif names:
+            if line.startswith(b"*deleting"):
+                out.write(b"deleting " + line[12:] + b"\n")
+            elif line[:1] in (b">", b"c", b"h") or line[2:3] == b"+":
+                out.write(line[12:] + b"\n")
+
+    def on_info(msg: str) -> None:
+        if not json_out:
+            out.flush()
+            print(msg, flush=True)
+
+    try:
+        res = syncapi.run_args(
+            a, on_itemize=on_itemize, on_info=on_info, on_error=_report, on_notice=err
+        )
+    except api.CopyError as e:
+        err(str(e))
+        raise typer.Exit(api.EXIT_FATAL) from None
+    except KeyboardInterrupt:
+        out.flush()
+        err("stopped: the sync is incomplete (no partial file is left under its final name)")
+        raise typer.Exit(EXIT_STOPPED) from None
+    except OSError as e:
+        err(f"{e.strerror}" + (f": {e.filename!r}" if e.filename else ""))
+        raise typer.Exit(api.EXIT_FATAL) from None
+    out.flush()
+    if json_out:
+        print(json.dumps(sync_json(res)), flush=True)
+    elif a.stats:
+        print(sync_stats(res), flush=True)
+    raise typer.Exit(res.exit_code)
+
+
+def sync_json(res: api.Result) -> dict[str, Any]:
+    """The object ``sync --json`` prints: cp's keys, and entries by outcome."""
+    out = result_json(res)
+    out.update(
+        created=res.created,
+        updated=res.updated,
+        metadata_only=res.meta,
+        unchanged=res.unchanged,
+        deleted=res.deleted,
+        transferred_bytes=res.bytes,
+    )
+    return out
+
+
+def sync_stats(res: api.Result) -> str:
+    """A summary in the shape of rsync's --stats (the lines that apply to a
+    local sync)."""
+    seen = res.created + res.updated + res.meta + res.unchanged
+    return "\n".join(
+        [
+            "",
+            f"Number of files: {seen:,}",
+            f"Number of created files: {res.created:,}",
+            f"Number of deleted files: {res.deleted:,}",
+            f"Number of regular files transferred: {res.files:,}",
+            f"Number of files with only metadata changed: {res.meta:,}",
+            f"Total transferred file size: {res.bytes:,} bytes",
+            f"Errors: {len(res.errors):,}",
+            f"Time: {res.seconds:.3f} seconds ({res.workers} workers, {res.engine})",
+        ]
+    )
+
+
 @app.command("demo", help="Build a sample tree, copy it with cp -a semantics, and check the copy.")
 def demo(
     keep: Annotated[bool, typer.Option(help="Keep the sample directory.")] = False,

@@ -44,6 +44,8 @@ T_SOCK: int = lib.US_T_SOCK
 T_HARDLINK: int = lib.US_T_HARDLINK
 T_RANGE: int = lib.US_T_RANGE
 T_HASH: int = lib.US_T_HASH  # a job only: the file's XXH3-128 digest
+T_META: int = lib.US_T_META  # a job only: make an existing entry's metadata match
+T_UNLINK: int = lib.US_T_UNLINK  # a job only: remove dst (a directory with F_RMDIR)
 JOB_QUEUED: int = lib.US_JOB_QUEUED
 JOB_STARTED: int = lib.US_JOB_STARTED
 JOB_DONE: int = lib.US_JOB_DONE
@@ -61,6 +63,11 @@ F_SPARSE_ALWAYS: int = lib.US_F_SPARSE_ALWAYS
 F_REFLINK_TRY: int = lib.US_F_REFLINK_TRY
 F_REFLINK_REQUIRE: int = lib.US_F_REFLINK_REQUIRE
 F_CLEAR_ACL: int = lib.US_F_CLEAR_ACL
+F_DRY: int = lib.US_F_DRY  # T_META: compare only
+F_RMDIR: int = lib.US_F_RMDIR  # T_UNLINK: a directory
+# what a T_META job (or meta_sync_fd) found different
+CH_XATTR: int = lib.US_CH_XATTR
+CH_ACL: int = lib.US_CH_ACL
 
 # io_uring opcodes probed at ring creation, by name
 IORING_OPS: dict[str, int] = {
@@ -75,6 +82,7 @@ STEPS: dict[int, Step] = {getattr(lib, st.c_name): st for st in steps.STEPS if s
 AFTER_DATA: frozenset[int] = frozenset(code for code, st in STEPS.items() if st.after_data)
 OP_NONE: int = lib.US_OP_NONE
 OP_STOPPED: int = lib.US_OP_STOPPED
+OP_RENAME: int = lib.US_OP_RENAME
 
 DEFAULT_QUEUE_DEPTH = 64
 # How the steps are issued (--engine): io_uring, or plain syscalls on a pool
@@ -158,6 +166,19 @@ def dir_meta(src_fd: int, dst_fd: int, st: Stat, flags: int, mode_mask: int) -> 
     op = ffi.new("int *")
     ret = lib.us_dir_meta(src_fd, dst_fd, st, flags, mode_mask, op)
     return ret, step_of(op[0], steps.UNKNOWN_META)
+
+
+def meta_sync_fd(
+    src_fd: int, dst_fd: int, st: Stat, flags: int, mode_mask: int
+) -> tuple[int, Step, int]:
+    """Make an open directory's metadata match (``us_meta_sync_fd``): owner,
+    mode, times from st as flags say, xattrs and ACLs compared with src_fd's
+    (-1: left alone), nothing written with F_DRY.  Returns (-errno or 0, the
+    failing step, CH_* bits of what differed)."""
+    op = ffi.new("int *")
+    changed = ffi.new("uint32_t *")
+    ret = lib.us_meta_sync_fd(src_fd, dst_fd, st, flags, mode_mask, changed, op)
+    return ret, step_of(op[0], steps.UNKNOWN_META), int(changed[0])
 
 
 def c_name(name: bytes) -> CharPtr:
@@ -322,6 +343,11 @@ class Batch:
             self.c, src_dirfd, src_name, dst_dirfd, dst_name, st, ftype, flags, mode_mask
         )
         return check(i, "batch")
+
+    def set_final(self, idx: int, name: bytes) -> None:
+        """Job ``idx`` (a T_REG copy) is made under its dst name, then renamed
+        over ``name`` in the same directory (``us_batch_set_final``)."""
+        check(lib.us_batch_set_final(self.c, idx, name), "batch", name)
 
     @property
     def full(self) -> bool:

@@ -137,3 +137,59 @@ def data_path(cf: CopyFlags, fs: int, copy_range_min: int | None = None) -> Data
         offload = fs in engine.OFFLOAD_FS and not (clones and cf.reflink == "never")
         copy_range_min = 0 if offload else engine.NEVER
     return DataPath(cf.flags | extra, copy_range_min)
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    """What ``uringsync sync`` decides differently from ``cp``, with rsync's
+    meaning (uringsync/syncargs.py parses the command line into these)."""
+
+    perms: bool = False  # -p
+    times: bool = False  # -t
+    owner: bool = False  # -o
+    group: bool = False  # -g
+    symlinks: bool = False  # -l (else symlinks are skipped)
+    devices: bool = False  # --devices
+    specials: bool = False  # --specials
+    hard_links: bool = False  # -H
+    acls: bool = False  # -A
+    xattrs: bool = False  # -X
+    dry_run: bool = False  # -n
+    checksum: bool = False  # -c: wins over size_only, which wins over ignore_times
+    size_only: bool = False
+    ignore_times: bool = False  # -I
+    update: bool = False  # -u
+    ignore_existing: bool = False
+    existing: bool = False
+    inplace: bool = False
+    delete: bool = False
+    delete_after: bool = False
+    delete_excluded: bool = False
+    max_delete: int | None = None
+    itemize: int = 0  # -i given this many times (2: unchanged entries too)
+
+
+def sync_flags(so: SyncOptions) -> CopyFlags:
+    """rsync's -p -t -o -g -A -X as the engine's flag word.  The engine sets
+    owner and group together: either of -o/-g keeps both (docs/design.md)."""
+    flags = (
+        (engine.P_OWNER if so.owner or so.group else 0)
+        | (engine.P_MODE if so.perms else 0)
+        | (engine.P_TIMES if so.times else 0)
+        | (engine.F_STRICT_OWNER if os.geteuid() == 0 and (so.owner or so.group) else 0)
+        | (engine.P_XATTR if so.xattrs else 0)
+        | (engine.P_ACL if so.acls else 0)
+        | engine.F_SPARSE_AUTO
+    )
+    # Without -p, as rsync: a new file gets the source's mode less umask;
+    # an existing one keeps its own (the walker applies no mode to it).
+    mask = 0 if so.perms else umask()
+    return CopyFlags(
+        flags=flags,
+        mode_mask=FULL_MODE if so.perms else FULL_MODE & ~0o7000 & ~mask,
+        dir_mode_mask=FULL_MODE if so.perms else FULL_MODE & ~0o7000 & ~mask,
+        links=so.hard_links,
+        acl=so.acls,
+        sparse="auto",
+        reflink="auto",
+    )

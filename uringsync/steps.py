@@ -115,6 +115,7 @@ STEPS: tuple[Step, ...] = (
     _step("seek", DST, "cannot find the holes of {src}", "US_OP_SEEK"),
     _step("truncate", DST, "cannot set the size of {dst}", "US_OP_TRUNCATE"),
     _step("stopped", DST, "stopped while copying {src}", "US_OP_STOPPED"),
+    _step("rename", DST, "cannot rename {dst}", "US_OP_RENAME"),
     # ---- the walker's steps (one path: pass it as both src and dst)
     _step("opendir", SRC, "cannot open directory {src}"),
     _step("readdir", SRC, "cannot read directory {src}"),
@@ -142,6 +143,8 @@ TYPE = BY_NAME["type"]
 NONE_STEP = BY_NAME["none"]
 CLOSE = BY_NAME["close"]
 SRC_CHANGED = BY_NAME["src_changed"]
+UNLINK = BY_NAME["unlink"]
+READLINK = BY_NAME["readlink"]
 UNKNOWN_JOB = BY_NAME["copy"]  # a job's code missing from the table
 UNKNOWN_META = BY_NAME["meta"]  # a metadata call's code missing from the table
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.base import PathLike, b
+from tests.support.base import O_DIR, PathLike, b
 
 
 def mount_tmpfs(path: PathLike, size: str | None = None) -> str | None:
@@ -95,3 +95,26 @@ def run_ok(*cmd: PathLike) -> subprocess.CompletedProcess[bytes]:
     p = subprocess.run([b(c) for c in cmd], capture_output=True, check=False)
     assert p.returncode == 0, f"{cmd!r} failed ({p.returncode}): {p.stderr!r}"
     return p
+
+
+class Dirs:
+    """src/ and dst/ under a base directory, with open fds, closed at the end
+    (the ``dirs`` fixture)."""
+
+    def __init__(self, base: bytes) -> None:
+        self.src = base + b"/src"
+        self.dst = base + b"/dst"
+        os.makedirs(self.src, exist_ok=True)
+        os.makedirs(self.dst, exist_ok=True)
+        self.sfd = os.open(self.src, O_DIR)
+        self.dfd = os.open(self.dst, O_DIR)
+
+    def s(self, name: bytes) -> bytes:
+        return self.src + b"/" + name
+
+    def d(self, name: bytes) -> bytes:
+        return self.dst + b"/" + name
+
+    def close(self) -> None:
+        os.close(self.sfd)
+        os.close(self.dfd)

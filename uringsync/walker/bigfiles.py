@@ -129,6 +129,7 @@ class BigFiles(Below):
         sl.groups.append(None)
         sl.aux.append(big)
         sl.tries.append(tries)
+        sl.tasks.append(None)
 
     def _range_done(self, big: BigFile, j: engine.UsJob) -> None:
         if self.trace:

@@ -16,11 +16,12 @@ Design points:
 The roles (one module each; they share the walker's attributes, so the
 per-file path pays no extra indirection): reporting (errors.py), the
 directory table (dirs.py), the hard-link table (links.py), big files
-(bigfiles.py), batches and completions (dispatch.py), the visit (visit.py).
+(bigfiles.py), batches and completions (dispatch.py), the visit (visit.py),
+and what ``sync`` decides differently (sync.py).
 
 Typing the roles: for mypy alone (``if TYPE_CHECKING``), each role's base is
-the role after it in Walker's MRO (visit, bigfiles, links, dispatch, dirs,
-errors), so a role is checked against the real definitions of the roles
+the role after it in Walker's MRO (sync, visit, bigfiles, links, dispatch, dirs,
+errors; sync's is visit), so a role is checked against the real definitions of the roles
 after it, and each attribute is declared once, in the last role (in MRO
 order) that uses it.  What a role calls of a role before it is declared in
 the caller (dispatch.py's three methods); mypy checks those against the
@@ -36,7 +37,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from uringsync import engine, options
+from uringsync import engine, filters, options
 from uringsync.engine import Batch, Ring
 from uringsync.pool import Pool
 from uringsync.walker.bigfiles import RANGE, SPLIT_MIN, BigFile, BigFiles
@@ -44,6 +45,7 @@ from uringsync.walker.dirs import Dirs, fd_budget
 from uringsync.walker.dispatch import Dispatch, Slot
 from uringsync.walker.errors import Event, FileError, Reporting, Totals, Trace
 from uringsync.walker.links import InodeKey, LinkGroup, Links
+from uringsync.walker.sync import Sync
 from uringsync.walker.visit import Visit
 
 LOCAL_BATCHES = 2  # without workers: one filling while the other runs
@@ -75,9 +77,15 @@ class Options:
     on_error: Callable[[FileError], None] | None = None
     on_verbose: Callable[[str], None] | None = None
     tuning: Tuning = field(default_factory=Tuning)
+    # sync (walker/sync.py): its options, filter rules, and where its
+    # itemize lines and informational lines (rsync's stdout) go
+    sync: options.SyncOptions | None = None
+    rules: filters.Rules | None = None
+    on_itemize: Callable[[bytes], None] | None = None
+    on_info: Callable[[str], None] | None = None
 
 
-class Walker(Visit, BigFiles, Links, Dispatch, Dirs, Reporting):
+class Walker(Sync, Visit, BigFiles, Links, Dispatch, Dirs, Reporting):
     """Walks the source, queues jobs into batches, and hands full batches to
     the worker pool (or runs them itself without one).  It alone owns the
     hard-link table and directory completion, so both stay right with any
@@ -127,6 +135,13 @@ class Walker(Visit, BigFiles, Links, Dispatch, Dirs, Reporting):
         self.job_flags = self.flags  # plus the destination's reflink choice
         self.mode_mask = opts.flags.mode_mask
         self.dir_mode_mask = opts.flags.dir_mode_mask
+        # sync (sync.py)
+        self.so = opts.sync
+        self.rules = opts.rules or None
+        self.deleted = 0
+        self.delete_skipped = 0
+        self.io_error = False
+        self.after = []
 
     def set_destination(self, dst_fd: int, copy_range_min: int | None) -> None:
         """Per command-line argument: the data path and reflinks suit the

@@ -15,7 +15,8 @@ from uringsync import engine, steps
 from uringsync.engine import Stat
 
 if TYPE_CHECKING:
-    from uringsync.walker.errors import Reporting as Below  # for mypy: the roles after it
+    from uringsync.walker.errors import Reporting as Below
+    from uringsync.walker.sync import SyncDir  # for mypy: the roles after it
 else:
     Below = object  # at run time: no base (Walker's MRO, core.py)
 
@@ -51,6 +52,7 @@ class Dir:
         "src_name",
         "src_path",
         "st",
+        "sync",
         "top",
     )
 
@@ -79,6 +81,7 @@ class Dir:
         self.done = False  # its metadata is applied; only hard links may still use it
         self.acl_default = False  # the destination has a default ACL (new entries inherit)
         self.top = False  # the parents of the command-line paths: never closed here
+        self.sync: SyncDir | None = None  # sync: what it adds (walker/sync.py)
 
 
 def has_default_acl(fd: int) -> bool:
@@ -165,13 +168,18 @@ class Dirs(Below):
             assert parent is not None
             self._evict(keep=parent)
             if node.dst_fd < 0:
-                node.dst_fd = os.open(node.dst_name, O_DIR, dir_fd=parent.dst_fd)
+                node.dst_fd = self._open_dst(node, parent)
             if need_src and node.src_fd < 0 and not node.no_src:
                 node.src_fd = os.open(node.src_name, O_DIR, dir_fd=parent.src_fd)
             self.lru[node] = None
         if not d.top:
             self.lru.move_to_end(d)
         return d.src_fd, d.dst_fd
+
+    def _open_dst(self, node: Dir, parent: Dir) -> int:
+        """Re-open a destination directory that was closed (sync -n
+        overrides it for one that does not exist)."""
+        return os.open(node.dst_name, O_DIR, dir_fd=parent.dst_fd)
 
     def _hold(self, d: Dir) -> None:
         """Keep ``d`` open (not evicted) until _release."""
@@ -242,12 +250,7 @@ class Dirs(Below):
             except OSError as e:
                 self.dir_error(cur.dst_path, steps.OPENDIR_DST, e)
             else:
-                assert cur.st is not None  # only the command-line parents have none
-                ret, step = engine.dir_meta(
-                    cur.src_fd, dst_fd, cur.st, self.flags, self.dir_mode_mask
-                )
-                if ret < 0:
-                    self.error(cur.dst_path, step, -ret, step.what(cur.dst_path, cur.dst_path))
+                self._dir_meta(cur, dst_fd)
                 self.totals.dirs += 1
             if cur.jobs == 0:  # hard links queued into it still need it open
                 self._close(cur)
@@ -255,6 +258,13 @@ class Dirs(Below):
             cur = parent
             if cur is not None:
                 cur.pending -= 1
+
+    def _dir_meta(self, d: Dir, dst_fd: int) -> None:
+        """A directory's own metadata, after its children (cp's order)."""
+        assert d.st is not None  # only the command-line parents have none
+        ret, step = engine.dir_meta(d.src_fd, dst_fd, d.st, self.flags, self.dir_mode_mask)
+        if ret < 0:
+            self.error(d.dst_path, step, -ret, step.what(d.dst_path, d.dst_path))
 
     def _dir_needs_src(self) -> bool:
         """A directory's metadata reads its source only to copy xattrs."""

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from uringsync.walker.dirs import Dir
     from uringsync.walker.dirs import Dirs as Below  # for mypy: the roles after it
     from uringsync.walker.links import LinkGroup
+    from uringsync.walker.sync import Task
 else:
     Below = object  # at run time: no base (Walker's MRO, core.py)
 
@@ -41,13 +42,14 @@ class Slot:
     the big file (a range), and how often it ran; the directories whose fds
     it uses until it is sent."""
 
-    __slots__ = ("aux", "dirs", "groups", "owners", "tries")
+    __slots__ = ("aux", "dirs", "groups", "owners", "tasks", "tries")
 
     def __init__(self) -> None:
         self.owners: list[Dir] = []
         self.groups: list[LinkGroup | None] = []
         self.aux: list[Dir | BigFile | None] = []
         self.tries: list[int] = []
+        self.tasks: list[Task | None] = []  # sync: what the job's completion means
         self.dirs: dict[Dir, None] = {}
 
     def clear(self) -> None:
@@ -55,6 +57,7 @@ class Slot:
         self.groups.clear()
         self.aux.clear()
         self.tries.clear()
+        self.tasks.clear()
         self.dirs.clear()
 
 
@@ -82,6 +85,7 @@ class Dispatch(Below):
         def _group_done(self, g: LinkGroup, ok: bool) -> None: ...
         def _range_done(self, big: BigFile, j: engine.UsJob) -> None: ...
         def _queue_range(self, big: BigFile, off: int, length: int, tries: int = 0) -> None: ...
+        def _task_done(self, task: Task, j: engine.UsJob) -> bool: ...
 
     # ------------------------------------------------------------- queue
     def _pin(self, d: Dir) -> None:
@@ -112,10 +116,13 @@ class Dispatch(Below):
         group: LinkGroup | None,
         link_to: Dir | None = None,
         tries: int = 0,
+        task: Task | None = None,
+        final: bytes | None = None,
     ) -> None:
         """Add a job for an entry of ``d`` (whose ``pending`` already counts
         it).  A hard link's source is the copy in ``link_to``.  Names are
-        bytes or C strings; the batch keeps copies."""
+        bytes or C strings; the batch keeps copies.  ``task``: a sync job's
+        follow-up; ``final``: the name a copy is renamed to when complete."""
         while self.batch.full:
             self.flush()
         if self.pinned >= self.max_dirs - DIRS_HELD_SPARE and self.batch.n:
@@ -138,12 +145,15 @@ class Dispatch(Below):
             return
         if d.acl_default and self.opts.flags.acl:
             flags |= engine.F_CLEAR_ACL  # remove what the entry inherits
-        self.batch.add(src_fd, src_name, dst_fd, dst_name, st, ftype, flags, self.mode_mask)
+        idx = self.batch.add(src_fd, src_name, dst_fd, dst_name, st, ftype, flags, self.mode_mask)
+        if final is not None:
+            self.batch.set_final(idx, final)
         sl = self.slot
         sl.owners.append(d)
         sl.groups.append(group)
         sl.aux.append(link_to)
         sl.tries.append(tries)
+        sl.tasks.append(task)
 
     def drain(self) -> None:
         """Run everything queued, including what the runs queue (hard
@@ -292,7 +302,7 @@ class Dispatch(Below):
             if j.state != engine.JOB_DONE or (
                 j.op == engine.OP_STOPPED and not engine.stop_requested()
             ):  # its worker died or was stopped alone: run it again
-                self._again(d, j, group, aux, sl.tries[i] + 1)
+                self._again(d, j, group, aux, sl.tries[i] + 1, sl.tasks[i])
                 continue
             if isinstance(aux, BigFile):
                 self._range_done(aux, j)  # counted when the whole file is in
@@ -300,6 +310,15 @@ class Dispatch(Below):
                 continue
             d.pending -= 1
             touched[d] = None
+            task = sl.tasks[i]
+            if task is not None:  # sync: its own counting and reporting
+                ok = self._task_done(task, j)
+                if group is not None:
+                    self.deferred.append(functools.partial(self._group_done, group, ok))
+                if ok and int(j.type) == engine.T_REG:
+                    files += 1
+                    nbytes += int(j.bytes)
+                continue
             ok = not j.err or j.op in after_data  # the data is at the destination
             if j.err:
                 self._job_error(d, j)
@@ -340,11 +359,13 @@ class Dispatch(Below):
         group: LinkGroup | None,
         aux: Dir | BigFile | None,
         tries: int,
+        task: Task | None = None,
     ) -> None:
         """Queue a job again (at a safe point) whose worker died before it
         finished; after MAX_TRIES it fails."""
         src = engine.string(j.src_name)
         dst = engine.string(j.dst_name)
+        final = engine.string(j.final_name) if j.final_name else None
         st = engine.copy_stat(j.st)
         ftype, flags = int(j.type), int(j.flags)
         if tries >= MAX_TRIES and self.pool is not None:  # (the walker itself never dies)
@@ -371,7 +392,7 @@ class Dispatch(Below):
             return
         link_to = aux
         self.deferred.append(
-            lambda: self._queue(d, src, dst, st, ftype, flags, group, link_to, tries)
+            lambda: self._queue(d, src, dst, st, ftype, flags, group, link_to, tries, task, final)
         )
 
 

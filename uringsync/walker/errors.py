@@ -81,6 +81,12 @@ class Totals:
     specials: int = 0
     bytes: int = 0
     errors: list[FileError] = field(default_factory=list)
+    # sync: entries by outcome (itemize's kinds)
+    created: int = 0
+    updated: int = 0
+    meta: int = 0  # only metadata fixed
+    unchanged: int = 0
+    deleted: int = 0
 
 
 class Reporting:

@@ -25,7 +25,19 @@ class LinkGroup:
     complete (they wait meanwhile).  If the copy fails, the next name is
     copied instead, so the data is written once per inode."""
 
-    __slots__ = ("dir", "key", "name_c", "nlink", "seen", "st", "state", "waiting")
+    __slots__ = (
+        "dir",
+        "dst_ino",
+        "key",
+        "name_c",
+        "nlink",
+        "path",
+        "same",
+        "seen",
+        "st",
+        "state",
+        "waiting",
+    )
     QUEUED, DONE, FAILED = range(3)
 
     def __init__(self, key: InodeKey, d: Dir, name: bytes, st: Stat) -> None:
@@ -37,6 +49,11 @@ class LinkGroup:
         self.seen = 1
         self.state = LinkGroup.QUEUED
         self.waiting: list[tuple[Dir, bytes]] = []
+        # sync -H: the name's path from the transfer root, and the
+        # destination inode its twins must share (None: link them all again)
+        self.path = b""
+        self.dst_ino: InodeKey | None = None
+        self.same: list[tuple[Dir, bytes, bytes]] = []  # twins waiting for -c's verdict
 
 
 class Links(Below):

@@ -1,0 +1,410 @@
+"""The Python API of ``sync``: ``uringsync.sync(src, dst, delete=True)``,
+rsync's meaning (a trailing slash on SRC: its contents), and the command
+line's :class:`~uringsync.syncargs.SyncArgs` run through it.
+
+Usage errors raise :class:`CopyError` before anything is written; per-file
+failures are collected in :attr:`Result.errors` and the run goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import stat as S
+import time
+from collections.abc import Callable, Sequence
+
+from uringsync import engine, filters, options
+from uringsync.api import (
+    EXIT_OK,
+    EXIT_PARTIAL,
+    EXIT_VANISHED,
+    PathLike,
+    Result,
+    pick_engine,
+    run_walker,
+)
+from uringsync.itemize import Change
+from uringsync.options import CopyError, SyncOptions
+from uringsync.pool import Pool, peak_rss_self, usable_cpus
+from uringsync.syncargs import SyncArgs
+from uringsync.walker import Dir, FileError, Options, Walker, fd_budget, join
+from uringsync.walker.sync import SyncDir, missing_dir_fd
+
+EXIT_MAX_DELETE = 25  # rsync's: --max-delete stopped deletions
+
+__all__ = ["EXIT_MAX_DELETE", "run_args", "sync"]
+
+O_DIR_FOLLOW = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+
+
+def sync(
+    srcs: Sequence[PathLike] | PathLike,
+    dst: PathLike,
+    *,
+    delete: bool = False,
+    dry_run: bool = False,
+    checksum: bool = False,
+    exclude: Sequence[str | bytes] = (),
+    include: Sequence[str | bytes] = (),
+    archive: bool = True,
+    hard_links: bool = False,
+    acls: bool = False,
+    xattrs: bool = False,
+    size_only: bool = False,
+    ignore_times: bool = False,
+    update: bool = False,
+    ignore_existing: bool = False,
+    existing: bool = False,
+    inplace: bool = False,
+    delete_after: bool = False,
+    delete_excluded: bool = False,
+    max_delete: int | None = None,
+    one_file_system: bool = False,
+    jobs: int | None = None,
+    engine: str | None = None,
+    on_itemize: Callable[[bytes], None] | None = None,
+    on_info: Callable[[str], None] | None = None,
+    on_error: Callable[[FileError], None] | None = None,
+    on_notice: Callable[[str], None] | None = None,
+) -> Result:
+    """Make ``dst`` like ``srcs`` as ``rsync -a`` does (``archive``; with
+    ``hard_links``, ``acls``, ``xattrs``: ``-aHAX``).  A SRC ending in ``/``
+    means its contents.  Excludes and includes are rsync's patterns, the
+    includes first (rsync's first-match rule: list order matters; use
+    :func:`run_args` for full control).  ``Result.changes`` holds the
+    itemized changes (rsync's ``-i`` lines), ``Result.created`` etc. the
+    counts."""
+    src_list = [srcs] if isinstance(srcs, (str, bytes, os.PathLike)) else list(srcs)
+    so = SyncOptions(
+        perms=archive,
+        times=archive,
+        owner=archive,
+        group=archive,
+        symlinks=archive,
+        devices=archive,
+        specials=archive,
+        hard_links=hard_links,
+        acls=acls,
+        xattrs=xattrs,
+        dry_run=dry_run,
+        checksum=checksum,
+        size_only=size_only,
+        ignore_times=ignore_times,
+        update=update,
+        ignore_existing=ignore_existing,
+        existing=existing,
+        inplace=inplace,
+        delete=delete or delete_after or delete_excluded,
+        delete_after=delete_after,
+        delete_excluded=delete_excluded,
+        max_delete=max_delete,
+        itemize=1,
+    )
+    items = [("--include", os.fsencode(p)) for p in include]
+    items += [("--exclude", os.fsencode(p)) for p in exclude]
+    return _sync(
+        [os.fsencode(s) for s in src_list],
+        os.fsencode(dst),
+        so,
+        _rules(items),
+        recursive=archive,
+        one_file_system=one_file_system,
+        jobs=jobs,
+        engine_name=engine,
+        on_itemize=on_itemize,
+        on_info=on_info,
+        on_error=on_error,
+        on_notice=on_notice,
+    )
+
+
+def _rules(items: Sequence[tuple[str, bytes]]) -> filters.Rules | None:
+    try:
+        rules = filters.rules_from_args([(k.removeprefix("--"), v) for k, v in items])
+    except filters.FilterError as e:
+        raise CopyError(str(e)) from None
+    return rules or None
+
+
+def run_args(
+    a: SyncArgs,
+    on_itemize: Callable[[bytes], None] | None = None,
+    on_info: Callable[[str], None] | None = None,
+    on_error: Callable[[FileError], None] | None = None,
+    on_notice: Callable[[str], None] | None = None,
+    engine_name: str | None = None,
+) -> Result:
+    """The command line's options (already checked by syncargs)."""
+    so = SyncOptions(
+        perms=a.perms,
+        times=a.times,
+        owner=a.owner,
+        group=a.group,
+        symlinks=a.links,
+        devices=a.devices,
+        specials=a.specials,
+        hard_links=a.hard_links,
+        acls=a.acls,
+        xattrs=a.xattrs,
+        dry_run=a.dry_run,
+        checksum=a.checksum,
+        size_only=a.size_only and not a.checksum,
+        ignore_times=a.ignore_times and not (a.checksum or a.size_only),
+        update=a.update,
+        ignore_existing=a.ignore_existing,
+        existing=a.existing,
+        inplace=a.inplace,
+        delete=a.delete,
+        delete_after=a.delete_after,
+        delete_excluded=a.delete_excluded,
+        max_delete=a.max_delete,
+        itemize=a.itemize,
+    )
+    if a.files_from is not None:
+        raise CopyError("--files-from is not supported yet")
+    srcs = [(s.path.rstrip(b"/") or b"/") + (b"/" if s.contents else b"") for s in a.srcs]
+    return _sync(
+        srcs,
+        a.dst,
+        so,
+        _rules(list(a.filters)),
+        recursive=a.recursive,
+        one_file_system=a.one_file_system,
+        jobs=a.jobs,
+        engine_name=engine_name,
+        on_itemize=on_itemize,
+        on_info=on_info,
+        on_error=on_error,
+        on_notice=on_notice,
+    )
+
+
+def _sync(
+    srcs: list[bytes],
+    dst: bytes,
+    so: SyncOptions,
+    rules: filters.Rules | None,
+    *,
+    recursive: bool,
+    one_file_system: bool,
+    jobs: int | None,
+    engine_name: str | None,
+    on_itemize: Callable[[bytes], None] | None,
+    on_info: Callable[[str], None] | None,
+    on_error: Callable[[FileError], None] | None,
+    on_notice: Callable[[str], None] | None,
+) -> Result:
+    started = time.monotonic()
+    if not srcs:
+        raise CopyError("no source given")
+    changes: list[bytes] = []
+
+    def itemized(line: bytes) -> None:
+        changes.append(line)
+        if on_itemize is not None:
+            on_itemize(line)
+
+    info = on_info or (lambda _msg: None)
+    plans = [_plan(s, dst, len(srcs)) for s in srcs]
+    opts = Options(
+        flags=options.sync_flags(so),
+        recursive=recursive,
+        one_file_system=one_file_system,
+        jobs=len(usable_cpus()) if jobs is None else max(0, jobs),
+        on_error=on_error,
+        sync=so,
+        rules=rules,
+        on_itemize=itemized,
+        on_info=info,
+    )
+    opts.engine, notice = pick_engine(engine_name, opts.queue_depth)
+    if notice is not None and on_notice is not None:
+        on_notice(notice)
+    dst_is_dir, created = _make_dst(dst, plans, so, info)
+    budget = fd_budget()
+    pool = (
+        Pool(
+            opts.jobs,
+            opts.queue_depth,
+            min(budget[1], opts.queue_depth),
+            opts.batch_size,
+            opts.engine,
+        )
+        if opts.jobs
+        else None
+    )
+
+    def body(walker: Walker, tops: list[Dir]) -> None:
+        for p in plans:
+            _sync_one_arg(walker, p, dst, dst_is_dir, created, recursive, tops)
+
+    try:
+        walker = run_walker(opts, pool, budget, body)
+    except BaseException:
+        if pool is not None:
+            pool.stop()
+        raise
+    peak = peak_rss_self() + (pool.peak_rss() if pool else 0)
+    t = walker.totals
+    if walker.delete_skipped and on_error is not None:
+        msg = f"Deletions stopped due to --max-delete limit ({walker.delete_skipped} skipped)"
+        on_error(FileError(b"", "delete", 0, msg))
+    if not t.errors:
+        code = EXIT_OK
+    elif all(e.vanished for e in t.errors):
+        code = EXIT_VANISHED
+    else:
+        code = EXIT_PARTIAL
+    if walker.delete_skipped and code == EXIT_OK:
+        code = EXIT_MAX_DELETE
+    return Result(
+        exit_code=code,
+        errors=t.errors,
+        files=t.files,
+        dirs=t.dirs,
+        symlinks=t.symlinks,
+        links=t.links,
+        specials=t.specials,
+        bytes=t.bytes,
+        seconds=time.monotonic() - started,
+        workers=opts.jobs,
+        peak_rss=peak,
+        engine=opts.engine,
+        notice=notice,
+        created=t.created,
+        updated=t.updated,
+        meta=t.meta,
+        unchanged=t.unchanged,
+        deleted=t.deleted,
+        changes=changes,
+    )
+
+
+class _Plan:
+    """One SRC: where its entry is (parent, name), and whether it is a
+    directory's contents (SRC/)."""
+
+    __slots__ = ("contents", "is_dir", "name", "parent", "src")
+
+    def __init__(
+        self, src: bytes, parent: bytes, name: bytes, contents: bool, is_dir: bool
+    ) -> None:
+        self.src = src
+        self.parent = parent
+        self.name = name
+        self.contents = contents
+        self.is_dir = is_dir
+
+
+def _plan(src: bytes, dst: bytes, n: int) -> _Plan:
+    contents = src.endswith(b"/")
+    bare = src.rstrip(b"/") or b"/"
+    try:
+        st = os.stat(bare if not contents else src, follow_symlinks=contents)
+    except OSError as e:
+        raise CopyError(
+            f'link_stat "{os.fsdecode(bare)}" failed: {os.strerror(e.errno or 0)}'
+        ) from None
+    is_dir = S.S_ISDIR(st.st_mode)
+    if contents and is_dir:
+        return _Plan(src, bare, b".", True, True)
+    parent, name = os.path.split(bare)
+    return _Plan(src, parent or b".", name or b".", False, is_dir)
+
+
+def _make_dst(
+    dst: bytes, plans: list[_Plan], so: SyncOptions, info: Callable[[str], None]
+) -> tuple[bool, bool]:
+    """DST exists as a directory, or is made (not its parents), as rsync does.
+    Returns (DST is a directory (False: a file name, for one file SRC),
+    DST was made by this run)."""
+    try:
+        st = os.stat(dst)
+    except FileNotFoundError:
+        st = None
+    except OSError as e:
+        raise CopyError(
+            f'cannot access "{os.fsdecode(dst)}": {os.strerror(e.errno or 0)}'
+        ) from None
+    if st is not None:
+        if S.S_ISDIR(st.st_mode):
+            return True, False
+        if len(plans) > 1 or any(p.is_dir for p in plans):
+            raise CopyError("destination must be a directory when copying more than 1 file")
+        return False, False
+    if len(plans) == 1 and not plans[0].is_dir and not dst.endswith(b"/"):
+        return False, False  # rsync FILE NEWNAME
+    if not so.dry_run:
+        try:
+            os.mkdir(dst)
+        except OSError as e:
+            raise CopyError(
+                f'mkdir "{os.fsdecode(dst)}" failed: {os.strerror(e.errno or 0)}'
+            ) from None
+    info(f"created directory {os.fsdecode(dst.rstrip(b'/') or dst)}")
+    return True, True
+
+
+def _sync_one_arg(
+    walker: Walker,
+    p: _Plan,
+    dst: bytes,
+    dst_is_dir: bool,
+    created: bool,
+    recursive: bool,
+    tops: list[Dir],
+) -> None:
+    so = walker.so
+    assert so is not None
+    top = Dir(None, b"", b"", p.parent, dst, None)
+    top.top = True
+    top.scanned = True
+    tops.append(top)
+    dst_exists = os.path.isdir(dst)
+    try:
+        top.src_fd = os.open(p.parent if not p.contents else p.src, O_DIR_FOLLOW)
+        if dst_is_dir and dst_exists:
+            top.dst_fd = os.open(dst, O_DIR_FOLLOW)
+        elif dst_is_dir:  # -n and DST not made: nothing can be there
+            top.dst_fd = missing_dir_fd()
+        else:
+            top.dst_fd = os.open(os.path.dirname(dst.rstrip(b"/")) or b".", O_DIR_FOLLOW)
+    except OSError as e:
+        raise CopyError(
+            f'cannot access "{os.fsdecode(p.src)}": {os.strerror(e.errno or 0)}'
+        ) from None
+    top.sync = SyncDir(b"", None)
+    top.sync.missing = dst_is_dir and not dst_exists
+    walker.set_destination(top.dst_fd, None)
+    if p.is_dir:
+        if not recursive:
+            walker._info(f"skipping directory {os.fsdecode(p.name if not p.contents else b'.')}")
+            return
+        st = engine.stat_at(top.src_fd, p.name, follow=p.contents)
+        dst_st = None
+        if not top.sync.missing:
+            try:
+                dst_st = engine.stat_at(top.dst_fd, p.name, follow=p.contents)
+            except OSError:
+                dst_st = None
+        if dst_st is not None and int(dst_st.type) != engine.T_DIR:
+            if not so.dry_run:
+                os.unlink(p.name, dir_fd=top.dst_fd)
+            dst_st = None
+        rel = b"" if p.contents else p.name + b"/"
+        root = Dir(
+            top,
+            p.name,
+            p.name,
+            p.src.rstrip(b"/") or p.src,
+            join(dst, p.name) if not p.contents else dst,
+            st,
+        )
+        if dst_st is None or created:
+            dst_st = None
+            walker._item(Change("create", "d", rel or b"./"))
+        walker.sync_dir(top, root, rel, dst_st)
+        return
+    st = engine.stat_at(top.src_fd, p.name, follow=False)
+    dst_name = p.name if dst_is_dir else os.path.basename(dst.rstrip(b"/"))
+    walker.sync_file(top, p.name, dst_name, st)

@@ -1,0 +1,1110 @@
+"""The sync role: ``uringsync sync``, rsync's meaning over the same engine.
+
+A source directory and its destination twin are listed and stat'ed by the
+engine's scan together (many directories in flight); their two name lists
+are merged per directory, never into a map of the whole tree, so memory
+stays flat.  Per name, rsync's decision (generator.c):
+
+* excluded by a filter rule: left alone, and kept at the destination
+  (unless ``--delete-excluded``);
+* missing at the destination: created (``--existing``: skipped);
+* same type, unchanged by the quick check (size and mtime in seconds;
+  ``-c``: equal XXH3-128 digests of both sides, hashed by the engine in one
+  batch; ``--size-only``; ``-I``: never unchanged): nothing is written, but
+  owner, mode, times (``-c``/``--size-only``), xattrs and ACLs that differ
+  are fixed by a metadata-only job (``US_T_META``);
+* changed: copied by the same job as ``cp``, into ``.NAME.uringsync-XXXXXX``
+  in the same directory, metadata applied, then renamed over NAME by the
+  worker (``--inplace``: written under NAME directly);
+* of another type: replaced (a directory in the way only when it is empty,
+  or under ``--delete``);
+* only at the destination: deleted with ``--delete`` (per directory, before
+  its new entries; ``--delete-after``: at the end), never following a
+  symlink; a source directory that could not be read stops all deletion
+  from then on, as rsync does.
+
+Every outcome is one itemize line (uringsync/itemize.py) given to
+``Options.on_itemize``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno as E
+import os
+import secrets
+from typing import TYPE_CHECKING
+
+from uringsync import engine, filters, itemize, steps
+from uringsync.engine import Scan, Stat, ffi
+from uringsync.itemize import Change
+from uringsync.options import SyncOptions
+from uringsync.walker.dirs import O_DIR, Dir
+from uringsync.walker.errors import Stopped, join, show
+from uringsync.walker.links import LinkGroup
+
+if TYPE_CHECKING:
+    from uringsync.walker.visit import Visit as Below  # for mypy: the roles after it
+else:
+    Below = object  # at run time: no base (Walker's MRO, core.py)
+
+TEMP_TAG = b".uringsync-"  # .NAME.uringsync-XXXXXX: a copy not yet renamed into place
+TEMP_RAND = 6
+NAME_MAX = 255
+_FTYPE: dict[int, itemize.FType] = {
+    engine.T_REG: "f",
+    engine.T_DIR: "d",
+    engine.T_LNK: "L",
+    engine.T_CHR: "D",
+    engine.T_BLK: "D",
+    engine.T_FIFO: "S",
+    engine.T_SOCK: "S",
+}
+_ALNUM = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+# what a deletion came to (rsync's DR_*)
+_DR_OK, _DR_FAILED, _DR_AT_LIMIT, _DR_NOT_EMPTY = range(4)
+IO_ERROR_MSG = "IO error encountered -- skipping file deletion"
+
+
+def temp_name(name: bytes) -> bytes:
+    """``.NAME.uringsync-XXXXXX``, NAME cut to fit NAME_MAX."""
+    rand = bytes(secrets.choice(_ALNUM) for _ in range(TEMP_RAND))
+    room = NAME_MAX - 1 - len(TEMP_TAG) - TEMP_RAND
+    return b"." + name[:room] + TEMP_TAG + rand
+
+
+def is_temp_name(name: bytes) -> bool:
+    """A name :func:`temp_name` makes (a copy a killed run left behind)."""
+    return (
+        name.startswith(b".")
+        and len(name) > len(TEMP_TAG) + TEMP_RAND + 1
+        and name[-TEMP_RAND - len(TEMP_TAG) : -TEMP_RAND] == TEMP_TAG
+        and all(c in _ALNUM for c in name[-TEMP_RAND:])
+    )
+
+
+class SyncDir:
+    """What the sync adds to a directory: its path from the transfer root,
+    its destination's lstat before the run (None: new), and whether
+    anything in it was created, renamed or deleted (its times are then set
+    again after its children)."""
+
+    __slots__ = ("dst_st", "missing", "modified", "new", "rel")
+
+    def __init__(self, rel: bytes, dst_st: Stat | None) -> None:
+        self.rel = rel  # b"" for the root of a SRC/ transfer, else b"a/b/"
+        self.dst_st = dst_st
+        self.new = dst_st is None
+        self.missing = False  # -n: the destination does not exist (nothing to open)
+        self.modified = False
+
+
+class Task:
+    """A sync job's follow-up: what its completion means (Dispatch._complete
+    calls :meth:`Sync._task_done`)."""
+
+    __slots__ = ("change", "d", "digests", "dst_st", "kind", "left", "name", "pair", "st")
+
+    def __init__(
+        self,
+        kind: str,
+        d: Dir,
+        name: bytes,
+        st: Stat,
+        dst_st: Stat | None = None,
+        change: Change | None = None,
+    ) -> None:
+        self.kind = kind  # "copy", "meta", "hash", "unlink"
+        self.d = d
+        self.name = name
+        self.st = st
+        self.dst_st = dst_st
+        self.change = change  # printed when the job succeeds
+        self.left = 0  # hash: digests still to come
+        self.digests: list[bytes | None] = [None, None]
+        self.pair: Task | None = None  # "hashdst": the source side's task
+
+
+def missing_dir_fd() -> int:
+    """-n: what stands for a destination directory that does not exist: an
+    fd that is no directory, so any ``*at`` call relative to it fails
+    (ENOTDIR) instead of reaching anything real."""
+    return os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+
+
+def _non_empty(fd: int) -> bool:
+    with os.scandir(fd) as it:
+        return any(True for _ in it)
+
+
+def _mtime(st: Stat) -> int:
+    return int(st.mtime_sec)
+
+
+class Sync(Below):
+    """The walker's sync role."""
+
+    so: SyncOptions | None
+    rules: filters.Rules | None
+    deleted: int
+    io_error: bool
+    delete_skipped: int
+    after: list[tuple[Dir, bytes, int]]  # --delete-after: (directory, name, type)
+
+    if TYPE_CHECKING:
+
+        def _group_done(self, g: LinkGroup, ok: bool) -> None: ...
+
+    # ------------------------------------------------- overrides of Dirs
+    def _open_dst(self, node: Dir, parent: Dir) -> int:
+        if node.sync is not None and node.sync.missing:
+            return missing_dir_fd()
+        return os.open(node.dst_name, O_DIR, dir_fd=parent.dst_fd)
+
+    def _dir_meta(self, d: Dir, dst_fd: int) -> None:
+        if self.so is None or d.sync is None:
+            assert d.st is not None
+            ret, step = engine.dir_meta(d.src_fd, dst_fd, d.st, self.flags, self.dir_mode_mask)
+            if ret < 0:
+                self.error(d.dst_path, step, -ret, step.what(d.dst_path, d.dst_path))
+            return
+        self._sync_dir_meta(d, dst_fd)
+
+    # ------------------------------------------------------------ output
+    def _item(self, c: Change, count: bool = True) -> None:
+        t = self.totals
+        if not count:
+            pass
+        elif c.kind == "create":
+            t.created += 1
+        elif c.kind == "update":
+            t.updated += 1
+        elif c.kind == "meta":
+            t.meta += 1
+        elif c.kind == "hardlink":
+            t.created += 1
+        on = self.opts.on_itemize
+        if on is not None:
+            on(itemize.line(c))
+
+    def _unchanged(self, ftype: itemize.FType, path: bytes, target: bytes | None = None) -> None:
+        self.totals.unchanged += 1
+        so = self.so
+        assert so is not None
+        if so.itemize > 1 and self.opts.on_itemize is not None:
+            self.opts.on_itemize(itemize.unchanged_line(ftype, path, target))
+
+    def _info(self, msg: str) -> None:
+        if self.opts.on_info is not None:
+            self.opts.on_info(msg)
+
+    # ------------------------------------------------------------ the walk
+    def sync_dir(self, top: Dir, root: Dir, rel: bytes, dst_st: Stat | None) -> None:
+        """Sync the directory ``root`` (a child of ``top``) into its twin;
+        ``rel`` is its path from the transfer root (b"" for SRC/)."""
+        root.sync = SyncDir(rel, dst_st)
+        top.pending += 1
+        stack = [root]
+        per_scan = max(1, min(16, self.max_dirs // 4))
+        while stack:
+            self._safe_point()
+            if self.pinned >= self.max_dirs // 2:
+                self.flush()
+            group: list[Dir] = []
+            while stack and len(group) < per_scan:
+                d = stack.pop()
+                if not self._sync_create(d):
+                    self._abandon(d)
+                    continue
+                self._hold(d)
+                group.append(d)
+            fds: list[int] = []
+            for d in group:
+                if not d.skip_contents:
+                    fds.append(d.src_fd)
+                sd = d.sync
+                if not d.skip_contents and sd is not None and not sd.new and not sd.missing:
+                    fds.append(d.dst_fd)
+            try:
+                found = self.ring.scan_many(fds) if fds else []
+            except OSError:
+                if engine.stop_requested():
+                    raise Stopped from None
+                raise
+            it = iter(found)
+            for d in group:
+                self._release(d)
+                sd = d.sync
+                assert sd is not None
+                src_sc = dst_sc = None
+                if not d.skip_contents:
+                    src_sc = next(it)
+                    if not sd.new and not sd.missing:
+                        dst_sc = next(it)
+                subdirs = self._sync_visit(d, src_sc, dst_sc)
+                stack.extend(reversed(subdirs))
+
+    def _sync_create(self, d: Dir) -> bool:
+        """Open the source directory and its destination twin, making the
+        latter when it is new (-n: never)."""
+        sd = d.sync
+        assert sd is not None and self.so is not None
+        if not sd.new:
+            return self._create(d)
+        if not self.so.dry_run:
+            ok = self._create(d)
+            return ok
+        # -n and a new directory: only the source is opened
+        parent = d.parent
+        assert parent is not None
+        try:
+            psrc, _ = self._fds(parent)
+            d.src_fd = os.open(d.src_name, O_DIR, dir_fd=psrc)
+        except OSError as e:
+            self.dir_error(d.src_path, steps.OPENDIR, e)
+            if e.errno == E.ENOENT:
+                return False
+            d.no_src = d.skip_contents = True
+        d.dst_fd = missing_dir_fd()
+        sd.missing = True
+        self.lru[d] = None
+        return True
+
+    def _src_unreadable(self, d: Dir) -> None:
+        """A source directory could not be listed: from now on nothing is
+        deleted (rsync's rule), said once."""
+        if self.so is not None and self.so.delete and not self.io_error:
+            self._info(IO_ERROR_MSG)
+        self.io_error = True
+
+    def _sync_visit(
+        self, d: Dir, sc: Scan | OSError | None, dsc: Scan | OSError | None
+    ) -> list[Dir]:
+        so = self.so
+        assert so is not None
+        sd = d.sync
+        assert sd is not None
+        subdirs: list[Dir] = []
+        if d.no_src:
+            self._src_unreadable(d)
+        if isinstance(sc, OSError):
+            self.dir_error(d.src_path, steps.READDIR, sc)
+            self._src_unreadable(d)
+            sc = None
+        if isinstance(dsc, OSError):
+            self.dir_error(d.dst_path, steps.READDIR, dsc)
+            dsc = None
+            d.skip_contents = True  # not knowing what is there, write nothing
+        if sc is None or d.skip_contents:
+            d.scanned = True
+            self._finish_dir(d)
+            return subdirs
+        rules = self.rules
+        rel = sd.rel
+        # the destination's names, this directory only
+        dmap: dict[bytes, int] = {}
+        if dsc is not None:
+            for i in range(dsc.n):
+                dmap[dsc.name(i)] = i
+        kept: list[tuple[bytes, Stat]] = []  # source entries still to decide
+        subnames: list[tuple[bytes, Stat]] = []
+        for i in range(sc.n):
+            ent = sc.entry(i)
+            name = sc.name(i)
+            if ent.err:
+                path = join(d.src_path, name)
+                self.error(path, steps.STAT, -ent.err, steps.STAT.what(path, path))
+                dmap.pop(name, None)  # never deleted for it
+                continue
+            st = ffi.addressof(ent, "st")
+            t = st.type
+            if rules is not None and rules.excluded(rel + name, t == engine.T_DIR):
+                if not so.delete_excluded:
+                    dmap.pop(name, None)
+                continue
+            if t == engine.T_DIR:
+                subnames.append((name, st))
+            else:
+                kept.append((name, st))
+        # deletions first (rsync 3's --delete-during), then the entries
+        srcnames = {n for n, _ in kept}
+        srcnames.update(n for n, _ in subnames)
+        gone = [n for n in dmap if n not in srcnames]
+        if gone and dsc is not None:
+            self._delete_in(d, dsc, dmap, gone)
+        for name, st in kept:
+            di = dmap.get(name)
+            dst_st = (
+                ffi.addressof(dsc.entry(di), "st") if (dsc is not None and di is not None) else None
+            )
+            self._sync_entry(d, name, st, dst_st)
+        subnames.sort()
+        for name, st in subnames:
+            di = dmap.get(name)
+            dst_st = (
+                ffi.addressof(dsc.entry(di), "st") if (dsc is not None and di is not None) else None
+            )
+            child = self._sync_subdir(d, name, st, dst_st)
+            if child is not None:
+                subdirs.append(child)
+        d.scanned = True
+        if self.opts.progress:
+            from uringsync.walker.errors import Event
+
+            self.opts.progress(Event("scanned", src_dir=d.src_path, entries=sc.n))
+        # the jobs hold copies of names and stats; keep the scans until here
+        sc.free()
+        if dsc is not None:
+            dsc.free()
+        self._finish_dir(d)
+        return subdirs
+
+    # -------------------------------------------------------- directories
+    def _sync_subdir(self, d: Dir, name: bytes, st: Stat, dst_st: Stat | None) -> Dir | None:
+        so = self.so
+        assert so is not None and d.sync is not None
+        rel = d.sync.rel + name + b"/"
+        existed = dst_st is not None
+        if dst_st is not None and dst_st.type != engine.T_DIR:
+            if so.ignore_existing:  # rsync cannot go into it either
+                p = join(d.dst_path, name)
+                self.error(p, steps.OPENDIR_DST, E.ENOTDIR, steps.OPENDIR_DST.what(p, p))
+                return None
+            # something else is in the way: replaced by the directory
+            if not so.dry_run:
+                try:
+                    os.unlink(name, dir_fd=self._fds(d)[1])
+                except OSError as e:
+                    path = join(d.dst_path, name)
+                    self.error(path, steps.UNLINK, e.errno or E.EIO, steps.UNLINK.what(path, path))
+                    return None
+                d.sync.modified = True
+            dst_st = None
+        if not existed and so.existing:
+            return None  # --existing: no new directories, nothing below them
+        child = Dir(
+            d,
+            name,
+            name,
+            join(d.src_path, name),
+            join(d.dst_path, name),
+            engine.copy_stat(st),
+        )
+        child.sync = SyncDir(rel, engine.copy_stat(dst_st) if dst_st is not None else None)
+        if dst_st is None:
+            self._item(Change("create", "d", rel))
+            d.sync.modified = True
+        d.pending += 1
+        return child
+
+    def _dir_attrs(self, st: Stat, dst: Stat) -> tuple[bool, bool, bool, bool]:
+        """(perms, owner, group, time) differences between two lstats, as
+        far as the options keep them."""
+        so = self.so
+        assert so is not None
+        perms = so.perms and (int(st.mode) & 0o7777) != (int(dst.mode) & 0o7777)
+        owner = so.owner and int(st.uid) != int(dst.uid)
+        group = so.group and int(st.gid) != int(dst.gid)
+        time = so.times and _mtime(st) != _mtime(dst)
+        return perms, owner, group, time
+
+    def _sync_dir_meta(self, d: Dir, dst_fd: int) -> None:
+        """A directory's own metadata, after its children: all of it when
+        it is new, only what differs (or its times, when something in it
+        changed) when it existed."""
+        so = self.so
+        assert so is not None and d.st is not None
+        sd = d.sync
+        assert sd is not None
+        path = sd.rel or b"./"
+        if sd.new:
+            if so.dry_run:
+                return
+            ret, step = engine.dir_meta(d.src_fd, dst_fd, d.st, self.flags, self.dir_mode_mask)
+            if ret < 0:
+                self.error(d.dst_path, step, -ret, step.what(d.dst_path, d.dst_path))
+            return
+        assert sd.dst_st is not None
+        perms, owner, group, time = self._dir_attrs(d.st, sd.dst_st)
+        flags = 0
+        if perms:
+            flags |= engine.P_MODE
+        if owner or group:
+            flags |= engine.P_OWNER | (self.flags & engine.F_STRICT_OWNER)
+        if so.times and (time or sd.modified):
+            flags |= engine.P_TIMES
+        flags |= self.flags & (engine.P_XATTR | engine.P_ACL)
+        changed = 0
+        if flags:
+            if so.dry_run:
+                flags |= engine.F_DRY
+            src_fd = d.src_fd if not d.no_src else -1
+            ret, step, changed = engine.meta_sync_fd(
+                src_fd, dst_fd, d.st, flags, self.dir_mode_mask
+            )
+            if ret < 0:
+                self.error(d.dst_path, step, -ret, step.what(d.dst_path, d.dst_path))
+        acl = bool(changed & engine.CH_ACL)
+        xattr = bool(changed & engine.CH_XATTR)
+        if perms or owner or group or time or acl or xattr:
+            self._item(
+                Change(
+                    "meta",
+                    "d",
+                    path,
+                    perms=perms,
+                    owner=owner,
+                    group=group,
+                    time=time,
+                    acl=acl,
+                    xattr=xattr,
+                )
+            )
+        else:
+            self._unchanged("d", path)
+
+    # ------------------------------------------------------------ entries
+    def _sync_entry(self, d: Dir, name: bytes, st: Stat, dst_st: Stat | None) -> None:
+        so = self.so
+        assert so is not None and d.sync is not None
+        t = int(st.type)
+        path = d.sync.rel + name
+        if t == engine.T_LNK and not so.symlinks:
+            self._info(f'skipping non-regular file "{os.fsdecode(path)}"')
+            return
+        if t in (engine.T_CHR, engine.T_BLK) and not so.devices:
+            self._info(f'skipping non-regular file "{os.fsdecode(path)}"')
+            return
+        if t in (engine.T_FIFO, engine.T_SOCK) and not so.specials:
+            self._info(f'skipping non-regular file "{os.fsdecode(path)}"')
+            return
+        ftype = _FTYPE.get(t)
+        if ftype is None:
+            self._unknown_type(join(d.src_path, name))
+            return
+        if dst_st is not None and so.ignore_existing:
+            return
+        if dst_st is None and so.existing:
+            return
+        if t == engine.T_REG and so.hard_links and int(st.nlink) > 1:
+            self._sync_linked(d, name, st, dst_st, path)
+            return
+        if dst_st is None:
+            self._create_entry(d, name, st, t, path, existed=False)
+            return
+        dt = int(dst_st.type)
+        if dt != t:
+            if dt == engine.T_DIR and not self._remove_dir_in_way(d, name, path, ftype):
+                return
+            self._create_entry(d, name, st, t, path, existed=dt != engine.T_DIR)
+            return
+        if t == engine.T_REG:
+            self._sync_file(d, name, st, dst_st, path)
+        elif t == engine.T_LNK:
+            self._sync_symlink(d, name, st, dst_st, path)
+        else:
+            self._sync_special(d, name, st, dst_st, path, ftype)
+
+    def _remove_dir_in_way(self, d: Dir, name: bytes, path: bytes, ftype: str) -> bool:
+        """A directory where the source has something else: removed when
+        empty, or with its contents under --delete (rsync's rule, and its
+        messages)."""
+        so = self.so
+        assert so is not None
+        kind = {"f": "regular file", "L": "symlink", "D": "device", "S": "special file"}[ftype]
+        _, dfd = self._fds(d)
+        if self._delete_item(dfd, name, path, True, make_room=True, recurse=so.delete) == _DR_OK:
+            assert d.sync is not None
+            d.sync.modified = True
+            return True
+        p = join(d.dst_path, name)
+        self.error(p, steps.UNLINK, E.ENOTEMPTY, f"could not make way for new {kind}: {show(p)}")
+        return False
+
+    def _create_entry(
+        self, d: Dir, name: bytes, st: Stat, t: int, path: bytes, existed: bool
+    ) -> None:
+        ftype = _FTYPE[t]
+        target = self._readlink(d, name, True) if t == engine.T_LNK else None
+        self._item(Change("create", ftype, path, target=target))
+        self._queue_sync_copy(d, name, st, t, existed=existed)
+
+    def _sync_file(self, d: Dir, name: bytes, st: Stat, dst_st: Stat, path: bytes) -> bool:
+        """A regular file at both ends.  Returns False when the decision waits
+        for the digests (-c)."""
+        so = self.so
+        assert so is not None
+        if so.update and _mtime(dst_st) > _mtime(st):
+            return True  # -u: newer at the destination
+        same_size = int(st.size) == int(dst_st.size)
+        if so.checksum:
+            if same_size:
+                self._queue_hash_pair(d, name, st, dst_st)
+                return False
+            self._update_file(d, name, st, dst_st, path)
+            return True
+        if so.size_only:
+            unchanged = same_size
+        elif so.ignore_times:
+            unchanged = False
+        else:
+            unchanged = same_size and _mtime(st) == _mtime(dst_st)
+        if unchanged:
+            self._meta_or_unchanged(d, name, st, dst_st, path, "f")
+        else:
+            self._update_file(d, name, st, dst_st, path)
+        return True
+
+    def _update_file(self, d: Dir, name: bytes, st: Stat, dst_st: Stat, path: bytes) -> None:
+        so = self.so
+        assert so is not None
+        perms, owner, group, _time = self._dir_attrs(st, dst_st)
+        c = Change(
+            "update",
+            "f",
+            path,
+            checksum=so.checksum,
+            size=int(st.size) != int(dst_st.size),
+            time=so.times and _mtime(st) != _mtime(dst_st),
+            transfer_time=not so.times,
+            perms=perms,
+            owner=owner,
+            group=group,
+        )
+        xa = self.flags & (engine.P_XATTR | engine.P_ACL)
+        if not xa:
+            self._item(c)
+            self._queue_sync_copy(d, name, st, engine.T_REG, existed=True)
+            return
+        # rsync's line for a transferred file also says whether its ACLs or
+        # xattrs differ from the old file's: compare them first (writing nothing)
+        self.totals.updated += 1
+        task = Task("precheck", d, name, engine.copy_stat(st), change=c)
+        d.pending += 2  # the comparison, and the copy it leads to
+        self._queue_task(d, name, name, st, engine.T_META, xa | engine.F_DRY, task)
+
+    def _prechecked(self, task: Task, changed: int) -> None:
+        """A changed file's ACLs and xattrs are compared: its line, then its copy."""
+        d = task.d
+        c = task.change
+        assert c is not None
+        acl = bool(changed & engine.CH_ACL)
+        xattr = bool(changed & engine.CH_XATTR)
+        self._item(dataclasses.replace(c, acl=acl, xattr=xattr), count=False)
+        self._queue_sync_copy(d, task.name, task.st, engine.T_REG, existed=True)
+        d.pending -= 1
+        self._finish_dir(d)
+
+    def _meta_or_unchanged(
+        self,
+        d: Dir,
+        name: bytes,
+        st: Stat,
+        dst_st: Stat,
+        path: bytes,
+        ftype: itemize.FType,
+        target: bytes | None = None,
+    ) -> None:
+        """Same data: fix what differs of owner, mode, times (only when the
+        quick check did not compare them), xattrs and ACLs."""
+        so = self.so
+        assert so is not None
+        perms, owner, group, time = self._dir_attrs(st, dst_st)
+        if ftype == "L":
+            perms = False
+        flags = 0
+        if perms:
+            flags |= engine.P_MODE
+        if owner or group:
+            flags |= engine.P_OWNER | (self.flags & engine.F_STRICT_OWNER)
+        if time:
+            flags |= engine.P_TIMES
+        flags |= self.flags & (engine.P_XATTR | engine.P_ACL)
+        if not flags:
+            self._unchanged(ftype, path, target)
+            return
+        c = Change(
+            "meta", ftype, path, target=target, perms=perms, owner=owner, group=group, time=time
+        )
+        if so.dry_run:
+            flags |= engine.F_DRY
+        task = Task("meta", d, name, st, change=c)
+        d.pending += 1
+        self._queue_task(d, name, name, st, engine.T_META, flags, task)
+
+    def _sync_symlink(self, d: Dir, name: bytes, st: Stat, dst_st: Stat, path: bytes) -> None:
+        target = self._readlink(d, name, True)
+        have = self._readlink(d, name, False)
+        if target is None:
+            return
+        if have != target:
+            _perms, owner, group, time = self._dir_attrs(st, dst_st)
+            self._item(
+                Change("update", "L", path, target=target, time=time, owner=owner, group=group)
+            )
+            self._queue_sync_copy(d, name, st, engine.T_LNK, existed=True)
+            return
+        self._meta_or_unchanged(d, name, st, dst_st, path, "L", target)
+
+    def _sync_special(
+        self, d: Dir, name: bytes, st: Stat, dst_st: Stat, path: bytes, ftype: itemize.FType
+    ) -> None:
+        same = (int(st.rdev_major), int(st.rdev_minor)) == (
+            int(dst_st.rdev_major),
+            int(dst_st.rdev_minor),
+        )
+        if int(st.type) in (engine.T_FIFO, engine.T_SOCK):
+            same = True
+        if not same:
+            perms, owner, group, time = self._dir_attrs(st, dst_st)
+            self._item(
+                Change("update", ftype, path, time=time, perms=perms, owner=owner, group=group)
+            )
+            self._queue_sync_copy(d, name, st, int(st.type), existed=True)
+            return
+        self._meta_or_unchanged(d, name, st, dst_st, path, ftype)
+
+    def _readlink(self, d: Dir, name: bytes, src: bool) -> bytes | None:
+        src_fd, dst_fd = self._fds(d)
+        try:
+            return os.readlink(name, dir_fd=src_fd if src else dst_fd)
+        except OSError as e:
+            if src:
+                p = join(d.src_path, name)
+                self.error(p, steps.READLINK, e.errno or E.EIO, steps.READLINK.what(p, p))
+            return None
+
+    # ------------------------------------------------------------ hard links
+    def _sync_linked(self, d: Dir, name: bytes, st: Stat, dst_st: Stat | None, path: bytes) -> None:
+        """-H: the first name of a source inode is synced as any file; the
+        others end up hard links to it."""
+        key = (int(st.dev_major), int(st.dev_minor), int(st.ino))
+        g = self.inodes.get(key)
+        if g is None:
+            g = LinkGroup(key, d, name, engine.copy_stat(st))
+            g.path = path
+            self.inodes[key] = g
+            g.dst_ino = None
+            if dst_st is not None and int(dst_st.type) == engine.T_REG:
+                g.dst_ino = (int(dst_st.dev_major), int(dst_st.dev_minor), int(dst_st.ino))
+            self._sync_leader(d, name, st, dst_st, path, g)
+            return
+        g.seen += 1
+        if g.seen >= g.nlink:
+            pass
+        have = None
+        if dst_st is not None and int(dst_st.type) == engine.T_REG:
+            have = (int(dst_st.dev_major), int(dst_st.dev_minor), int(dst_st.ino))
+        if dst_st is not None and int(dst_st.type) == engine.T_DIR:
+            if not self._remove_dir_in_way(d, name, path, "f"):
+                return
+            dst_st = None
+        if g.dst_ino is not None and have == g.dst_ino:
+            if g.state == LinkGroup.DONE:
+                self._unchanged("f", path)
+                return
+            if g.state == LinkGroup.QUEUED:  # -c: the leader's digests decide
+                d.pending += 1
+                g.same.append((d, name, path))
+                return
+        self._item(Change("hardlink", "f", path, target=g.path, existed=dst_st is not None))
+        if self.so is not None and self.so.dry_run:
+            return
+        d.pending += 1
+        assert d.sync is not None
+        d.sync.modified = True
+        if g.state == LinkGroup.DONE:
+            self._queue_link(g, d, name)
+        else:
+            g.waiting.append((d, name))
+
+    def _sync_leader(
+        self, d: Dir, name: bytes, st: Stat, dst_st: Stat | None, path: bytes, g: LinkGroup
+    ) -> None:
+        """The first name met of a linked inode: synced as a plain file; its
+        group is done (its twins can link to it) when that is."""
+        before = self.totals.created + self.totals.updated
+        decided = True
+        if dst_st is None:
+            self._create_entry(d, name, st, engine.T_REG, path, existed=False)
+        elif int(dst_st.type) != engine.T_REG:
+            if int(dst_st.type) == engine.T_DIR and not self._remove_dir_in_way(d, name, path, "f"):
+                g.state = LinkGroup.FAILED
+                return
+            self._create_entry(d, name, st, engine.T_REG, path, existed=True)
+        else:
+            decided = self._sync_file(d, name, st, dst_st, path)
+        if not decided:
+            return  # -c: _hashed settles the group
+        self._leader_decided(g, self.totals.created + self.totals.updated != before)
+
+    def _leader_decided(self, g: LinkGroup, copying: bool) -> None:
+        """A copied leader makes a new inode (its twins are linked again, by
+        _group_done when the copy is in); an unchanged one lets them link now."""
+        if copying:
+            g.dst_ino = None
+        if not copying or (self.so is not None and self.so.dry_run):
+            g.state = LinkGroup.DONE
+        same, g.same = g.same, []
+        for d, name, path in same:  # twins already linked to the old inode
+            if copying:
+                self._item(Change("hardlink", "f", path, target=g.path, existed=True))
+                if self.so is not None and self.so.dry_run:
+                    d.pending -= 1
+                    self._finish_dir(d)
+                else:
+                    assert d.sync is not None
+                    d.sync.modified = True
+                    g.waiting.append((d, name))  # pending already counts it
+            else:
+                self._unchanged("f", path)
+                d.pending -= 1
+                self._finish_dir(d)
+
+    # ------------------------------------------------------------ queueing
+    def _queue_task(
+        self,
+        d: Dir,
+        src: bytes,
+        dst: bytes,
+        st: Stat,
+        ftype: int,
+        flags: int,
+        task: Task,
+        final: bytes | None = None,
+    ) -> None:
+        self._queue(d, src, dst, st, ftype, flags, None, None, 0, task, final)
+
+    def _queue_sync_copy(self, d: Dir, name: bytes, st: Stat, t: int, existed: bool) -> None:
+        """Copy a source entry under its name: a regular file through a
+        temporary name (unless --inplace), the rest in place (the job
+        replaces what is there)."""
+        so = self.so
+        assert so is not None and d.sync is not None
+        if so.dry_run:
+            return
+        d.sync.modified = True
+        d.pending += 1
+        group = None
+        if t == engine.T_REG and so.hard_links and int(st.nlink) > 1:
+            key = (int(st.dev_major), int(st.dev_minor), int(st.ino))
+            group = self.inodes.get(key)
+        task = Task("copy", d, name, st)
+        if t == engine.T_REG and not so.inplace:
+            self._queue(d, name, temp_name(name), st, t, self.job_flags, group, None, 0, task, name)
+        else:
+            self._queue(d, name, name, st, t, self.job_flags, group, None, 0, task)
+
+    def _queue_hash_pair(self, d: Dir, name: bytes, st: Stat, dst_st: Stat) -> None:
+        """-c: both sides' digests, in the same batch."""
+        task = Task("hash", d, name, engine.copy_stat(st), engine.copy_stat(dst_st))
+        task.left = 2
+        twin = Task("hashdst", d, name, task.st)
+        twin.pair = task
+        d.pending += 3  # two digests, and the decision they lead to
+        self._queue(d, name, name, st, engine.T_HASH, 0, None, None, 0, task)
+        # link_to=d: the job's "source" directory is d's destination twin
+        self._queue(d, name, name, st, engine.T_HASH, 0, None, d, 0, twin)
+
+    def _task_done(self, task: Task, j: engine.UsJob) -> bool:
+        """A sync job is back (called by Dispatch._complete, which already
+        counted it off its directory).  Returns whether the job's data is
+        in place (for its hard-link group)."""
+        d = task.d
+        if task.kind in ("hash", "hashdst"):
+            side = 0 if task.pair is None else 1
+            if task.pair is not None:
+                task = task.pair
+            if j.err:
+                if side == 0:
+                    self._job_error(d, j)
+                task.digests[side] = b""
+            else:
+                task.digests[side] = engine.digest(j)
+            task.left -= 1
+            if task.left == 0:
+                self.deferred.append(lambda: self._hashed(task))
+            return True
+        if task.kind == "precheck":  # a failed comparison: copied all the same
+            changed = 0 if j.err else int(j.changed)
+            self.deferred.append(lambda: self._prechecked(task, changed))
+            return True
+        if j.err:
+            ok = j.op in engine.AFTER_DATA and task.kind == "copy" and not j.final_name
+            self._job_error(d, j)
+            return bool(ok)
+        if task.kind == "meta":
+            c = task.change
+            assert c is not None
+            changed = int(j.changed)
+            acl = bool(changed & engine.CH_ACL)
+            xattr = bool(changed & engine.CH_XATTR)
+            if c.perms or c.owner or c.group or c.time or acl or xattr:
+                self._item(
+                    Change(
+                        "meta",
+                        c.ftype,
+                        c.path,
+                        target=c.target,
+                        perms=c.perms,
+                        owner=c.owner,
+                        group=c.group,
+                        time=c.time,
+                        acl=acl,
+                        xattr=xattr,
+                    )
+                )
+            else:
+                self._unchanged(c.ftype, c.path, c.target)
+        return True
+
+    def _hashed(self, task: Task) -> None:
+        """-c: both digests are in: the file is unchanged (metadata fixed)
+        or copied."""
+        d = task.d
+        src_dig, dst_dig = task.digests
+        assert d.sync is not None and task.dst_st is not None
+        path = d.sync.rel + task.name
+        st = task.st
+        g = None
+        if self.so is not None and self.so.hard_links and int(st.nlink) > 1:
+            g = self.inodes.get((int(st.dev_major), int(st.dev_minor), int(st.ino)))
+        if src_dig:
+            if src_dig == dst_dig:
+                self._meta_or_unchanged(d, task.name, st, task.dst_st, path, "f")
+                if g is not None and g.state == LinkGroup.QUEUED:
+                    self._leader_decided(g, False)
+                    self._group_done(g, True)
+            else:
+                self._update_file(d, task.name, st, task.dst_st, path)
+                if g is not None:
+                    self._leader_decided(g, True)
+        elif g is not None:
+            self._group_done(g, False)
+        d.pending -= 1
+        self._finish_dir(d)
+
+    # ------------------------------------------------------------ deletion
+    def _delete_in(self, d: Dir, dsc: Scan, dmap: dict[bytes, int], gone: list[bytes]) -> None:
+        """Entries only at the destination: stale temporaries go always
+        (not with -n), the rest with --delete, unless a filter protects them."""
+        so = self.so
+        assert so is not None and d.sync is not None
+        rules = self.rules
+        rel = d.sync.rel
+        for name in sorted(gone):
+            st = ffi.addressof(dsc.entry(dmap[name]), "st")
+            t = int(st.type)
+            if is_temp_name(name) and t == engine.T_REG:
+                if not so.dry_run:
+                    self._unlink(d, name, False)
+                continue
+            if not so.delete:
+                continue
+            is_dir = t == engine.T_DIR
+            if rules is not None and not so.delete_excluded and rules.excluded(rel + name, is_dir):
+                continue
+            if self.io_error:
+                continue
+            if so.delete_after:
+                self.after.append((d, name, t))
+                continue
+            self._delete_one(d, name, t)
+
+    def _may_delete(self) -> bool:
+        so = self.so
+        assert so is not None
+        if so.max_delete is not None and self.deleted >= so.max_delete:
+            self.delete_skipped += 1
+            return False
+        self.deleted += 1
+        return True
+
+    def _delete_one(self, d: Dir, name: bytes, t: int) -> None:
+        assert d.sync is not None
+        path = d.sync.rel + name
+        if t == engine.T_DIR:
+            _, dfd = self._fds(d)
+            if self._delete_item(dfd, name, path, True) == _DR_OK:
+                d.sync.modified = True
+            return
+        if not self._may_delete():
+            return
+        self._item(Change("delete", _FTYPE.get(t, "f"), path))
+        self.totals.deleted += 1
+        if self.so is not None and not self.so.dry_run:
+            self._unlink(d, name, False)
+
+    def _unlink(self, d: Dir, name: bytes, rmdir: bool) -> None:
+        """Remove one destination entry by a job (UNLINKAT on the engine)."""
+        assert d.sync is not None
+        d.sync.modified = True
+        d.pending += 1
+        st = ffi.new("struct us_stat *")
+        task = Task("unlink", d, name, st)
+        self._queue(
+            d, name, name, st, engine.T_UNLINK, engine.F_RMDIR if rmdir else 0, None, None, 0, task
+        )
+
+    def _delete_item(
+        self,
+        dfd: int,
+        name: bytes,
+        path: bytes,
+        is_dir: bool,
+        make_room: bool = False,
+        recurse: bool = True,
+        dir_is_empty: bool = False,
+    ) -> int:
+        """rsync's delete_item: a directory's contents first (deepest first,
+        never following a symlink), then the entry itself, within
+        --max-delete (which an entry removed to make room for another is not
+        held to, though its contents are).  -n: only the lines."""
+        so = self.so
+        assert so is not None
+        if is_dir and not dir_is_empty:
+            ret = self._delete_dir_contents(dfd, name, path, recurse)
+            if ret != _DR_OK:
+                self._info(f"cannot delete non-empty directory: {os.fsdecode(path)}")
+                return _DR_NOT_EMPTY
+        if not make_room and so.max_delete is not None and self.deleted >= so.max_delete:
+            self.delete_skipped += 1
+            return _DR_AT_LIMIT
+        if not so.dry_run:
+            try:
+                if is_dir:
+                    os.rmdir(name, dir_fd=dfd)
+                else:
+                    os.unlink(name, dir_fd=dfd)
+            except OSError as e:
+                if e.errno == E.ENOTEMPTY:
+                    self._info(f"cannot delete non-empty directory: {os.fsdecode(path)}")
+                    return _DR_NOT_EMPTY
+                self.error(path, steps.UNLINK, e.errno or E.EIO, steps.UNLINK.what(path, path))
+                return _DR_FAILED
+        if not make_room:
+            self.deleted += 1
+            self.totals.deleted += 1
+            self._item(Change("delete", "d" if is_dir else "f", path + (b"/" if is_dir else b"")))
+        return _DR_OK
+
+    def _delete_dir_contents(self, dfd: int, name: bytes, path: bytes, recurse: bool) -> int:
+        """rsync's delete_dir_contents: without ``recurse`` only whether the
+        directory is empty."""
+        try:
+            fd = os.open(name, O_DIR, dir_fd=dfd)
+        except OSError as e:
+            self.error(
+                path, steps.OPENDIR_DST, e.errno or E.EIO, steps.OPENDIR_DST.what(path, path)
+            )
+            return _DR_FAILED
+        try:
+            with os.scandir(fd) as it:
+                ents = [(os.fsencode(e.name), e.is_dir(follow_symlinks=False)) for e in it]
+            if not ents:
+                return _DR_OK
+            if not recurse:
+                return _DR_NOT_EMPTY
+            ret = _DR_OK
+            for ent, sub_is_dir in sorted(ents, reverse=True):  # rsync walks its list backwards
+                sub = path + b"/" + ent
+                if sub_is_dir and self._delete_dir_contents(fd, ent, sub, True) != _DR_OK:
+                    ret = _DR_NOT_EMPTY
+                if (
+                    self._delete_item(fd, ent, sub, sub_is_dir) != _DR_OK
+                ):  # (lists it again, as rsync)
+                    ret = _DR_NOT_EMPTY
+            return ret
+        finally:
+            os.close(fd)
+
+    def delete_after_pass(self) -> None:
+        """--delete-after: what the walk found only at the destination,
+        once everything else is done; then the times of the directories it
+        emptied are set again (rsync re-touches them too)."""
+        todo, self.after = self.after, []
+        if self.io_error:
+            return
+        touched: dict[Dir, None] = {}
+        for d, name, t in todo:
+            self._delete_one(d, name, t)
+            touched[d] = None
+        self.drain()
+        so = self.so
+        if so is None or so.dry_run or not so.times:
+            return
+        for d in touched:
+            if d.st is None:
+                continue
+            try:
+                _, dst_fd = self._fds(d, need_src=False)
+            except OSError as e:
+                self.dir_error(d.dst_path, steps.OPENDIR_DST, e)
+                continue
+            ret, step, _ = engine.meta_sync_fd(-1, dst_fd, d.st, engine.P_TIMES, self.dir_mode_mask)
+            if ret < 0:
+                self.error(d.dst_path, step, -ret, step.what(d.dst_path, d.dst_path))
+
+    def sync_file(self, top: Dir, src_name: bytes, dst_name: bytes, st: Stat) -> None:
+        """A command-line SRC that is not a directory, into ``top``."""
+        assert top.sync is not None
+        if dst_name != src_name:
+            self._sync_renamed(top, src_name, dst_name, st)
+            return
+        dst_st = None
+        if not top.sync.missing:
+            try:
+                dst_st = engine.stat_at(top.dst_fd, dst_name)
+            except OSError:
+                dst_st = None
+        self._sync_entry(top, src_name, st, dst_st)
+
+    def _sync_renamed(self, top: Dir, src_name: bytes, dst_name: bytes, st: Stat) -> None:
+        """``sync FILE NEWNAME``: the one case where the names differ."""
+        so = self.so
+        assert so is not None and top.sync is not None
+        try:
+            dst_st: Stat | None = engine.stat_at(top.dst_fd, dst_name)
+        except OSError:
+            dst_st = None
+        t = int(st.type)
+        ftype = _FTYPE.get(t, "f")
+        if dst_st is not None and int(dst_st.type) == t == engine.T_REG:
+            if (
+                int(dst_st.size) == int(st.size)
+                and _mtime(dst_st) == _mtime(st)
+                and not (so.checksum or so.ignore_times)
+            ):
+                self._unchanged("f", src_name)
+                return
+            self._item(
+                Change(
+                    "update",
+                    "f",
+                    src_name,
+                    size=int(dst_st.size) != int(st.size),
+                    time=_mtime(dst_st) != _mtime(st),
+                )
+            )
+        else:
+            self._item(Change("create", ftype, src_name))
+        if so.dry_run:
+            return
+        top.pending += 1
+        task = Task("copy", top, src_name, st)
+        if t == engine.T_REG and not so.inplace:
+            self._queue(
+                top,
+                src_name,
+                temp_name(dst_name),
+                st,
+                t,
+                self.job_flags,
+                None,
+                None,
+                0,
+                task,
+                dst_name,
+            )
+        else:
+            self._queue(top, src_name, dst_name, st, t, self.job_flags, None, None, 0, task)
