@@ -268,3 +268,155 @@ def test_stamped_big_file_is_not_repetitive(tmp_path: Path) -> None:
         second = f.read(bench.PAGE)
     assert first != second and first[16:] == second[16:]  # only the stamp differs
     assert first.count(0) < bench.PAGE // 16
+
+
+# -- the sync workloads
+
+
+@pytest.fixture(scope="module")
+def tiny_sync(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, dict[str, Any]]:
+    """One tiny run of every sync workload (warm, one round), kept.  Where this
+    uringsync has no sync yet, rsync stands in for it: the plumbing is the same."""
+    d = tmp_path_factory.mktemp("bench-sync")
+    opts = bench.Options(
+        workloads=(*bench.SYNC_WORKLOADS, bench.SYNC_RSS),
+        entries=300,
+        sync_rss_entries=200,
+        rounds=1,
+        cold=False,
+        warm=True,
+        workdir=d / "work",
+        loop=False,
+        keep=True,
+        settle=0,
+        verify="rsync",
+        json_out=d / "out" / "sync.json",
+        plot=d / "out" / "sync.png",
+        sync_stand_in=() if bench.probe_uringsync().sync else ("rsync",),
+    )
+    code, _ = bench.run(opts, say=lambda _msg: None)
+    data = json.loads((d / "out" / "sync.json").read_text())
+    return d, code, data
+
+
+def test_sync_rows_record_the_ratios(tiny_sync: tuple[Path, int, dict[str, Any]]) -> None:
+    _, code, data = tiny_sync
+    assert code == 0, [r["stderr"] for r in data["runs"] if not r["ok"]]
+    assert data["rows"] == []  # no copy workload asked for
+    rows = {(r["workload"], r["cache"]): r for r in data["sync_rows"]}
+    assert set(rows) == {(w, "warm") for w in (*bench.SYNC_WORKLOADS, bench.SYNC_RSS)}
+    for (name, cache), row in rows.items():
+        assert row["tools"] == list(bench.sync_tools(name))
+        med = row["median"]
+        for tool in row["tools"]:
+            assert med[tool] > 0 and row["failures"][tool] == 0, (name, tool)
+            assert row["ratio_to_rsync"][tool] == pytest.approx(med[tool] / med["rsync"])
+        target = bench.SYNC_TARGETS.get((name, cache))
+        if target is None:
+            assert row["target"] is None and row["ratio_ok"] is None
+            continue
+        base, limit = target
+        assert row["target"] == {"baseline": base, "ratio": limit}
+        assert data["targets"]["sync"][f"{name}/{cache}"] == row["target"]
+        assert row["ratio"] == pytest.approx(med[bench.SYNC_TOOL] / med[base])
+        assert row["ratio_ok"] is (row["ratio"] <= limit)
+    first = rows["sync-first", "warm"]
+    assert first["target"]["baseline"] == "uringsync"  # within 1.10 of uringsync cp -a
+    assert first["ratio_to_cp"][bench.SYNC_TOOL] == pytest.approx(first["ratio"])
+    rss = rows[bench.SYNC_RSS, "warm"]
+    assert rss["rss_target"] == bench.RSS_TARGET and rss["rss_ok"] is None  # 200 entries
+    assert rss["peak_rss"][bench.SYNC_TOOL] > 0
+    assert data["workloads"]["sync-rss"]["summary"]["entries"] == 200
+
+
+def test_sync_1pct_destination_differs_by_one_percent_each_way(
+    tiny_sync: tuple[Path, int, dict[str, Any]],
+) -> None:
+    """The template each sync-1pct run starts from (a cp -a of it): 1% of the
+    files longer, 1% missing, 1% extra; rsync -n sees exactly that."""
+    _, _, data = tiny_sync
+    files = data["workloads"]["tree"]["summary"]["files"]
+    n = max(1, round(files * bench.PERTURB_FRACTION))
+    prep = data["sync"]["sync-1pct"]["prepared"]
+    assert prep["perturbation"] == {"changed": n, "missing": n, "extra": n}
+    src = Path(data["workloads"]["tree"]["path"])
+    got = bench.itemized(src, Path(prep["path"]))
+    assert (got["changed"], got["added"], got["deleted"]) == (n, n, n)
+    assert prep["itemized"] == got
+    runs = [r for r in data["runs"] if r["workload"] == "sync-1pct"]
+    assert {r["tool"] for r in runs} == set(bench.sync_tools("sync-1pct"))
+    for r in runs:
+        assert r["command"].split()[-3] == "--delete", r["command"]
+        assert r["detail"]["prepare_seconds"] > 0  # its own copy of the template
+        assert r["copy"] != prep["path"]
+    unchanged = data["sync"]["sync-unchanged"]["prepared"]["itemized"]
+    assert unchanged == {"changed": 0, "added": 0, "deleted": 0, "other": 0}
+
+
+def test_every_sync_leaves_a_copy(tiny_sync: tuple[Path, int, dict[str, Any]]) -> None:
+    """After each timed sync DST is SRC's copy (rsync -naHAXc lists nothing), and
+    a sync with nothing to do replaced no file."""
+    _, _, data = tiny_sync
+    for r in data["runs"]:
+        src = data["workloads"]["tree" if r["workload"] != bench.SYNC_RSS else "sync-rss"]["path"]
+        assert _rsync_differences(src, r["copy"]) == b"", (r["workload"], r["tool"])
+        if r["workload"] in ("sync-unchanged", bench.SYNC_RSS):
+            assert r["detail"]["dst_changes"]["replaced"] == 0, r
+        if r["workload"] == "sync-first":
+            assert "dst_changes" not in r["detail"]
+
+
+def test_perturb_is_deterministic(tmp_path: Path) -> None:
+    spec = bench.TreeSpec(entries=400, seed=3)
+    src = tmp_path / "src"
+    bench.generate(spec, src)
+    files = bench.summarize(src).files
+    copies = []
+    for name in ("a", "b"):
+        subprocess.run(["cp", "-a", str(src), str(tmp_path / name)], check=True)
+        copies.append(bench.perturb(tmp_path / name, files, seed=5, fraction=0.02))
+    a, b = copies
+    assert a == b and a.counts() == {
+        k: round(files * 0.02) for k in ("changed", "missing", "extra")
+    }
+    for rel in a.changed:
+        was, now = os.lstat(os.fsencode(src) + b"/" + rel), os.lstat(tmp_path / "a" / rel.decode())
+        assert now.st_size > was.st_size and now.st_mtime_ns == was.st_mtime_ns
+    assert not any(os.path.lexists(os.fsencode(tmp_path / "a") + b"/" + m) for m in a.missing)
+    assert all(os.path.isfile(os.fsencode(tmp_path / "a") + b"/" + e) for e in a.extra)
+
+
+def test_sync_row_verdict() -> None:
+    def run(tool: str, seconds: float, ok: bool = True) -> bench.Run:
+        r = _run(tool, seconds, ok)
+        r.workload = "sync-unchanged"
+        return r
+
+    limit = bench.SYNC_TARGETS["sync-unchanged", "cold"][1]
+    row = bench.sync_row(
+        "sync-unchanged", "cold", [run("rsync", 10), run(bench.SYNC_TOOL, 10 * limit)]
+    )
+    assert row["ratio"] == pytest.approx(limit) and row["ratio_ok"] and row["passed"]
+    row = bench.sync_row("sync-unchanged", "cold", [run("rsync", 10), run(bench.SYNC_TOOL, 3.5)])
+    assert row["ratio_ok"] is False and not row["passed"]
+    row = bench.sync_row(
+        "sync-unchanged", "cold", [run("rsync", 10), run(bench.SYNC_TOOL, 1, ok=False)]
+    )
+    assert row["ratio_ok"] is False and row["failures"][bench.SYNC_TOOL] == 1
+    row = bench.sync_row("sync-unchanged", "cold", [run("rsync", 10)])  # sync not timed
+    assert row["ratio_ok"] is None and row["passed"]
+
+
+def test_sync_workload_names_and_commands(tmp_path: Path) -> None:
+    assert bench.split_workloads(["tree", "sync"]) == (["tree"], list(bench.SYNC_WORKLOADS))
+    assert bench.split_workloads(["sync-rss-1m"]) == ([], ["sync-rss-1m"])
+    with pytest.raises(bench.BenchError, match="unknown workload"):
+        bench.split_workloads(["sync-nothing"])
+    caps = bench.Caps(json=True, jobs=True, sync=True, sync_json=False)
+    s, d = tmp_path / "s", tmp_path / "d"
+    ((cmd,),) = [bench.sync_commands(bench.SYNC_TOOL, s, d, caps, delete=True)]
+    assert cmd[-5:] == ["sync", "-aHAX", "--delete", os.fsencode(s) + b"/", os.fsencode(d) + b"/"]
+    ((cmd,),) = [bench.sync_commands(bench.SYNC_TOOL, s, d, caps, stand_in=("rsync",))]
+    assert cmd == ["rsync", "-aHAX", os.fsencode(s) + b"/", os.fsencode(d) + b"/"]
+    ((cmd,),) = [bench.sync_commands("uringsync", s, d, caps)]
+    assert cmd[-4:] == ["-a", "--json", os.fsencode(s), os.fsencode(d)]

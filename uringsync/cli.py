@@ -238,12 +238,18 @@ def demo(
 @app.command(
     "bench",
     help="Time uringsync cp -a against cp -a, rsync -aHAX and a tar pipe, cold and warm, "
-    "on generated trees; print a table, write JSON and a PNG plot (docs/benchmarks.md). "
+    "on generated trees (--workloads sync: uringsync sync -aHAX against rsync -aHAX); "
+    "print a table, write JSON and a PNG plot (docs/benchmarks.md). "
     "Cold runs and the loop file system need root. Exit 1 if a copy failed.",
 )
 def bench(
     workloads: Annotated[
-        str, typer.Option(help="Comma-separated: tree, bigfile, mixed; none: only --rss-entries.")
+        str,
+        typer.Option(
+            help="Comma-separated: tree, bigfile, mixed; sync-unchanged, sync-1pct, sync-first "
+            "(sync: those three; uringsync sync against rsync -aHAX on the tree), sync-rss-1m "
+            "(uringsync sync's peak RSS, --sync-rss-entries); none: only --rss-entries."
+        ),
     ] = "tree,bigfile,mixed",
     entries: Annotated[int, typer.Option(min=1, help="Entries of the tree workload.")] = 50_000,
     big_size: Annotated[
@@ -309,6 +315,17 @@ def bench(
         str,
         typer.Option(metavar="ARGS", help="More options for every uringsync cp, e.g. --direct."),
     ] = "",
+    sync_rss_entries: Annotated[
+        int, typer.Option(min=1, help="Entries on each side of the sync-rss-1m workload.")
+    ] = 1_000_000,
+    sync_stand_in: Annotated[
+        str,
+        typer.Option(
+            metavar="CMD",
+            help="Time CMD -aHAX in place of uringsync sync (e.g. rsync: to try the sync "
+            "workloads where uringsync has no sync).",
+        ),
+    ] = "",
 ) -> None:
     from uringsync.bench import cli as bench_cli
 
@@ -335,6 +352,8 @@ def bench(
             plot_path=plot,
             plot_only_json=plot_only,
             uringsync_args=uringsync_args,
+            sync_rss_entries=sync_rss_entries,
+            sync_stand_in=sync_stand_in,
         )
     )
 

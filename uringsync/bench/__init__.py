@@ -1,4 +1,5 @@
-"""``uringsync bench``: uringsync cp -a against cp -a, rsync -aHAX and a tar pipe.
+"""``uringsync bench``: uringsync cp -a against cp -a, rsync -aHAX and a tar pipe;
+uringsync sync -aHAX against rsync -aHAX (the ``sync-*`` workloads).
 
 docs/benchmarks.md explains the method; in short:
 
@@ -21,6 +22,8 @@ The package, by role (imports go down this list, never up):
 
 - ``command``: the ``cli`` entry ``uringsync bench`` calls;
 - ``session``: options, space planning, machine facts, the rounds (``run``);
+- ``syncwork``: the sync workloads (``uringsync sync -aHAX`` against
+  ``rsync -aHAX``): their destinations, prepared outside the timing, and runs;
 - ``report``: medians, ratios and verdicts, JSON, tables, plot;
 - ``tools``: the tools' commands, running and measuring one copy;
 - ``sources``: the source trees, made once and kept, and warm reads;
@@ -42,11 +45,13 @@ from uringsync.bench.report import (
     RATIO_TARGETS,
     RSS_TARGET,
     RSS_TARGET_ENTRIES,
+    SYNC_TARGETS,
     TOOL_LABELS,
     plot,
     plot_only,
     print_table,
     summary_row,
+    sync_row,
     write_json,
 )
 from uringsync.bench.session import (
@@ -58,6 +63,7 @@ from uringsync.bench.session import (
     machine_info,
     run,
     space_plan,
+    split_workloads,
 )
 from uringsync.bench.sources import Source, ensure_source, warm_read
 from uringsync.bench.spec import (
@@ -73,8 +79,22 @@ from uringsync.bench.spec import (
     spec_dict,
     workload_specs,
 )
+from uringsync.bench.syncwork import (
+    ALL_SYNC,
+    PERTURB_FRACTION,
+    SYNC_RSS,
+    SYNC_WORKLOADS,
+    Perturbation,
+    SyncPlan,
+    changes,
+    itemized,
+    perturb,
+    snapshot,
+    sync_tools,
+)
 from uringsync.bench.tools import (
     CACHES,
+    SYNC_TOOL,
     THREADS_TOOL,
     TOOLS,
     Argv,
@@ -88,6 +108,7 @@ from uringsync.bench.tools import (
     probe_uringsync,
     rss_method,
     run_one,
+    sync_commands,
     tool_commands,
     uringsync_peak_rss,
     uringsync_result,
@@ -96,16 +117,22 @@ from uringsync.bench.verify import Summary, check_copy, summarize, walk
 from uringsync.bench.workspace import Mount, Workspace, drop_caches, mount_of
 
 __all__ = [
+    "ALL_SYNC",
     "BLOCK_SIZE",
     "CACHES",
     "GENERATOR_VERSION",
     "MIXED_BIG_FRACTIONS",
     "PAGE",
+    "PERTURB_FRACTION",
     "POOL_SIZE",
     "RATIO_TARGETS",
     "RSS_TARGET",
     "RSS_TARGET_ENTRIES",
     "SCHEMA_VERSION",
+    "SYNC_RSS",
+    "SYNC_TARGETS",
+    "SYNC_TOOL",
+    "SYNC_WORKLOADS",
     "THREADS_TOOL",
     "TOOLS",
     "TOOL_LABELS",
@@ -121,16 +148,19 @@ __all__ = [
     "Mount",
     "Options",
     "Outcome",
+    "Perturbation",
     "Run",
     "Say",
     "Source",
     "SpacePlan",
     "Spec",
     "Summary",
+    "SyncPlan",
     "TiB",
     "TreeSpec",
     "Workspace",
     "_plan_dirs",
+    "changes",
     "check_copy",
     "cli",
     "copies_room",
@@ -142,10 +172,12 @@ __all__ = [
     "fmt_bytes",
     "generate",
     "gnu_time",
+    "itemized",
     "jobs_list",
     "machine_info",
     "mount_of",
     "parse_size",
+    "perturb",
     "plot",
     "plot_only",
     "prepare",
@@ -154,10 +186,15 @@ __all__ = [
     "rss_method",
     "run",
     "run_one",
+    "snapshot",
     "space_plan",
     "spec_dict",
+    "split_workloads",
     "summarize",
     "summary_row",
+    "sync_commands",
+    "sync_row",
+    "sync_tools",
     "tool_commands",
     "uringsync_peak_rss",
     "uringsync_result",

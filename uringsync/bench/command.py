@@ -36,6 +36,8 @@ def cli(
     plot_path: str | None,
     plot_only_json: str | None,
     uringsync_args: str = "",
+    sync_rss_entries: int = 1_000_000,
+    sync_stand_in: str = "",
 ) -> int:
     """``uringsync bench``: parse the options, run, print the table; exit code."""
     try:
@@ -67,6 +69,8 @@ def cli(
             json_out=Path(json_out) if json_out else None,
             plot=Path(plot_path) if plot_path else None,
             uringsync_args=tuple(shlex.split(uringsync_args)),
+            sync_rss_entries=sync_rss_entries,
+            sync_stand_in=tuple(shlex.split(sync_stand_in)),
         )
         if not names and not rss_entries:
             raise BenchError("no workloads and no --rss-entries: nothing to do")

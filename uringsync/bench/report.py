@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from uringsync.bench.base import BenchError, GiB, fmt_bytes
-from uringsync.bench.tools import THREADS_TOOL, TOOLS, Run
+from uringsync.bench.tools import SYNC_TOOL, THREADS_TOOL, TOOLS, Run
 
 # a tool's time / cp -a's must stay at or under these: uringsync's (issue #4);
 # the threads backend's, for where io_uring is blocked
@@ -30,6 +30,16 @@ RATIO_TARGETS: dict[str, dict[tuple[str, str], float]] = {
         ("bigfile", "cold"): 1.0,
     },
 }
+# the sync workloads: uringsync sync's median / the named tool's must stay at
+# or under these (rsync -aHAX's; on a first sync, uringsync cp -a's)
+SYNC_TARGETS: dict[tuple[str, str], tuple[str, float]] = {
+    ("sync-unchanged", "cold"): ("rsync", 0.30),
+    ("sync-unchanged", "warm"): ("rsync", 0.50),
+    ("sync-1pct", "cold"): ("rsync", 0.30),
+    ("sync-first", "cold"): ("uringsync", 1.10),
+    ("sync-first", "warm"): ("uringsync", 1.10),
+}
+SYNC_TOOLS_ORDER = (SYNC_TOOL, "uringsync", "rsync")  # in the sync rows and tables
 RSS_TARGET = 200 * 10**6  # bytes, summed over uringsync's processes ...
 RSS_TARGET_ENTRIES = 1_000_000  # ... when copying a tree of this many entries
 PROGRESS_STDERR = 300  # characters of a failed run's stderr in its progress line
@@ -84,6 +94,73 @@ def summary_row(workload: str, cache: str, runs: list[Run]) -> dict[str, Any]:
     }
 
 
+def sync_row(workload: str, cache: str, runs: list[Run], entries: int = 0) -> dict[str, Any]:
+    """The medians of one sync workload and cache, their ratios to rsync's (and
+    to uringsync cp -a's where it was timed), the target and the verdict;
+    ``entries``: the source's, to judge peak RSS (sync-rss-1m)."""
+    sel = [r for r in runs if r.workload == workload and r.cache == cache]
+    tools = [t for t in SYNC_TOOLS_ORDER if any(r.tool == t for r in sel)]
+    medians: dict[str, float | None] = {}
+    failures: dict[str, int] = {}
+    for tool in tools:
+        ok = [r.seconds for r in sel if r.tool == tool and r.ok]
+        medians[tool] = statistics.median(ok) if ok else None
+        failures[tool] = sum(1 for r in sel if r.tool == tool and not r.ok)
+
+    def ratios(base: str) -> dict[str, float | None]:
+        b = medians.get(base)
+        return {t: (m / b if m is not None and b else None) for t, m in medians.items()}
+
+    target = SYNC_TARGETS.get((workload, cache))
+    ratio = ratio_ok = None
+    if target is not None:
+        ratio = ratios(target[0]).get(SYNC_TOOL)
+        if ratio is not None or failures.get(SYNC_TOOL):
+            ratio_ok = ratio is not None and ratio <= target[1]
+    peak: dict[str, int | None] = {}
+    for tool in tools:
+        vals = [r.peak_rss for r in sel if r.tool == tool and r.peak_rss is not None]
+        peak[tool] = max(vals) if vals else None
+    dst_changes: dict[str, dict[str, int]] = {}
+    for tool in tools:
+        chs = [
+            r.detail["dst_changes"]
+            for r in sel
+            if r.tool == tool and r.detail and "dst_changes" in r.detail
+        ]
+        if chs:
+            dst_changes[tool] = {
+                k: max(c[k] for c in chs) for k in ("replaced", "touched", "dirs_touched")
+            }
+    rss_ok = None
+    if workload == "sync-rss-1m" and entries >= RSS_TARGET_ENTRIES:
+        us_peak = peak.get(SYNC_TOOL)
+        rss_ok = us_peak is not None and us_peak <= RSS_TARGET
+    loads = [r.detail["loadavg"][0] for r in sel if r.detail and "loadavg" in r.detail]
+    return {
+        "workload": workload,
+        "cache": cache,
+        "rounds": max((r.round for r in sel), default=0),
+        "tools": tools,
+        "median": medians,
+        "failures": failures,
+        "ratio_to_rsync": ratios("rsync") if "rsync" in tools else {},
+        "ratio_to_cp": ratios("uringsync") if "uringsync" in tools else {},
+        "target": {"baseline": target[0], "ratio": target[1]} if target else None,
+        "ratio": ratio,
+        "ratio_ok": ratio_ok,
+        "peak_rss": peak,
+        "peak_rss_source": next(
+            (r.peak_rss_source for r in sel if r.tool == SYNC_TOOL and r.peak_rss_source), None
+        ),
+        "rss_target": RSS_TARGET if workload == "sync-rss-1m" else None,
+        "rss_ok": rss_ok,
+        "dst_changes": dst_changes,
+        "loadavg_1min": [min(loads), max(loads)] if loads else None,
+        "passed": ratio_ok is not False and rss_ok is not False and not any(failures.values()),
+    }
+
+
 def worker_rows(runs: list[Run], entries: int) -> list[dict[str, Any]]:
     """The -j sweep on the tree: median seconds and entries/s per cache and worker count."""
     out = []
@@ -130,6 +207,7 @@ def write_json(data: dict[str, Any], path: Path) -> None:
 
 
 TOOL_LABELS = {
+    SYNC_TOOL: "uringsync sync -aHAX",
     "uringsync": "uringsync cp -a",
     THREADS_TOOL: "uringsync cp -a --engine threads",
     "cp": "cp -a",
@@ -224,6 +302,8 @@ def print_table(data: dict[str, Any]) -> None:
                 f"{fps:,.0f}" if fps else "-",
             )
         console.print(w)
+    if data.get("sync_rows"):
+        _print_sync_table(console, data["sync_rows"])
     rss = data.get("rss_check")
     if rss:
         peak = rss["peak_rss"]
@@ -238,6 +318,119 @@ def print_table(data: dict[str, Any]) -> None:
         console.print(f"note: {note}")
 
 
+def _fmt(x: float | None, spec: str = ".2f") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def _sync_secs(row: dict[str, Any], tool: str) -> str:
+    med, fail = row["median"], row["failures"]
+    if tool not in med:
+        return "-"
+    m, f = med[tool], fail.get(tool, 0)
+    if m is None:
+        return f"FAILED ({f})"
+    return f"{m:.3f}" + (f" ({f} failed)" if f else "")
+
+
+def _print_sync_table(console: Any, rows: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    names = {SYNC_TOOL: "sync", "uringsync": "cp", "rsync": "rsync"}
+    t = Table(
+        title="sync: median seconds, ratios to rsync -aHAX (and uringsync cp -a): lower is faster"
+    )
+    cols = [
+        "workload",
+        "cache",
+        *(f"{names[x]} s" for x in SYNC_TOOLS_ORDER),
+        "sync/rsync",
+        "cp/rsync",
+        "sync/cp",
+        "sync peak RSS",
+        "dst replaced/touched",
+        "target",
+        "result",
+    ]
+    for col in cols:
+        t.add_column(
+            col, justify="left" if col in ("workload", "cache", "target", "result") else "right"
+        )
+    for row in rows:
+        tgt = row["target"]
+        verdict = "-"
+        if tgt:
+            ok = row["ratio_ok"]
+            base = "rsync" if tgt["baseline"] == "rsync" else "cp"
+            verdict = f"sync/{base} <= {tgt['ratio']:.2f} " + (
+                "not timed" if ok is None else "ok" if ok else "MISSED"
+            )
+        if row.get("rss_target"):
+            ok = row["rss_ok"]
+            rss = f"RSS <= {row['rss_target'] / 1e6:.0f} MB " + (
+                "not judged below 1,000,000" if ok is None else "ok" if ok else "MISSED"
+            )
+            verdict = rss if verdict == "-" else f"{verdict}; {rss}"
+        ch = row["dst_changes"].get(SYNC_TOOL)
+        peak = row["peak_rss"].get(SYNC_TOOL)
+        t.add_row(
+            row["workload"],
+            row["cache"],
+            *(_sync_secs(row, x) for x in SYNC_TOOLS_ORDER),
+            _fmt(row["ratio_to_rsync"].get(SYNC_TOOL)),
+            _fmt(row["ratio_to_rsync"].get("uringsync")),
+            _fmt(row["ratio_to_cp"].get(SYNC_TOOL)),
+            fmt_bytes(peak) if peak is not None else "n/a",
+            f"{ch['replaced']}/{ch['touched']}" if ch else "-",
+            verdict,
+            "[green]pass[/]" if row["passed"] else "[red]FAIL[/]",
+        )
+    console.print(t)
+
+
+def _plot_sync(ratio_ax: Any, secs_ax: Any, rows: list[dict[str, Any]]) -> None:
+    """The sync rows: each tool's ratio to rsync (the targets drawn on that
+    scale) and the median seconds."""
+    colors = {SYNC_TOOL: "tab:purple", "uringsync": "tab:green", "rsync": "tab:orange"}
+    tools = [t for t in SYNC_TOOLS_ORDER if any(t in r["median"] for r in rows)]
+    xs = list(range(len(rows)))
+    width = 0.8 / max(1, len(tools))
+    for i, tool in enumerate(tools):
+        pos = [x + (i - (len(tools) - 1) / 2) * width for x in xs]
+        ratio = [v if (v := r["ratio_to_rsync"].get(tool)) is not None else math.nan for r in rows]
+        secs = [v if (v := r["median"].get(tool)) is not None else math.nan for r in rows]
+        bars = ratio_ax.bar(pos, ratio, width, label=TOOL_LABELS[tool], color=colors[tool])
+        if tool == SYNC_TOOL:
+            ratio_ax.bar_label(bars, fmt="%.2f", fontsize=8)
+        secs_ax.bar(pos, secs, width, label=TOOL_LABELS[tool], color=colors[tool])
+    labelled = False
+    for x, r in zip(xs, rows, strict=True):
+        tgt = r["target"]
+        if not tgt:
+            continue
+        scale = 1.0
+        if tgt["baseline"] != "rsync":  # on rsync's scale: times the baseline's ratio to rsync
+            scale = r["ratio_to_rsync"].get(tgt["baseline"]) or math.nan
+        ratio_ax.hlines(
+            tgt["ratio"] * scale,
+            x - 0.45,
+            x + 0.45,
+            colors="red",
+            label=None if labelled else "target for uringsync sync",
+        )
+        labelled = True
+    labels = [f"{r['workload']}\n{r['cache']}" for r in rows]
+    ratio_ax.axhline(1.0, color="black", linewidth=0.8, linestyle=":")
+    ratio_ax.set_ylabel("median time / rsync -aHAX's")
+    ratio_ax.set_xticks(xs, labels)
+    ratio_ax.legend(fontsize=8, ncols=4, loc="upper left")
+    vals = [v for r in rows for v in r["ratio_to_rsync"].values() if v is not None]
+    ratio_ax.set_ylim(0, max(1.5, *vals) * 1.15)
+    secs_ax.set_ylabel("median seconds (sync workloads)")
+    secs_ax.set_yscale("log")
+    secs_ax.set_xticks(xs, labels)
+    secs_ax.legend(fontsize=8, ncols=3, loc="upper left")
+
+
 def plot(data: dict[str, Any], path: Path) -> None:
     """A PNG of the results: ratios to cp -a with the targets, median seconds,
     and files/s by worker count."""
@@ -248,9 +441,11 @@ def plot(data: dict[str, Any], path: Path) -> None:
 
     rows = data.get("rows", [])
     workers = data.get("workers", [])
-    panels = 2 + bool(workers) if rows else 1
+    sync_rows = data.get("sync_rows", [])
+    panels = max(1, (2 + bool(workers) if rows else 0) + (2 if sync_rows else 0))
+    wide = max(len(rows), len(sync_rows))
     fig, axes = plt.subplots(
-        panels, 1, figsize=(max(8.0, 1.7 * len(rows) + 3), 4.0 * panels), squeeze=False
+        panels, 1, figsize=(max(8.0, 1.7 * wide + 3), 4.0 * panels), squeeze=False
     )
     ax_list = [a for (a,) in axes]
     labels = [f"{r['workload']}\n{r['cache']}" for r in rows]
@@ -332,7 +527,9 @@ def plot(data: dict[str, Any], path: Path) -> None:
             w_ax.set_xticks(sorted({w["jobs"] for w in workers}))
             w_ax.set_ylim(bottom=0)
             w_ax.legend(fontsize=8)
-    else:
+    if sync_rows:
+        _plot_sync(ax_list[-2], ax_list[-1], sync_rows)
+    if not rows and not sync_rows:
         ax_list[0].axis("off")
         ax_list[0].text(0.5, 0.5, "no timed workloads in this run", ha="center", va="center")
     m = data.get("machine", {})
@@ -355,7 +552,7 @@ def plot_only(json_path: Path, plot_path: Path | None) -> Path:
         data = json.loads(json_path.read_text())
     except (OSError, ValueError) as e:
         raise BenchError(f"cannot read the results {json_path}: {e}") from None
-    if not isinstance(data, dict) or "rows" not in data:
+    if not isinstance(data, dict) or ("rows" not in data and "sync_rows" not in data):
         raise BenchError(f"{json_path} is not the JSON written by uringsync bench")
     out = plot_path or json_path.with_suffix(".png")
     plot(data, out)

@@ -24,17 +24,30 @@ from uringsync.bench.report import (
     RATIO_TARGETS,
     RSS_TARGET,
     RSS_TARGET_ENTRIES,
+    SYNC_TARGETS,
     plot,
     progress_line,
     run_dict,
     summary_row,
+    sync_row,
     worker_rows,
     write_json,
 )
 from uringsync.bench.sources import Source, ensure_source, warm_read
 from uringsync.bench.spec import WORKLOADS, Estimate, TreeSpec, estimate, spec_dict, workload_specs
+from uringsync.bench.syncwork import (
+    ALL_SYNC,
+    SYNC_RSS,
+    SYNC_RSS_SOURCE,
+    SYNC_WORKLOADS,
+    SyncPlan,
+    run_workload,
+    sync_source,
+    sync_tools,
+)
 from uringsync.bench.tools import (
     CACHES,
+    SYNC_TOOL,
     THREADS_TOOL,
     TOOLS,
     Caps,
@@ -93,6 +106,27 @@ class Options:
     json_out: Path | None = None
     plot: Path | None = None
     uringsync_args: tuple[str, ...] = ()  # more options for every uringsync cp run
+    sync_rss_entries: int = RSS_TARGET_ENTRIES  # the sync-rss-1m workload's tree
+    sync_stand_in: tuple[str, ...] = ()  # timed as uringsync sync (e.g. rsync) if set
+
+
+def split_workloads(names: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The copy workloads and the sync workloads named (``sync``: the three
+    sync workloads of the default set, not sync-rss-1m); an unknown name is an error."""
+    copy: list[str] = []
+    sync: list[str] = []
+    for n in names:
+        for w in SYNC_WORKLOADS if n == "sync" else (n,):
+            if w in WORKLOADS:
+                copy.append(w)
+            elif w in ALL_SYNC:
+                sync.append(w)
+            else:
+                raise BenchError(
+                    f"unknown workload {w!r}: choose from "
+                    f"{', '.join((*WORKLOADS, *ALL_SYNC))} (sync: the first three sync ones)"
+                )
+    return list(dict.fromkeys(copy)), list(dict.fromkeys(sync))
 
 
 def _rotate(seq: Sequence[str], k: int) -> list[str]:
@@ -189,7 +223,10 @@ class SpacePlan:
 
 
 def space_plan(
-    ests: dict[str, Estimate], copies: dict[str, int], rounds: dict[str, int]
+    ests: dict[str, Estimate],
+    copies: dict[str, int],
+    rounds: dict[str, int],
+    sources: dict[str, Estimate] | None = None,
 ) -> SpacePlan:
     """How big a file system the sources and their copies need.
 
@@ -197,10 +234,12 @@ def space_plan(
     chances to delete copies); ``rounds[name]``: how many rounds it has.  A workload
     of small files (under 64 KiB on average) gets room for all its rounds, so
     that its copies, thousands of files, need not be deleted between rounds;
-    the others need room for one round.
+    the others need room for one round.  ``sources``: the source trees, if
+    not one per workload of ``ests`` (the sync workloads share the tree).
     """
-    src_b = sum(e.disk for e in ests.values())
-    src_i = sum(e.entries + 1 for e in ests.values())
+    srcs = ests if sources is None else sources
+    src_b = sum(e.disk for e in srcs.values())
+    src_i = sum(e.entries + 1 for e in srcs.values())
     round_b, round_i, all_b, all_i = [0], [0], [0], [0]
     for name, e in ests.items():
         n = copies.get(name, 1)
@@ -238,11 +277,12 @@ def run(opts: Options, say: Say = say_stderr) -> tuple[int, dict[str, Any]]:
         caches.remove("cold")
         notes.append("cold runs skipped: dropping the page cache needs root")
         say("warning: " + notes[-1])
-    if not caches and opts.workloads:
+    if not caches and opts.workloads and opts.workloads != (SYNC_RSS,):
         raise BenchError("nothing to time: both --no-cold and --no-warm (or cold without root)")
     cpus = os.cpu_count() or 1
+    copy_names, sync_names = split_workloads(opts.workloads)
     specs = workload_specs(
-        opts.workloads,
+        copy_names,
         entries=opts.entries,
         big_size=opts.big_size,
         mixed_files=opts.mixed_files,
@@ -251,9 +291,26 @@ def run(opts: Options, say: Say = say_stderr) -> tuple[int, dict[str, Any]]:
     )
     if opts.rss_entries:
         specs["rss"] = TreeSpec(entries=opts.rss_entries, seed=opts.seed, profile="tiny")
+    for name in sync_names:
+        if sync_source(name) == SYNC_RSS_SOURCE:
+            specs[SYNC_RSS_SOURCE] = TreeSpec(
+                entries=opts.sync_rss_entries, seed=opts.seed, profile="tiny"
+            )
+        elif "tree" not in specs:
+            specs["tree"] = TreeSpec(entries=opts.entries, seed=opts.seed)
     ests = {name: estimate(spec) for name, spec in specs.items()}
-    copies = {name: len(_tools_for(name, cpus, opts.jobs_sweep)) for name in opts.workloads}
-    plan = space_plan(ests, copies, {name: opts.rounds * len(caches) for name in opts.workloads})
+    copies = {name: len(_tools_for(name, cpus, opts.jobs_sweep)) for name in copy_names}
+    nrounds = {name: opts.rounds * len(caches) for name in copy_names}
+    wl_ests = {n: e for n, e in ests.items() if n != SYNC_RSS_SOURCE}
+    for name in sync_names:  # their destinations, as copies of their source, ...
+        src_name = sync_source(name)
+        many = name in ("sync-1pct", "sync-first")
+        n = len(sync_tools(name)) * opts.rounds * len(caches) if many else 1
+        key = f"sync:{src_name}"  # ... all kept: room for every sync workload's at once
+        wl_ests[key] = ests[src_name]
+        copies[key] = 1
+        nrounds[key] = nrounds.get(key, 0) + n + (name == "sync-1pct")  # and the template
+    plan = space_plan(wl_ests, copies, nrounds, sources=ests)
     image, inodes, min_b, min_i = plan.image, plan.inodes, plan.need_bytes, plan.need_inodes
     if opts.image_size is not None:
         image = opts.image_size
@@ -304,6 +361,13 @@ def run(opts: Options, say: Say = say_stderr) -> tuple[int, dict[str, Any]]:
             "cp": "cp -a SRC DST",
             "rsync": "rsync -aHAX SRC/ DST/",
             "tar": "tar --xattrs --acls -C PARENT -cf - NAME | tar --xattrs --acls -C DST -xpf -",
+            SYNC_TOOL: (
+                f"{' '.join(map(shlex.quote, opts.sync_stand_in))} -aHAX [--delete] SRC/ DST/"
+                " (a stand-in for uringsync sync)"
+                if opts.sync_stand_in
+                else f"{Path(sys.executable).name} -m uringsync sync -aHAX [--json] [--delete] "
+                "SRC/ DST/"
+            ),
         },
         "targets": {
             "ratio_to_cp": {
@@ -313,6 +377,10 @@ def run(opts: Options, say: Say = say_stderr) -> tuple[int, dict[str, Any]]:
             "rsync_slower_than_uringsync": True,
             "peak_rss_bytes": RSS_TARGET,
             "peak_rss_at_entries": RSS_TARGET_ENTRIES,
+            "sync": {
+                f"{w}/{c}": {"baseline": base, "ratio": t}
+                for (w, c), (base, t) in SYNC_TARGETS.items()
+            },
         },
         "notes": notes,
     }
@@ -340,7 +408,8 @@ def run(opts: Options, say: Say = say_stderr) -> tuple[int, dict[str, Any]]:
             for n, s in sources.items()
         }
         data["rows"], data["workers"], data["rss_check"] = [], [], None
-        for name in opts.workloads:
+        data["sync_rows"], data["sync"] = [], {}
+        for name in copy_names:
             src = sources[name]
             tools = _tools_for(name, cpus, sweep, caps.engine)
             est = ests[name]
@@ -369,6 +438,9 @@ def run(opts: Options, say: Say = say_stderr) -> tuple[int, dict[str, Any]]:
             data["runs"] = [run_dict(r) for r in runs]
             data["events"] = ws.events
             write_json(data, json_out)
+        if sync_names:
+            _sync_workloads(ws, sync_names, sources, caches, caps, opts, runs, data, json_out, say)
+            data["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
         if "rss" in sources:
             data["rss_check"] = _rss_check(ws, sources["rss"], ests["rss"], caps, opts, say)
         data["runs"] = [run_dict(r) for r in runs]
@@ -390,6 +462,58 @@ def run(opts: Options, say: Say = say_stderr) -> tuple[int, dict[str, Any]]:
     rss = data.get("rss_check")
     failed_rss = rss is not None and not rss.get("ok")
     return (1 if failed or failed_rss else 0), data
+
+
+def _sync_workloads(
+    ws: Workspace,
+    names: list[str],
+    sources: dict[str, Source],
+    caches: list[str],
+    caps: Caps,
+    opts: Options,
+    runs: list[Run],
+    data: dict[str, Any],
+    json_out: Path,
+    say: Say,
+) -> None:
+    """The sync workloads, one after the other, each in interleaved rounds;
+    their rows go to ``data["sync_rows"]``, what was prepared to ``data["sync"]``."""
+    stand_in = opts.sync_stand_in
+    if not caps.sync and not stand_in:
+        data["notes"].append(
+            "this uringsync has no sync command: uringsync sync not timed "
+            "(--sync-stand-in rsync runs the workloads with rsync in its place)"
+        )
+        say("note: " + data["notes"][-1])
+    elif stand_in:
+        data["notes"].append(
+            f"uringsync sync is a stand-in here: {' '.join(stand_in)} -aHAX: its ratios "
+            "measure nothing about uringsync"
+        )
+        say("note: " + data["notes"][-1])
+    data["params"]["sync_has_json"] = caps.sync_json
+    for name in names:
+        src = sources[sync_source(name)]
+        rss = name == SYNC_RSS
+        plan = SyncPlan(
+            name=name,
+            caches=["warm"] if rss else caches,
+            rounds=1 if rss else opts.rounds,
+            verify=opts.verify,
+            seed=opts.seed,
+            stand_in=stand_in,
+            room=copies_room(estimate(src.spec), 1),
+        )
+        wl_runs: list[Run] = []
+        skip = (SYNC_TOOL,) if not caps.sync and not stand_in else ()
+        info = run_workload(ws, src, plan, caps, wl_runs, say, skip=skip)
+        runs.extend(wl_runs)
+        data["sync"][name] = info
+        for cache in plan.caches:
+            data["sync_rows"].append(sync_row(name, cache, wl_runs, src.summary.entries))
+        data["runs"] = [run_dict(r) for r in runs]
+        data["events"] = ws.events
+        write_json(data, json_out)
 
 
 def _rss_check(

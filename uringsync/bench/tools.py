@@ -26,6 +26,8 @@ from uringsync.bench.workspace import Workspace, drop_caches
 # io_uring is blocked), timed only when this uringsync's cp has --engine
 THREADS_TOOL = "uringsync-threads"
 TOOLS = ("uringsync", THREADS_TOOL, "cp", "rsync", "tar")
+# the sync workloads' tool: uringsync sync -aHAX [--delete] SRC/ DST/ (or a stand-in)
+SYNC_TOOL = "uringsync-sync"
 CACHES = ("cold", "warm")
 STDERR_KEPT = 2000  # bytes of a run's stderr kept in its record (the end)
 ERRORS_KEPT = 10  # errors kept from uringsync's --json object
@@ -34,11 +36,14 @@ CLEAR_REFS_PEAK_RSS = "5"  # to /proc/self/clear_refs: reset the peak resident s
 
 @dataclass
 class Caps:
-    """What this uringsync's ``cp`` takes (other changes add --json, -j and --engine)."""
+    """What this uringsync's ``cp`` takes (other changes add --json, -j and --engine),
+    and whether it has ``sync`` (with ``--json``)."""
 
     json: bool
     jobs: bool
     engine: bool = False
+    sync: bool = False
+    sync_json: bool = False
 
 
 def probe_uringsync() -> Caps:
@@ -55,7 +60,20 @@ def probe_uringsync() -> Caps:
             + p.stderr.decode(errors="replace").strip()
         )
     text = p.stdout.decode(errors="replace")
-    return Caps(json="--json" in text, jobs="--jobs" in text, engine="--engine" in text)
+    q = subprocess.run(
+        [sys.executable, "-m", "uringsync", "sync", "--help"],
+        capture_output=True,
+        check=False,
+        env=env,
+    )
+    sync_text = q.stdout.decode(errors="replace") if q.returncode == 0 else ""
+    return Caps(
+        json="--json" in text,
+        jobs="--jobs" in text,
+        engine="--engine" in text,
+        sync=q.returncode == 0,
+        sync_json="--json" in sync_text,
+    )
 
 
 Argv = list[str | bytes]
@@ -100,6 +118,38 @@ def tool_commands(
         extract: Argv = ["tar", "--xattrs", "--acls", "-C", d, "-xpf", "-"]
         return [create, extract], dst / src.name
     raise ValueError(f"unknown tool {tool!r}")
+
+
+def sync_commands(
+    tool: str,
+    src: Path,
+    dst: Path,
+    caps: Caps,
+    *,
+    delete: bool = False,
+    stand_in: Sequence[str] = (),
+) -> list[Argv]:
+    """The command of one run of a sync workload: ``uringsync sync -aHAX``
+    (``stand_in`` -aHAX instead, e.g. rsync, where this uringsync has no sync),
+    ``rsync -aHAX`` (both with ``--delete`` if asked and SRC/ DST/), or
+    ``uringsync cp -a SRC DST``."""
+    if tool == "uringsync":
+        return tool_commands("uringsync", src, dst, caps)[0]
+    s, d = os.fsencode(src) + b"/", os.fsencode(dst) + b"/"
+    argv: Argv
+    if tool == SYNC_TOOL and stand_in:
+        argv = [*stand_in, "-aHAX"]
+    elif tool == SYNC_TOOL:
+        argv = [sys.executable, "-m", "uringsync", "sync", "-aHAX"]
+        if caps.sync_json:
+            argv.append("--json")
+    elif tool == "rsync":
+        argv = ["rsync", "-aHAX"]
+    else:
+        raise ValueError(f"unknown sync tool {tool!r}")
+    if delete:
+        argv.append("--delete")
+    return [[*argv, s, d]]
 
 
 def describe(cmds: list[Argv]) -> str:
@@ -238,6 +288,7 @@ class Run:
     copy: str
     stderr: str
     result: dict[str, Any] | None  # uringsync's --json object (errors cut to ERRORS_KEPT)
+    detail: dict[str, Any] | None = None  # sync workloads: the destination's changes, load
 
     @property
     def ok(self) -> bool:
