@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from uringsync import engine, options
 from uringsync.cpargs import CopyError, Plan, plan, shown_parent
@@ -170,6 +171,20 @@ def copy(
         if pool is not None:
             pool.stop()  # whatever failed, no worker outlives the call
         raise
+    return result_of(walker, opts, pool, started, notice)
+
+
+def result_of(
+    walker: Walker,
+    opts: Options,
+    pool: Pool | None,
+    started: float,
+    notice: str | None,
+    **more: Any,
+) -> Result:
+    """The Result of a finished walk (``more``: what sync adds); the exit
+    code follows rsync: 0, 23 when something failed, 24 when only vanished
+    source files did."""
     peak = peak_rss_self() + (pool.peak_rss() if pool else 0)
     t = walker.totals
     if not t.errors:
@@ -192,6 +207,7 @@ def copy(
         peak_rss=peak,
         engine=opts.engine,
         notice=notice,
+        **more,
     )
 
 

@@ -17,16 +17,15 @@ from collections.abc import Callable, Sequence
 from uringsync import engine, filters, options
 from uringsync.api import (
     EXIT_OK,
-    EXIT_PARTIAL,
-    EXIT_VANISHED,
     PathLike,
     Result,
     pick_engine,
+    result_of,
     run_walker,
 )
 from uringsync.itemize import Change
 from uringsync.options import CopyError, SyncOptions
-from uringsync.pool import Pool, peak_rss_self, usable_cpus
+from uringsync.pool import Pool, usable_cpus
 from uringsync.syncargs import SyncArgs
 from uringsync.walker import Dir, Event, FileError, Options, Walker, fd_budget, join
 from uringsync.walker.sync import SyncDir, missing_dir_fd
@@ -267,33 +266,13 @@ def _sync(
         if pool is not None:
             pool.stop()
         raise
-    peak = peak_rss_self() + (pool.peak_rss() if pool else 0)
     t = walker.totals
-    if walker.delete_skipped and on_error is not None:
-        msg = f"Deletions stopped due to --max-delete limit ({walker.delete_skipped} skipped)"
-        on_error(FileError(b"", "delete", 0, msg))
-    if not t.errors:
-        code = EXIT_OK
-    elif all(e.vanished for e in t.errors):
-        code = EXIT_VANISHED
-    else:
-        code = EXIT_PARTIAL
-    if walker.delete_skipped and code == EXIT_OK:
-        code = EXIT_MAX_DELETE
-    return Result(
-        exit_code=code,
-        errors=t.errors,
-        files=t.files,
-        dirs=t.dirs,
-        symlinks=t.symlinks,
-        links=t.links,
-        specials=t.specials,
-        bytes=t.bytes,
-        seconds=time.monotonic() - started,
-        workers=opts.jobs,
-        peak_rss=peak,
-        engine=opts.engine,
-        notice=notice,
+    res = result_of(
+        walker,
+        opts,
+        pool,
+        started,
+        notice,
         created=t.created,
         updated=t.updated,
         meta=t.meta,
@@ -301,6 +280,12 @@ def _sync(
         deleted=t.deleted,
         changes=changes,
     )
+    if walker.delete_skipped and on_error is not None:
+        msg = f"Deletions stopped due to --max-delete limit ({walker.delete_skipped} skipped)"
+        on_error(FileError(b"", "delete", 0, msg))
+    if walker.delete_skipped and res.exit_code == EXIT_OK:
+        res.exit_code = EXIT_MAX_DELETE
+    return res
 
 
 class _Plan:
