@@ -166,11 +166,6 @@ def _first(item: tuple[bytes, Stat, Stat | None, int]) -> bytes:
     return item[0]
 
 
-def _non_empty(fd: int) -> bool:
-    with os.scandir(fd) as it:
-        return any(True for _ in it)
-
-
 def _mtime(st: Stat) -> int:
     return int(st.mtime_sec)
 
