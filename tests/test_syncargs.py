@@ -364,7 +364,7 @@ def test_errors_as_rsync(tmp_path: Path, opts: list[str], msg: str) -> None:
     ("opts", "msg"),
     [
         (["--max-delete=-1"], "at least 0"),  # rsync takes it as 0: we say so
-        (["-j0"], "at least 1"),
+        (["-j-1"], "at least 0"),  # -j0: no worker processes, as cp -j 0
         (["--jobs=x"], "invalid numeric value"),
         (["-j"], "missing argument"),
         (["--json=1"], "does not take an argument"),
@@ -424,3 +424,8 @@ def test_rsync_refuses_the_same_on_disk(tmp_path: Path) -> None:
     ):
         r = subprocess.run(["rsync", "-r", *argv], capture_output=True, timeout=30, check=False)
         assert r.returncode != 0, argv
+
+
+def test_no_workers() -> None:
+    """-j 0: the sync runs in the calling process, as cp -j 0 does."""
+    assert parse(["-a", "-j0", *OPS]).jobs == 0
