@@ -290,6 +290,40 @@ void us_scan_free(struct us_scan *sc);
 long us_sync_match(const struct us_scan *src, const struct us_scan *dst, int src_dirfd,
                    int dst_dirfd, uint32_t flags, uint32_t skip_xattr, int32_t *match,
                    uint32_t *diff, uint8_t *dst_matched);
+/* One source directory and its destination twin, for us_sync_scan.  The
+ * caller sets src_fd and dst_fd (-1: no twin to list, every entry is
+ * US_D_MISSING); the rest is filled in, in memory C owns (us_pairs_free). */
+struct us_pair {
+    int32_t src_fd, dst_fd;
+    int64_t src_ret, dst_ret; /* entries listed, or -errno (dst: 0 without a twin) */
+    struct us_scan src, dst;
+    int32_t *match;       /* per source entry: its twin's index in dst, -1: none */
+    uint32_t *diff;       /* per source entry: US_D_* */
+    uint8_t *dst_matched; /* per destination entry: 1 when a source entry matched it */
+    uint32_t *picked;     /* the source entries the walker must look at */
+    uint32_t npicked;
+    int32_t err; /* -ENOMEM: nothing was matched */
+};
+/* Which entries the walker must look at: an entry with a stat error; one
+ * whose type is in `always` (a bit per US_T_*); one whose diff has a bit of
+ * mask[type]; with `nlink_reg`, a regular file with more than one link;
+ * with `all`, every entry.  The rest are unchanged. */
+struct us_pick {
+    uint32_t mask[8];
+    uint32_t always;
+    uint32_t nlink_reg;
+    uint32_t all;
+};
+/* The sync walk's one call per group of directories: lists both sides of
+ * every pair, lstats every entry (plain getdents64/statx: io_uring's STATX
+ * only ever runs in its kernel workers), merges each pair by name as
+ * us_sync_match does (symlink values, xattrs, ACLs compared per `flags`)
+ * and picks what the walker must see.  All of it in a pool of threads kept
+ * by the process: one per CPU while the data is cached, more while the
+ * disk is read.  Returns n, or -EINTR when stopped, or -ENOMEM. */
+long us_sync_scan(size_t n, struct us_pair *pairs, uint32_t flags, uint32_t skip_xattr,
+                  const struct us_pick *pick);
+void us_pairs_free(struct us_pair *pairs, size_t n);
 /* lstat one name relative to dirfd (statx, follow=0) or follow symlinks. */
 int us_stat_at(int dirfd, const char *name, int follow, struct us_stat *st);
 

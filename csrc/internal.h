@@ -178,6 +178,23 @@ bool match_xattrs(struct target src, struct target dst, const char *list, ssize_
 bool match_acls(struct target src, struct target dst, const char *list, ssize_t n, char *buf,
                 bool is_dir, bool dry, struct meta *m);
 
+/* scan.c: one directory's names (getdents64), no stat; one entry's lstat */
+int scan_list(int dirfd, struct us_scan *sc);
+void stat_inline(int dirfd, struct us_entry *e, const char *name);
+uint64_t now_ns(void);
+
+/* match.c, for syncscan.c: merge two scans of one directory (sorted by
+ * name); todo[0..*ntodo) gets the source entries whose symlink value or
+ * xattrs compare_entry must look at, dst_st[i] their twins' stats (todo and
+ * dst_st: src->n each).  Returns the number matched or -ENOMEM. */
+long match_merge(const struct us_scan *src, const struct us_scan *dst, uint32_t flags,
+                 uint32_t skip_xattr, int32_t *match, uint32_t *diff, uint8_t *dst_matched,
+                 const struct us_stat **dst_st, uint32_t *todo, uint32_t *ntodo);
+/* diff[i] with what compare_entry found added; buf: NULL, or 4 * XATTR_MAX
+ * bytes when flags has US_P_XATTR or US_P_ACL */
+uint32_t compare_entry(const struct us_scan *src, const struct us_stat *dst_st, int sfd, int dfd,
+                       uint32_t flags, uint32_t i, uint32_t diff, char *buf);
+
 /* stat.c */
 void fill_stat(struct us_stat *o, const struct statx *x);
 void stat_from(struct us_stat *st, const struct stat *sb);

@@ -11,7 +11,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,113 +101,48 @@ static uint32_t xattr_diff(int sfd, int dfd, const char *name, uint32_t flags, c
     return d;
 }
 
-/* Entries whose symlink value or xattrs are compared: plain syscalls, a few
- * per entry, spread over threads when there are many (the walker's only
- * other work meanwhile is waiting for them). */
-#define MATCH_THREADS 8
-#define MATCH_PER_THREAD 64 /* entries a thread is worth starting for */
-
-struct cmp_job {
-    const struct us_scan *src;
-    int sfd, dfd;
-    uint32_t flags;
-    const uint32_t *todo;          /* source indices */
-    const struct us_stat **dst_st; /* per source index: its twin's stat */
-    uint32_t n, stride, first;
-    uint32_t *diff;
-    int err;
-};
-
 /* With -A, a mode's group bits are the ACL's group entry, not its mask. */
-static uint32_t perms_with_acls(const struct cmp_job *c, uint32_t i, const char *name)
+static uint32_t perms_with_acls(const struct us_stat *s, const struct us_stat *d, int sfd, int dfd,
+                                const char *name, uint32_t diff)
 {
-    const struct us_stat *s = &c->src->ents[i].st, *d = c->dst_st[i];
     uint32_t sm = s->mode & 07777, dm = d->mode & 07777;
-    int sg = acl_group_obj((struct target){c->sfd, name, false});
-    int dg = acl_group_obj((struct target){c->dfd, name, false});
+    int sg = acl_group_obj((struct target){sfd, name, false});
+    int dg = acl_group_obj((struct target){dfd, name, false});
 
     if (sg >= 0)
         sm = (sm & ~070u) | ((uint32_t)sg << 3);
     if (dg >= 0)
         dm = (dm & ~070u) | ((uint32_t)dg << 3);
-    return sm == dm ? c->diff[i] & ~(uint32_t)US_D_PERMS : c->diff[i];
+    return sm == dm ? diff & ~(uint32_t)US_D_PERMS : diff;
 }
 
-static void *cmp_worker(void *arg)
+uint32_t compare_entry(const struct us_scan *src, const struct us_stat *dst_st, int sfd, int dfd,
+                       uint32_t flags, uint32_t i, uint32_t diff, char *buf)
 {
-    struct cmp_job *c = arg;
-    char *buf = NULL;
+    const char *name = name_at(src, i);
+    const struct us_stat *st = &src->ents[i].st;
 
-    if (c->flags & (US_P_XATTR | US_P_ACL)) {
-        buf = malloc(4 * (size_t)XATTR_MAX);
-        if (!buf) {
-            c->err = -ENOMEM;
-            return NULL;
-        }
-    }
-    for (uint32_t k = c->first; k < c->n; k += c->stride) {
-        uint32_t i = c->todo[k];
-        const char *name = name_at(c->src, i);
-
-        if (c->src->ents[i].st.type == US_T_LNK)
-            c->diff[i] |= target_diff(c->sfd, c->dfd, name);
-        if (buf && c->src->ents[i].st.type != US_T_DIR) /* a directory's: at its end */
-            c->diff[i] |= xattr_diff(c->sfd, c->dfd, name, c->flags, buf);
-        if ((c->diff[i] & US_D_PERMS) && (c->flags & US_P_ACL) && !(c->diff[i] & US_D_TYPE))
-            c->diff[i] = perms_with_acls(c, i, name);
-    }
-    free(buf);
-    return NULL;
+    if (st->type == US_T_LNK)
+        diff |= target_diff(sfd, dfd, name);
+    if (buf && st->type != US_T_DIR) /* a directory's: at its end */
+        diff |= xattr_diff(sfd, dfd, name, flags, buf);
+    if ((diff & US_D_PERMS) && (flags & US_P_ACL) && !(diff & US_D_TYPE))
+        diff = perms_with_acls(st, dst_st, sfd, dfd, name, diff);
+    return diff;
 }
 
-static int compare_all(const struct us_scan *src, const struct us_stat **dst_st, int sfd, int dfd,
-                       uint32_t flags, const uint32_t *todo, uint32_t n, uint32_t *diff)
-{
-    struct cmp_job jobs[MATCH_THREADS];
-    pthread_t tid[MATCH_THREADS];
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    uint32_t want = n / MATCH_PER_THREAD, nt = 1, started = 0;
-    int err = 0;
-
-    if (want > 1)
-        nt = (uint32_t)(cpus > 1 ? cpus : 1) < want ? (uint32_t)(cpus > 1 ? cpus : 1) : want;
-    if (nt > MATCH_THREADS)
-        nt = MATCH_THREADS;
-    for (uint32_t t = 0; t < nt; t++)
-        jobs[t] = (struct cmp_job){src, sfd, dfd, flags, todo, dst_st, n, nt, t, diff, 0};
-    for (uint32_t t = 1; t < nt; t++) {
-        if (pthread_create(&tid[t], NULL, cmp_worker, &jobs[t]) != 0)
-            break;
-        started = t;
-    }
-    /* this thread takes its share, and that of any thread not started */
-    for (uint32_t t = 0; t < nt; t++)
-        if (t == 0 || t > started)
-            cmp_worker(&jobs[t]);
-    for (uint32_t t = 1; t <= started; t++)
-        pthread_join(tid[t], NULL);
-    for (uint32_t t = 0; t < nt; t++)
-        if (jobs[t].err)
-            err = jobs[t].err;
-    return err;
-}
-
-long us_sync_match(const struct us_scan *src, const struct us_scan *dst, int src_dirfd,
-                   int dst_dirfd, uint32_t flags, uint32_t skip_xattr, int32_t *match,
-                   uint32_t *diff, uint8_t *dst_matched)
+long match_merge(const struct us_scan *src, const struct us_scan *dst, uint32_t flags,
+                 uint32_t skip_xattr, int32_t *match, uint32_t *diff, uint8_t *dst_matched,
+                 const struct us_stat **dst_st, uint32_t *todo, uint32_t *ntodo)
 {
     uint32_t *si = sorted(src), *di = sorted(dst);
     long matched = 0;
-    uint32_t a = 0, b = 0, ntodo = 0;
+    uint32_t a = 0, b = 0, nt = 0;
     bool xattrs = flags & (US_P_XATTR | US_P_ACL);
-    int err;
 
-    const struct us_stat **dst_st = malloc((src->n ? src->n : 1) * sizeof *dst_st);
-
-    if (!si || !di || !dst_st) {
+    if (!si || !di) {
         free(si);
         free(di);
-        free(dst_st);
         return -ENOMEM;
     }
     memset(dst_matched, 0, dst->n);
@@ -238,18 +172,43 @@ long us_sync_match(const struct us_scan *src, const struct us_scan *dst, int src
             d = US_D_ERR;
         } else {
             d = attr_diff(&se->st, &de->st);
-            /* to compare in compare_all: si is done with, its slots reused */
             if (!(d & US_D_TYPE) && (se->st.type == US_T_LNK || (xattrs && !(d & skip_xattr)) ||
                                      ((d & US_D_PERMS) && (flags & US_P_ACL))))
-                si[ntodo++] = i;
+                todo[nt++] = i;
         }
         diff[i] = d;
         a++;
         b++;
     }
-    err = ntodo ? compare_all(src, dst_st, src_dirfd, dst_dirfd, flags, si, ntodo, diff) : 0;
-    free(dst_st);
     free(si);
     free(di);
-    return err < 0 ? err : matched;
+    *ntodo = nt;
+    return matched;
+}
+
+long us_sync_match(const struct us_scan *src, const struct us_scan *dst, int src_dirfd,
+                   int dst_dirfd, uint32_t flags, uint32_t skip_xattr, int32_t *match,
+                   uint32_t *diff, uint8_t *dst_matched)
+{
+    size_t n = src->n ? src->n : 1;
+    const struct us_stat **dst_st = malloc(n * sizeof *dst_st);
+    uint32_t *todo = malloc(n * sizeof *todo), ntodo = 0;
+    char *buf = NULL;
+    long matched = -ENOMEM;
+
+    if (flags & (US_P_XATTR | US_P_ACL))
+        buf = malloc(4 * (size_t)XATTR_MAX);
+    if (!dst_st || !todo || ((flags & (US_P_XATTR | US_P_ACL)) && !buf))
+        goto out;
+    matched =
+        match_merge(src, dst, flags, skip_xattr, match, diff, dst_matched, dst_st, todo, &ntodo);
+    for (uint32_t k = 0; matched >= 0 && k < ntodo; k++) {
+        uint32_t i = todo[k];
+        diff[i] = compare_entry(src, dst_st[i], src_dirfd, dst_dirfd, flags, i, diff[i], buf);
+    }
+out:
+    free(buf);
+    free(todo);
+    free(dst_st);
+    return matched;
 }

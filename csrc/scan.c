@@ -50,7 +50,7 @@ static int scan_append(struct us_scan *sc, const char *name, size_t len)
     return 0;
 }
 
-static int scan_list(int dirfd, struct us_scan *sc)
+int scan_list(int dirfd, struct us_scan *sc)
 {
     char buf[32768] __attribute__((aligned(8)));
 
@@ -75,7 +75,7 @@ static int scan_list(int dirfd, struct us_scan *sc)
     }
 }
 
-static uint64_t now_ns(void)
+uint64_t now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -131,7 +131,7 @@ static void list_all(size_t n, const int *dirfds, struct us_scan **scans, long *
         pthread_join(tid[t], NULL);
 }
 
-static void stat_inline(int dirfd, struct us_entry *e, const char *name)
+void stat_inline(int dirfd, struct us_entry *e, const char *name)
 {
     struct statx x;
     if (statx(dirfd, name, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT, STATX_BASIC_STATS, &x) < 0)

@@ -114,7 +114,29 @@ static const char *proc_path(struct target t, char buf[PROC_PATH_MAX])
     return buf;
 }
 
+/* The kernel allocates (and clears) as many bytes as it is offered for
+ * every list or get, 64 KiB here; names and values are mostly short, so
+ * ask for X_FIRST bytes first and for all `n` only on ERANGE. */
+#define X_FIRST 1024u
+
+static ssize_t x_list_n(struct target t, char *buf, size_t n);
+static ssize_t x_get_n(struct target t, const char *key, char *buf, size_t n);
+
 static ssize_t x_list(struct target t, char *buf, size_t n)
+{
+    ssize_t r = x_list_n(t, buf, n < X_FIRST ? n : X_FIRST);
+
+    return r < 0 && errno == ERANGE && n > X_FIRST ? x_list_n(t, buf, n) : r;
+}
+
+static ssize_t x_get(struct target t, const char *key, char *buf, size_t n)
+{
+    ssize_t r = x_get_n(t, key, buf, n < X_FIRST ? n : X_FIRST);
+
+    return r < 0 && errno == ERANGE && n > X_FIRST ? x_get_n(t, key, buf, n) : r;
+}
+
+static ssize_t x_list_n(struct target t, char *buf, size_t n)
 {
     char pbuf[PROC_PATH_MAX];
     const char *path;
@@ -132,7 +154,7 @@ static ssize_t x_list(struct target t, char *buf, size_t n)
     return path ? llistxattr(path, buf, n) : -1;
 }
 
-static ssize_t x_get(struct target t, const char *key, char *buf, size_t n)
+static ssize_t x_get_n(struct target t, const char *key, char *buf, size_t n)
 {
     struct us_xattr_args a = {(uint64_t)(uintptr_t)buf, (uint32_t)n, 0};
     char pbuf[PROC_PATH_MAX];

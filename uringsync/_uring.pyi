@@ -60,6 +60,29 @@ class UsScan(CData, Protocol):
     names_len: int
     names_cap: int
 
+class UsPair(CData, Protocol):
+    src_fd: int
+    dst_fd: int
+    src_ret: int
+    dst_ret: int
+    src: UsScan
+    dst: UsScan
+    match: IntArray
+    diff: IntArray
+    dst_matched: IntArray
+    picked: IntArray
+    npicked: int
+    err: int
+
+class PairArray(CData, Protocol):
+    def __getitem__(self, i: int, /) -> UsPair: ...
+
+class UsPick(CData, Protocol):
+    mask: IntArray
+    always: int
+    nlink_reg: int
+    all: int
+
 class ScanPtrArray(CData, Protocol):
     def __getitem__(self, i: int, /) -> UsScan: ...
 
@@ -141,6 +164,10 @@ class _FFI:
     @overload
     def new(self, cdecl: Literal["struct us_scan *[]"], init: object = ...) -> ScanPtrArray: ...
     @overload
+    def new(self, cdecl: Literal["struct us_pair[]"], init: object = ...) -> PairArray: ...
+    @overload
+    def new(self, cdecl: Literal["struct us_pick *"], init: object = ...) -> UsPick: ...
+    @overload
     def new(self, cdecl: Literal["struct us_config *"], init: object = ...) -> UsConfig: ...
     @overload
     def new(self, cdecl: Literal["struct us_ring_info *"], init: object = ...) -> UsRingInfo: ...
@@ -168,7 +195,10 @@ class _FFI:
     def sizeof(self, cdecl: str) -> int: ...
     def buffer(self, cdata: CharPtr, size: int) -> CBuffer: ...
     def string(self, cdata: CharPtr) -> bytes: ...
+    @overload
     def addressof(self, cdata: UsEntry, field: Literal["st"]) -> UsStat: ...
+    @overload
+    def addressof(self, cdata: UsPair, field: Literal["src", "dst"]) -> UsScan: ...
     def typeof(self, cdecl: str | object) -> CType: ...
     def list_types(self) -> tuple[list[str], list[str], list[str]]: ...
 
@@ -318,6 +348,10 @@ class _Lib:
         dst_matched: IntArray,
         /,
     ) -> int: ...
+    def us_sync_scan(
+        self, n: int, pairs: PairArray, flags: int, skip_xattr: int, pick: UsPick, /
+    ) -> int: ...
+    def us_pairs_free(self, pairs: PairArray, n: int, /) -> None: ...
     def us_meta_sync_fd(
         self,
         src_fd: int,

@@ -28,7 +28,9 @@ if TYPE_CHECKING:
         UsBatch,
         UsEntry,
         UsJob,
+        UsPick,
         UsRing,
+        UsScan,
         UsStat,
     )
 
@@ -37,9 +39,10 @@ else:
     # The cdata types are Protocols of _uring.pyi only; at run time (where
     # they appear in annotations alone) any cdata fits.
     CharPtr = JobArray = UsBatch = UsEntry = UsJob = UsRing = UsStat = Stat = object
+    UsPick = UsScan = object
 
 # re-exported: the package and the tests reach C only through this module
-__all__ = ["CharPtr", "UsEntry", "UsJob", "UsStat", "ffi", "lib"]
+__all__ = ["CharPtr", "UsEntry", "UsJob", "UsPick", "UsStat", "ffi", "lib"]
 
 # File types (US_T_*)
 T_UNKNOWN: int = lib.US_T_UNKNOWN
@@ -302,8 +305,10 @@ def choose_engine(requested: str, queue_depth: int = DEFAULT_QUEUE_DEPTH) -> tup
 class Scan:
     """One directory's entries, with their lstat, in C memory."""
 
-    def __init__(self) -> None:
-        self._sc = ffi.gc(ffi.new("struct us_scan *"), lib.us_scan_free)
+    def __init__(self, sc: UsScan | None = None, owner: object = None) -> None:
+        # sc: a scan inside C memory that ``owner`` (kept alive) frees
+        self._sc = ffi.gc(ffi.new("struct us_scan *"), lib.us_scan_free) if sc is None else sc
+        self._owner = owner
         self.n = 0
 
     def name_ptr(self, i: int) -> CharPtr:
@@ -342,6 +347,89 @@ def sync_match(
     )
     check(ret, "sync_match")
     return match, diff, matched
+
+
+@dataclass
+class SyncPair:
+    """One directory pair after ``sync_scan``: the source's scan (or the
+    OSError of its listing), the destination's (None: no twin listed), and
+    per source entry its twin's index (-1: none) and ``D_*`` bits, per
+    destination entry whether one matched it, and the source entries the
+    walker must look at (``picked``; the others are unchanged)."""
+
+    src: Scan | OSError
+    dst: Scan | OSError | None
+    match: IntArray
+    diff: IntArray
+    matched: IntArray
+    picked: IntArray
+    npicked: int
+    owner: _Pairs  # the C memory all of the above point into
+
+
+class _Pairs:
+    """A ``struct us_pair[]`` and the C memory its pairs point to, freed
+    together when the last SyncPair or Scan of the call is gone."""
+
+    def __init__(self, n: int) -> None:
+        self.arr = ffi.new("struct us_pair[]", n)
+        self.n = n
+
+    def __del__(self) -> None:
+        lib.us_pairs_free(self.arr, self.n)
+
+
+def sync_pick(masks: dict[int, int], nlink_reg: bool, every: bool) -> UsPick:
+    """The ``struct us_pick`` for ``sync_scan``: per type the ``D_*`` bits
+    that make an entry worth a look; a type without a mask is always looked
+    at."""
+    k = ffi.new("struct us_pick *")
+    for t in range(8):
+        if t in masks:
+            k.mask[t] = masks[t]
+        else:
+            k.always |= 1 << t
+    k.nlink_reg = int(nlink_reg)
+    k.all = int(every)
+    return k
+
+
+def sync_scan(
+    fds: list[tuple[int, int]], flags: int, skip_xattr: int, pick: UsPick
+) -> list[SyncPair]:
+    """``us_sync_scan`` over (source fd, destination fd or -1) pairs: both
+    listed, stat'ed, merged and compared in C threads."""
+    n = len(fds)
+    owner = _Pairs(n)
+    pairs = owner.arr
+    for i, (sfd, dfd) in enumerate(fds):
+        pairs[i].src_fd = sfd
+        pairs[i].dst_fd = dfd
+    ret = lib.us_sync_scan(n, pairs, flags, skip_xattr, pick)
+    if ret < 0:
+        raise OSError(-ret, f"sync_scan: {os.strerror(-ret)}")
+    out: list[SyncPair] = []
+    for i in range(n):
+        p = pairs[i]
+        if p.err:
+            raise OSError(-p.err, f"sync_scan: {os.strerror(-p.err)}")
+        src: Scan | OSError
+        dst: Scan | OSError | None = None
+        if p.src_ret < 0:
+            src = OSError(-p.src_ret, f"getdents64: {os.strerror(-p.src_ret)}")
+        else:
+            src = Scan(ffi.addressof(p, "src"), owner)
+            src.n = int(p.src_ret)
+        if p.dst_fd >= 0:
+            if p.dst_ret < 0:
+                dst = OSError(-p.dst_ret, f"getdents64: {os.strerror(-p.dst_ret)}")
+            else:
+                dst = Scan(ffi.addressof(p, "dst"), owner)
+                dst.n = int(p.dst_ret)
+        out.append(
+            SyncPair(src, dst, p.match, p.diff, p.dst_matched, p.picked, int(p.npicked), owner)
+        )
+    return out
 
 
 class Batch:

@@ -143,6 +143,7 @@ class Walker(Sync, Visit, BigFiles, Links, Dispatch, Dirs, Reporting):
         self.io_error = False
         self.after = []
         self._mask_cache = None
+        self._pick_cache = None
         self.root_dev = (0, 0)
         self.dst_dirs = set()
         self.made_dst = None

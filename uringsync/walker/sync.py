@@ -64,6 +64,7 @@ _ALNUM = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 # what a deletion came to (rsync's DR_*)
 _DR_OK, _DR_FAILED, _DR_AT_LIMIT, _DR_NOT_EMPTY = range(4)
 IO_ERROR_MSG = "IO error encountered -- skipping file deletion"
+MATCH_FLAGS = engine.P_XATTR | engine.P_ACL  # what sync_scan compares beyond the stat
 
 
 class _TempNames:
@@ -180,6 +181,7 @@ class Sync(Below):
     delete_skipped: int
     after: list[tuple[Dir, bytes, int]]  # --delete-after: (directory, name, type)
     _mask_cache: dict[int, int] | None
+    _pick_cache: engine.UsPick | None
     root_dev: tuple[int, int]  # -x: the device of the SRC being synced
     dst_dirs: set[tuple[int, int]]  # (st_dev, st_ino) of the destination's directories
     made_dst: tuple[int, int] | None
@@ -263,15 +265,12 @@ class Sync(Below):
                     continue
                 self._hold(d)
                 group.append(d)
-            fds: list[int] = []
-            for d in group:
-                if not d.skip_contents:
-                    fds.append(d.src_fd)
-                sd = d.sync
-                if not d.skip_contents and sd is not None and not sd.new and not sd.missing:
-                    fds.append(d.dst_fd)
+            todo = [d for d in group if not d.skip_contents]
+            fds = [(d.src_fd, self._twin_fd(d)) for d in todo]
             try:
-                found = self.ring.scan_many(fds) if fds else []
+                found = (
+                    engine.sync_scan(fds, self.flags & MATCH_FLAGS, 0, self._pick()) if fds else []
+                )
             except OSError:
                 if engine.stop_requested():
                     raise Stopped from None
@@ -279,15 +278,16 @@ class Sync(Below):
             it = iter(found)
             for d in group:
                 self._release(d)
-                sd = d.sync
-                assert sd is not None
-                src_sc = dst_sc = None
-                if not d.skip_contents:
-                    src_sc = next(it)
-                    if not sd.new and not sd.missing:
-                        dst_sc = next(it)
-                subdirs = self._sync_visit(d, src_sc, dst_sc)
+                subdirs = self._sync_visit(d, None if d.skip_contents else next(it))
                 stack.extend(reversed(subdirs))
+
+    @staticmethod
+    def _twin_fd(d: Dir) -> int:
+        """The destination directory to list beside ``d``'s source: none
+        when it is new (made empty, or missing under -n)."""
+        sd = d.sync
+        assert sd is not None
+        return -1 if sd.new or sd.missing else d.dst_fd
 
     def _sync_create(self, d: Dir) -> bool:
         """Open the source directory and its destination twin, making the
@@ -335,14 +335,14 @@ class Sync(Below):
             self.io_warned = True
             self._info(IO_ERROR_MSG)
 
-    def _sync_visit(
-        self, d: Dir, sc: Scan | OSError | None, dsc: Scan | OSError | None
-    ) -> list[Dir]:
+    def _sync_visit(self, d: Dir, pair: engine.SyncPair | None) -> list[Dir]:
         so = self.so
         assert so is not None
         sd = d.sync
         assert sd is not None
         subdirs: list[Dir] = []
+        sc = pair.src if pair is not None else None
+        dsc = pair.dst if pair is not None else None
         if d.no_src:
             self._src_unreadable(d)
         if isinstance(sc, OSError):
@@ -357,41 +357,26 @@ class Sync(Below):
             d.scanned = True
             self._finish_dir(d)
             return subdirs
+        assert pair is not None
         rules = self.rules
         rel = sd.rel
         n = sc.n
         ents = sc._sc.ents
-        if dsc is not None:
-            match, diff, matched = engine.sync_match(
-                sc, dsc, d.src_fd, d.dst_fd, self.flags & (engine.P_XATTR | engine.P_ACL), 0
-            )
-        masks = self._masks()
-        linked = so.hard_links
-        verbose_all = so.itemize > 1
+        match, diff, matched, picked = pair.match, pair.diff, pair.matched, pair.picked
+        self.totals.unchanged += n - pair.npicked
         # entries where something is to be done (the rest are unchanged)
         work: list[tuple[bytes, Stat, Stat | None, int]] = []
         subnames: list[tuple[bytes, Stat, Stat | None, int]] = []
-        for i in range(n):
+        for k in range(pair.npicked):
+            i = picked[k]
             ent = ents[i]
-            st = ent.st
-            t = st.type
-            v = diff[i] if dsc is not None else engine.D_MISSING
+            t = ent.st.type
+            v = diff[i]
+            name = sc.name(i)
             if ent.err:
-                name = sc.name(i)
                 path = join(d.src_path, name)
                 self.error(path, steps.STAT, -ent.err, steps.STAT.what(path, path))
                 continue  # (its twin, matched, is not deleted)
-            mask = masks.get(t)
-            if (
-                mask is not None
-                and rules is None
-                and not v & mask
-                and not (linked and st.nlink > 1 and t == engine.T_REG)
-                and not verbose_all
-            ):
-                self.totals.unchanged += 1
-                continue
-            name = sc.name(i)
             if rules is not None and rules.excluded(rel + name, t == engine.T_DIR):
                 if so.delete_excluded and dsc is not None and match[i] >= 0:
                     matched[match[i]] = 0  # its twin goes with the rest
@@ -413,7 +398,7 @@ class Sync(Below):
             gone = [(dsc.name(j), j) for j in range(dsc.n) if not matched[j]]
             if gone:
                 self._delete_in(d, dsc, gone)
-        if linked:
+        if so.hard_links:
             work.sort(key=_first)  # rsync's order: a hard-link group's names as met
         for name, stp, dst_st, v in work:
             self._sync_entry(d, name, stp, dst_st, v)
@@ -431,6 +416,18 @@ class Sync(Below):
             dsc.free()
         self._finish_dir(d)
         return subdirs
+
+    def _pick(self) -> engine.UsPick:
+        """Which entries ``sync_scan`` hands to Python (``_masks``; every
+        one under filters or -ii)."""
+        k = self._pick_cache
+        if k is None:
+            so = self.so
+            assert so is not None
+            k = self._pick_cache = engine.sync_pick(
+                self._masks(), so.hard_links, self.rules is not None or so.itemize > 1
+            )
+        return k
 
     def _masks(self) -> dict[int, int]:
         """Per type, the D_* bits that make an entry more than unchanged;

@@ -1,0 +1,385 @@
+/* us_sync_scan: the sync walk's work on a group of directory pairs (a
+ * source directory and its destination twin), in four phases run by a pool
+ * of threads the process keeps:
+ *
+ *   1. list: getdents64 of every directory, one unit per directory;
+ *   2. stat: statx of every entry, in chunks of SS_CHUNK entries;
+ *   3. match: per pair, both listings sorted and merged by name;
+ *   4. compare: symlink values, xattrs and ACLs of the entries that need
+ *      it, in chunks; then, per pair, the entries the walker must see.
+ *
+ * Plain syscalls throughout: io_uring has no op to list a directory, and
+ * its STATX (like the xattr reads) always runs in its kernel workers, which
+ * costs more than the syscall when the inode is cached.  The pool has one
+ * thread per CPU (the caller's included) while everything is cached and
+ * SS_COLD_THREADS while the disk is read (a thread waiting on the disk
+ * costs nothing but its slot in the disk's queue, which is what makes a
+ * cold scan fast).  Threads are made once per process and wait on a
+ * semaphore between phases; a forked child starts with none. */
+#include "internal.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SS_CHUNK 32        /* entries per stat or compare unit */
+#define SS_COLD_NS 40000u  /* a getdents64 or statx slower than this read the disk */
+#define SS_COLD_THREADS 32 /* threads while the disk is read */
+#define SS_STACK (512u << 10)
+
+struct ss_unit {
+    uint32_t pair, side, start, end;
+};
+
+struct ss_tmp {
+    const struct us_stat **dst_st;
+    uint32_t *todo, ntodo;
+};
+
+struct ss_call {
+    struct us_pair *pairs;
+    struct ss_tmp *tmp;
+    size_t n;
+    uint32_t flags, skip_xattr;
+    struct ss_unit *units;
+};
+
+typedef void ss_fn(struct ss_call *c, size_t unit);
+
+static struct {
+    pid_t pid; /* the process whose threads these are (0: none yet) */
+    sem_t go, done;
+    unsigned nthreads;
+    unsigned busy; /* atomic: helpers still in the phase */
+    ss_fn *fn;
+    struct ss_call *call;
+    size_t nunits;
+    size_t next; /* atomic: the next unit to take */
+} pool;
+
+static int cold; /* atomic: an op of this call (or the last) waited on the disk */
+
+static __thread char *t_buf; /* compare's 4 * XATTR_MAX bytes, per thread */
+
+static void run_units(void)
+{
+    for (;;) {
+        size_t u = __atomic_fetch_add(&pool.next, 1, __ATOMIC_RELAXED);
+        if (u >= pool.nunits)
+            return;
+        if (us_stop_flag) {
+            __atomic_store_n(&pool.next, pool.nunits, __ATOMIC_RELAXED);
+            return;
+        }
+        pool.fn(pool.call, u);
+    }
+}
+
+static void *helper(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        while (sem_wait(&pool.go) < 0)
+            ; /* EINTR */
+        run_units();
+        if (__atomic_sub_fetch(&pool.busy, 1, __ATOMIC_ACQ_REL) == 0)
+            sem_post(&pool.done);
+    }
+    return NULL;
+}
+
+static int pool_ready(void)
+{
+    pid_t me = getpid();
+
+    if (pool.pid == me)
+        return 0;
+    /* first use, or a forked child: the parent's threads are not here */
+    if (sem_init(&pool.go, 0, 0) < 0 || sem_init(&pool.done, 0, 0) < 0)
+        return -errno;
+    pool.nthreads = 0;
+    pool.pid = me;
+    return 0;
+}
+
+/* Up to `want` helper threads; signals go to the caller's thread only. */
+static void pool_grow(unsigned want)
+{
+    pthread_attr_t attr;
+    sigset_t all, old;
+
+    if (pool.nthreads >= want)
+        return;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, SS_STACK);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    while (pool.nthreads < want) {
+        pthread_t t;
+        if (pthread_create(&t, &attr, helper, NULL) != 0)
+            break; /* fewer threads: slower, not wrong */
+        pool.nthreads++;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+}
+
+/* Run fn over units [0, nunits) on this thread and as many helpers as are
+ * worth waking; returns when all are done. */
+static void run_phase(struct ss_call *c, ss_fn *fn, size_t nunits, bool many)
+{
+    static unsigned cpus;
+    unsigned want;
+
+    if (nunits == 0)
+        return;
+    if (!cpus) {
+        cpu_set_t set;
+        int k = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+        cpus = k > 0 ? (unsigned)k : 1;
+    }
+    want = many ? SS_COLD_THREADS : cpus - 1;
+    if (want > nunits - 1)
+        want = (unsigned)(nunits - 1);
+    pool_grow(want);
+    if (want > pool.nthreads)
+        want = pool.nthreads;
+    pool.fn = fn;
+    pool.call = c;
+    pool.nunits = nunits;
+    __atomic_store_n(&pool.next, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&pool.busy, want, __ATOMIC_RELEASE);
+    for (unsigned t = 0; t < want; t++)
+        sem_post(&pool.go);
+    run_units();
+    if (want)
+        while (sem_wait(&pool.done) < 0)
+            ; /* EINTR: the helpers are still on it */
+}
+
+static void timed(uint64_t t0)
+{
+    if (now_ns() - t0 > SS_COLD_NS)
+        __atomic_store_n(&cold, 1, __ATOMIC_RELAXED);
+}
+
+/* ------------------------------------------------------------ the phases */
+
+static void list_unit(struct ss_call *c, size_t u)
+{
+    struct us_pair *p = &c->pairs[u / 2];
+    uint64_t t0 = now_ns();
+
+    if (u % 2 == 0)
+        p->src_ret = scan_list(p->src_fd, &p->src);
+    else if (p->dst_fd >= 0)
+        p->dst_ret = scan_list(p->dst_fd, &p->dst);
+    else
+        return;
+    timed(t0);
+}
+
+static void stat_unit(struct ss_call *c, size_t u)
+{
+    const struct ss_unit *k = &c->units[u];
+    struct us_pair *p = &c->pairs[k->pair];
+    struct us_scan *sc = k->side ? &p->dst : &p->src;
+    int fd = k->side ? p->dst_fd : p->src_fd;
+
+    for (uint32_t i = k->start; i < k->end; i++) {
+        uint64_t t0 = now_ns();
+        stat_inline(fd, &sc->ents[i], sc->names + sc->ents[i].name_off);
+        timed(t0);
+    }
+}
+
+static void match_unit(struct ss_call *c, size_t u)
+{
+    struct us_pair *p = &c->pairs[u];
+    struct ss_tmp *t = &c->tmp[u];
+    size_t n = p->src.n ? p->src.n : 1, m = p->dst.n ? p->dst.n : 1;
+    long r;
+
+    if (p->src_ret < 0)
+        return;
+    p->match = malloc(n * sizeof *p->match);
+    p->diff = malloc(n * sizeof *p->diff);
+    p->picked = malloc(n * sizeof *p->picked);
+    p->dst_matched = calloc(m, 1);
+    if (!p->match || !p->diff || !p->picked || !p->dst_matched) {
+        p->err = -ENOMEM;
+        return;
+    }
+    if (p->dst_fd < 0 || p->dst_ret < 0) {
+        for (size_t i = 0; i < p->src.n; i++) {
+            p->match[i] = -1;
+            p->diff[i] = US_D_MISSING;
+        }
+        return;
+    }
+    t->dst_st = malloc(n * sizeof *t->dst_st);
+    t->todo = malloc(n * sizeof *t->todo);
+    if (!t->dst_st || !t->todo) {
+        p->err = -ENOMEM;
+        return;
+    }
+    r = match_merge(&p->src, &p->dst, c->flags, c->skip_xattr, p->match, p->diff, p->dst_matched,
+                    t->dst_st, t->todo, &t->ntodo);
+    if (r < 0)
+        p->err = (int32_t)r;
+}
+
+static void compare_unit(struct ss_call *c, size_t u)
+{
+    const struct ss_unit *k = &c->units[u];
+    struct us_pair *p = &c->pairs[k->pair];
+    struct ss_tmp *t = &c->tmp[k->pair];
+    char *buf = NULL;
+
+    if (c->flags & (US_P_XATTR | US_P_ACL)) {
+        if (!t_buf)
+            t_buf = malloc(4 * (size_t)XATTR_MAX); /* kept for the thread's life */
+        if (!t_buf) {
+            p->err = -ENOMEM;
+            return;
+        }
+        buf = t_buf;
+    }
+    for (uint32_t x = k->start; x < k->end; x++) {
+        uint32_t i = t->todo[x];
+        p->diff[i] = compare_entry(&p->src, t->dst_st[i], p->src_fd, p->dst_fd, c->flags, i,
+                                   p->diff[i], buf);
+    }
+}
+
+static void pick(struct us_pair *p, const struct us_pick *k)
+{
+    uint32_t np = 0;
+
+    for (uint32_t i = 0; i < p->src.n; i++) {
+        const struct us_entry *e = &p->src.ents[i];
+        uint32_t t = e->st.type & 7;
+
+        if (k->all || e->err || (k->always & (1u << t)) || (p->diff[i] & k->mask[t]) ||
+            (k->nlink_reg && t == US_T_REG && e->st.nlink > 1))
+            p->picked[np++] = i;
+    }
+    p->npicked = np;
+}
+
+/* Units of SS_CHUNK entries over [0, count) of each pair or side. */
+static size_t chunk(struct ss_unit *units, size_t nu, uint32_t pair, uint32_t side, uint32_t count)
+{
+    for (uint32_t s = 0; s < count; s += SS_CHUNK)
+        units[nu++] = (struct ss_unit){pair, side, s, count - s > SS_CHUNK ? s + SS_CHUNK : count};
+    return nu;
+}
+
+long us_sync_scan(size_t n, struct us_pair *pairs, uint32_t flags, uint32_t skip_xattr,
+                  const struct us_pick *k)
+{
+    struct ss_call c = {pairs, NULL, n, flags, skip_xattr, NULL};
+    size_t total = 0, nu;
+    int ret, was_cold;
+
+    if (n == 0)
+        return 0;
+    if ((ret = pool_ready()) < 0)
+        return ret;
+    for (size_t i = 0; i < n; i++) {
+        pairs[i].src_ret = pairs[i].dst_ret = 0;
+        pairs[i].err = 0;
+    }
+    /* many threads to list if the last call read the disk; then as many as
+     * this call's own waits on the disk say */
+    was_cold = __atomic_exchange_n(&cold, 0, __ATOMIC_RELAXED);
+    run_phase(&c, list_unit, 2 * n, was_cold);
+
+    for (size_t i = 0; i < n; i++) {
+        if (pairs[i].src_ret >= 0)
+            total += pairs[i].src.n / SS_CHUNK + 1;
+        if (pairs[i].dst_fd >= 0 && pairs[i].dst_ret >= 0)
+            total += pairs[i].dst.n / SS_CHUNK + 1;
+    }
+    c.tmp = calloc(n, sizeof *c.tmp);
+    c.units = malloc((total ? total : 1) * sizeof *c.units);
+    if (!c.tmp || !c.units) {
+        ret = -ENOMEM;
+        goto out;
+    }
+    nu = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (pairs[i].src_ret >= 0)
+            nu = chunk(c.units, nu, (uint32_t)i, 0, (uint32_t)pairs[i].src.n);
+        if (pairs[i].dst_fd >= 0 && pairs[i].dst_ret >= 0)
+            nu = chunk(c.units, nu, (uint32_t)i, 1, (uint32_t)pairs[i].dst.n);
+    }
+    run_phase(&c, stat_unit, nu, __atomic_load_n(&cold, __ATOMIC_RELAXED));
+    if (us_stop_flag)
+        goto stopped;
+
+    run_phase(&c, match_unit, n, false);
+
+    total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += c.tmp[i].ntodo / SS_CHUNK + 1;
+    free(c.units);
+    c.units = malloc(total * sizeof *c.units);
+    if (!c.units) {
+        ret = -ENOMEM;
+        goto out;
+    }
+    nu = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!pairs[i].err)
+            nu = chunk(c.units, nu, (uint32_t)i, 0, c.tmp[i].ntodo);
+    run_phase(&c, compare_unit, nu, __atomic_load_n(&cold, __ATOMIC_RELAXED));
+    if (us_stop_flag)
+        goto stopped;
+
+    for (size_t i = 0; i < n; i++) {
+        struct us_pair *p = &pairs[i];
+        if (p->src_ret >= 0 && !p->err) {
+            pick(p, k);
+            p->src_ret = (int64_t)p->src.n;
+        }
+        if (p->dst_fd >= 0 && p->dst_ret >= 0)
+            p->dst_ret = (int64_t)p->dst.n;
+    }
+    ret = 0;
+    goto out;
+stopped:
+    ret = -EINTR;
+out:
+    if (c.tmp)
+        for (size_t i = 0; i < n; i++) {
+            free(c.tmp[i].dst_st);
+            free(c.tmp[i].todo);
+        }
+    free(c.tmp);
+    free(c.units);
+    return ret < 0 ? ret : (long)n;
+}
+
+void us_pairs_free(struct us_pair *pairs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct us_pair *p = &pairs[i];
+        us_scan_free(&p->src);
+        us_scan_free(&p->dst);
+        free(p->match);
+        free(p->diff);
+        free(p->dst_matched);
+        free(p->picked);
+        p->match = NULL;
+        p->diff = NULL;
+        p->dst_matched = NULL;
+        p->picked = NULL;
+    }
+}
