@@ -284,8 +284,8 @@ void us_scan_free(struct us_scan *sc);
  * match[i] = the index in dst of src's entry i, or -1; diff[i] its US_D_*
  * bits; dst_matched[j] = 1 for each dst entry some src entry matched.
  * Symlink values are compared; xattrs/ACLs too when `flags` has US_P_XATTR /
- * US_P_ACL, for entries that are not directories and whose other bits have
- * none of `skip_xattr`.  Plain syscalls, nothing written.  Returns the
+ * US_P_ACL (a directory's default ACL included), for entries whose other
+ * bits have none of `skip_xattr`.  Plain syscalls, nothing written.  Returns the
  * number matched, or -ENOMEM. */
 long us_sync_match(const struct us_scan *src, const struct us_scan *dst, int src_dirfd,
                    int dst_dirfd, uint32_t flags, uint32_t skip_xattr, int32_t *match,
@@ -324,6 +324,9 @@ struct us_pick {
 long us_sync_scan(size_t n, struct us_pair *pairs, uint32_t flags, uint32_t skip_xattr,
                   const struct us_pick *pick);
 void us_pairs_free(struct us_pair *pairs, size_t n);
+/* Whether the last us_sync_scan read the disk (the walker then keeps more
+ * groups in flight). */
+int us_sync_cold(void);
 /* lstat one name relative to dirfd (statx, follow=0) or follow symlinks. */
 int us_stat_at(int dirfd, const char *name, int follow, struct us_stat *st);
 

@@ -79,7 +79,8 @@ static uint32_t target_diff(int sfd, int dfd, const char *name)
     return (n != m || memcmp(a, b, (size_t)n) != 0) ? US_D_TARGET : 0;
 }
 
-static uint32_t xattr_diff(int sfd, int dfd, const char *name, uint32_t flags, char *buf)
+static uint32_t xattr_diff(int sfd, int dfd, const char *name, uint32_t flags, bool is_dir,
+                           char *buf)
 {
     struct target src = {sfd, name, false}, dst = {dfd, name, false};
     struct meta m = {0, US_OP_NONE};
@@ -94,7 +95,7 @@ static uint32_t xattr_diff(int sfd, int dfd, const char *name, uint32_t flags, c
 
     if ((flags & US_P_XATTR) && match_xattrs(src, dst, list, n, buf, true, &m))
         d |= US_D_XATTR;
-    if ((flags & US_P_ACL) && match_acls(src, dst, list, n, buf, false, true, &m))
+    if ((flags & US_P_ACL) && match_acls(src, dst, list, n, buf, is_dir, true, &m))
         d |= US_D_ACL;
     if (m.err)
         d |= US_D_ERR;
@@ -124,8 +125,8 @@ uint32_t compare_entry(const struct us_scan *src, const struct us_stat *dst_st, 
 
     if (st->type == US_T_LNK)
         diff |= target_diff(sfd, dfd, name);
-    if (buf && st->type != US_T_DIR) /* a directory's: at its end */
-        diff |= xattr_diff(sfd, dfd, name, flags, buf);
+    if (buf) /* a directory's default ACL too */
+        diff |= xattr_diff(sfd, dfd, name, flags, st->type == US_T_DIR, buf);
     if ((diff & US_D_PERMS) && (flags & US_P_ACL) && !(diff & US_D_TYPE))
         diff = perms_with_acls(st, dst_st, sfd, dfd, name, diff);
     return diff;

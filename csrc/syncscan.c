@@ -14,8 +14,11 @@
  * thread per CPU (the caller's included) while everything is cached and
  * SS_COLD_THREADS while the disk is read (a thread waiting on the disk
  * costs nothing but its slot in the disk's queue, which is what makes a
- * cold scan fast).  Threads are made once per process and wait on a
- * semaphore between phases; a forked child starts with none. */
+ * cold scan fast); a phase counts as cold when one of its threads did
+ * block reads (getrusage's ru_inblock) or one unit took SS_SLOW_NS.
+ * Threads are made once per process, wait on a semaphore between phases,
+ * and serve every call in flight (the walker keeps several groups in
+ * flight while the disk is read); a forked child starts with none. */
 #include "internal.h"
 
 #include <errno.h>
@@ -23,13 +26,17 @@
 #include <sched.h>
 #include <semaphore.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
-#define SS_CHUNK 32        /* entries per stat or compare unit */
-#define SS_COLD_NS 40000u  /* a getdents64 or statx slower than this read the disk */
-#define SS_COLD_THREADS 32 /* threads while the disk is read */
+#define SS_CHUNK 32         /* entries per stat or compare unit */
+#define SS_COLD_CHUNK 2     /* ... while the disk is read: each may wait on it */
+#define SS_COLD_NS 40000u   /* a thread's phase this long may have read the disk */
+#define SS_SLOW_NS 2000000u /* a unit this slow waited on something: more threads */
+#define SS_COLD_THREADS 32  /* threads while the disk is read */
 #define SS_STACK (512u << 10)
 
 struct ss_unit {
@@ -51,70 +58,100 @@ struct ss_call {
 
 typedef void ss_fn(struct ss_call *c, size_t unit);
 
-static struct {
-    pid_t pid; /* the process whose threads these are (0: none yet) */
-    sem_t go, done;
-    unsigned nthreads;
-    unsigned busy; /* atomic: helpers still in the phase */
+/* One phase of one call: its caller runs units and so do the helpers it
+ * was given (tokens), each taking the next unit until none is left. */
+struct phase {
     ss_fn *fn;
     struct ss_call *call;
     size_t nunits;
-    size_t next; /* atomic: the next unit to take */
-} pool;
+    size_t next;     /* atomic: the next unit to take */
+    unsigned tokens; /* under pool.mu: helpers still to join */
+    unsigned busy;   /* atomic: helpers that have not finished */
+    int io;          /* atomic: a unit read the disk or waited long */
+    sem_t done;      /* posted when busy drops to 0 */
+    struct phase *link;
+};
 
-static int cold; /* atomic: an op of this call (or the last) waited on the disk */
+/* The helpers, shared by every call of the process (calls may overlap:
+ * the walker scans several groups at once while the disk is read). */
+static struct {
+    pid_t pid; /* the process whose threads these are (0: none yet) */
+    pthread_mutex_t mu;
+    sem_t go; /* a post per token */
+    unsigned nthreads;
+    struct phase *head; /* phases with tokens left */
+} pool = {0, PTHREAD_MUTEX_INITIALIZER, {{0}}, 0, NULL};
+
+static int last_cold; /* atomic: the last call read the disk */
 
 static __thread char *t_buf; /* compare's 4 * XATTR_MAX bytes, per thread */
 
-static void run_units(void)
+static long inblock(void)
 {
+    struct rusage ru;
+    return getrusage(RUSAGE_THREAD, &ru) == 0 ? ru.ru_inblock : 0;
+}
+
+static void run_units(struct phase *ph)
+{
+    long in0 = inblock();
+    uint64_t t0 = now_ns();
+
     for (;;) {
-        size_t u = __atomic_fetch_add(&pool.next, 1, __ATOMIC_RELAXED);
-        if (u >= pool.nunits)
-            return;
+        size_t u = __atomic_fetch_add(&ph->next, 1, __ATOMIC_RELAXED);
+        if (u >= ph->nunits)
+            break;
         if (us_stop_flag) {
-            __atomic_store_n(&pool.next, pool.nunits, __ATOMIC_RELAXED);
-            return;
+            __atomic_store_n(&ph->next, ph->nunits, __ATOMIC_RELAXED);
+            break;
         }
-        pool.fn(pool.call, u);
+        uint64_t t = now_ns();
+        ph->fn(ph->call, u);
+        if (now_ns() - t > SS_SLOW_NS)
+            __atomic_store_n(&ph->io, 1, __ATOMIC_RELAXED);
     }
+    /* block reads by this thread: the data was not cached */
+    if (now_ns() - t0 > SS_COLD_NS && inblock() != in0)
+        __atomic_store_n(&ph->io, 1, __ATOMIC_RELAXED);
 }
 
 static void *helper(void *arg)
 {
     (void)arg;
     for (;;) {
+        struct phase *ph;
+
         while (sem_wait(&pool.go) < 0)
             ; /* EINTR */
-        run_units();
-        if (__atomic_sub_fetch(&pool.busy, 1, __ATOMIC_ACQ_REL) == 0)
-            sem_post(&pool.done);
+        pthread_mutex_lock(&pool.mu);
+        ph = pool.head; /* a post per token: there is one */
+        if (--ph->tokens == 0)
+            pool.head = ph->link;
+        pthread_mutex_unlock(&pool.mu);
+        run_units(ph);
+        if (__atomic_sub_fetch(&ph->busy, 1, __ATOMIC_ACQ_REL) == 0)
+            sem_post(&ph->done);
     }
     return NULL;
 }
 
-static int pool_ready(void)
-{
-    pid_t me = getpid();
-
-    if (pool.pid == me)
-        return 0;
-    /* first use, or a forked child: the parent's threads are not here */
-    if (sem_init(&pool.go, 0, 0) < 0 || sem_init(&pool.done, 0, 0) < 0)
-        return -errno;
-    pool.nthreads = 0;
-    pool.pid = me;
-    return 0;
-}
-
-/* Up to `want` helper threads; signals go to the caller's thread only. */
-static void pool_grow(unsigned want)
+/* Under pool.mu: the pool of this process (a forked child starts with no
+ * threads), grown to `want` helpers; signals go to the callers only. */
+static unsigned pool_grow(unsigned want)
 {
     pthread_attr_t attr;
     sigset_t all, old;
+    pid_t me = getpid();
 
+    if (pool.pid != me) {
+        if (sem_init(&pool.go, 0, 0) < 0)
+            return 0;
+        pool.nthreads = 0;
+        pool.head = NULL;
+        pool.pid = me;
+    }
     if (pool.nthreads >= want)
-        return;
+        return want;
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, SS_STACK);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -128,45 +165,63 @@ static void pool_grow(unsigned want)
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&attr);
+    return pool.nthreads < want ? pool.nthreads : want;
+}
+
+static unsigned cpus(void)
+{
+    static unsigned n;
+
+    if (!n) {
+        cpu_set_t set;
+        int k = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+        n = k > 0 ? (unsigned)k : 1;
+    }
+    return n;
 }
 
 /* Run fn over units [0, nunits) on this thread and as many helpers as are
- * worth waking; returns when all are done. */
-static void run_phase(struct ss_call *c, ss_fn *fn, size_t nunits, bool many)
+ * worth waking (`many`: the disk is read); returns when all are done, with
+ * whether a unit read the disk. */
+static bool run_phase(struct ss_call *c, ss_fn *fn, size_t nunits, bool many)
 {
-    static unsigned cpus;
-    unsigned want;
+    struct phase ph = {fn, c, nunits, 0, 0, 0, 0, {{0}}, NULL};
+    unsigned want = many ? SS_COLD_THREADS : cpus() - 1;
 
     if (nunits == 0)
-        return;
-    if (!cpus) {
-        cpu_set_t set;
-        int k = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
-        cpus = k > 0 ? (unsigned)k : 1;
-    }
-    want = many ? SS_COLD_THREADS : cpus - 1;
+        return false;
     if (want > nunits - 1)
         want = (unsigned)(nunits - 1);
-    pool_grow(want);
-    if (want > pool.nthreads)
-        want = pool.nthreads;
-    pool.fn = fn;
-    pool.call = c;
-    pool.nunits = nunits;
-    __atomic_store_n(&pool.next, 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&pool.busy, want, __ATOMIC_RELEASE);
-    for (unsigned t = 0; t < want; t++)
-        sem_post(&pool.go);
-    run_units();
-    if (want)
-        while (sem_wait(&pool.done) < 0)
+    if (want) {
+        if (sem_init(&ph.done, 0, 0) < 0) {
+            want = 0;
+        } else {
+            pthread_mutex_lock(&pool.mu);
+            want = pool_grow(want);
+            ph.tokens = ph.busy = want;
+            if (want) {
+                struct phase **p = &pool.head;
+                while (*p)
+                    p = &(*p)->link;
+                *p = &ph;
+            }
+            pthread_mutex_unlock(&pool.mu);
+            for (unsigned t = 0; t < want; t++)
+                sem_post(&pool.go);
+        }
+    }
+    run_units(&ph);
+    if (want) {
+        while (sem_wait(&ph.done) < 0)
             ; /* EINTR: the helpers are still on it */
+        sem_destroy(&ph.done);
+    }
+    return __atomic_load_n(&ph.io, __ATOMIC_RELAXED);
 }
 
-static void timed(uint64_t t0)
+int us_sync_cold(void)
 {
-    if (now_ns() - t0 > SS_COLD_NS)
-        __atomic_store_n(&cold, 1, __ATOMIC_RELAXED);
+    return __atomic_load_n(&last_cold, __ATOMIC_RELAXED);
 }
 
 /* ------------------------------------------------------------ the phases */
@@ -174,15 +229,11 @@ static void timed(uint64_t t0)
 static void list_unit(struct ss_call *c, size_t u)
 {
     struct us_pair *p = &c->pairs[u / 2];
-    uint64_t t0 = now_ns();
 
     if (u % 2 == 0)
         p->src_ret = scan_list(p->src_fd, &p->src);
     else if (p->dst_fd >= 0)
         p->dst_ret = scan_list(p->dst_fd, &p->dst);
-    else
-        return;
-    timed(t0);
 }
 
 static void stat_unit(struct ss_call *c, size_t u)
@@ -192,11 +243,8 @@ static void stat_unit(struct ss_call *c, size_t u)
     struct us_scan *sc = k->side ? &p->dst : &p->src;
     int fd = k->side ? p->dst_fd : p->src_fd;
 
-    for (uint32_t i = k->start; i < k->end; i++) {
-        uint64_t t0 = now_ns();
+    for (uint32_t i = k->start; i < k->end; i++)
         stat_inline(fd, &sc->ents[i], sc->names + sc->ents[i].name_off);
-        timed(t0);
-    }
 }
 
 static void match_unit(struct ss_call *c, size_t u)
@@ -273,11 +321,12 @@ static void pick(struct us_pair *p, const struct us_pick *k)
     p->npicked = np;
 }
 
-/* Units of SS_CHUNK entries over [0, count) of each pair or side. */
-static size_t chunk(struct ss_unit *units, size_t nu, uint32_t pair, uint32_t side, uint32_t count)
+/* Units of `per` entries over [0, count) of each pair or side. */
+static size_t chunk(struct ss_unit *units, size_t nu, uint32_t pair, uint32_t side, uint32_t count,
+                    uint32_t per)
 {
-    for (uint32_t s = 0; s < count; s += SS_CHUNK)
-        units[nu++] = (struct ss_unit){pair, side, s, count - s > SS_CHUNK ? s + SS_CHUNK : count};
+    for (uint32_t s = 0; s < count; s += per)
+        units[nu++] = (struct ss_unit){pair, side, s, count - s > per ? s + per : count};
     return nu;
 }
 
@@ -286,26 +335,26 @@ long us_sync_scan(size_t n, struct us_pair *pairs, uint32_t flags, uint32_t skip
 {
     struct ss_call c = {pairs, NULL, n, flags, skip_xattr, NULL};
     size_t total = 0, nu;
-    int ret, was_cold;
+    uint32_t per;
+    int ret;
+    bool cold;
 
     if (n == 0)
         return 0;
-    if ((ret = pool_ready()) < 0)
-        return ret;
     for (size_t i = 0; i < n; i++) {
         pairs[i].src_ret = pairs[i].dst_ret = 0;
         pairs[i].err = 0;
     }
     /* many threads to list if the last call read the disk; then as many as
      * this call's own waits on the disk say */
-    was_cold = __atomic_exchange_n(&cold, 0, __ATOMIC_RELAXED);
-    run_phase(&c, list_unit, 2 * n, was_cold);
+    cold = run_phase(&c, list_unit, 2 * n, us_sync_cold());
 
+    per = cold ? SS_COLD_CHUNK : SS_CHUNK;
     for (size_t i = 0; i < n; i++) {
         if (pairs[i].src_ret >= 0)
-            total += pairs[i].src.n / SS_CHUNK + 1;
+            total += pairs[i].src.n / per + 1;
         if (pairs[i].dst_fd >= 0 && pairs[i].dst_ret >= 0)
-            total += pairs[i].dst.n / SS_CHUNK + 1;
+            total += pairs[i].dst.n / per + 1;
     }
     c.tmp = calloc(n, sizeof *c.tmp);
     c.units = malloc((total ? total : 1) * sizeof *c.units);
@@ -316,19 +365,20 @@ long us_sync_scan(size_t n, struct us_pair *pairs, uint32_t flags, uint32_t skip
     nu = 0;
     for (size_t i = 0; i < n; i++) {
         if (pairs[i].src_ret >= 0)
-            nu = chunk(c.units, nu, (uint32_t)i, 0, (uint32_t)pairs[i].src.n);
+            nu = chunk(c.units, nu, (uint32_t)i, 0, (uint32_t)pairs[i].src.n, per);
         if (pairs[i].dst_fd >= 0 && pairs[i].dst_ret >= 0)
-            nu = chunk(c.units, nu, (uint32_t)i, 1, (uint32_t)pairs[i].dst.n);
+            nu = chunk(c.units, nu, (uint32_t)i, 1, (uint32_t)pairs[i].dst.n, per);
     }
-    run_phase(&c, stat_unit, nu, __atomic_load_n(&cold, __ATOMIC_RELAXED));
+    cold |= run_phase(&c, stat_unit, nu, cold);
     if (us_stop_flag)
         goto stopped;
 
     run_phase(&c, match_unit, n, false);
 
     total = 0;
+    per = cold ? SS_COLD_CHUNK : SS_CHUNK;
     for (size_t i = 0; i < n; i++)
-        total += c.tmp[i].ntodo / SS_CHUNK + 1;
+        total += c.tmp[i].ntodo / per + 1;
     free(c.units);
     c.units = malloc(total * sizeof *c.units);
     if (!c.units) {
@@ -338,8 +388,9 @@ long us_sync_scan(size_t n, struct us_pair *pairs, uint32_t flags, uint32_t skip
     nu = 0;
     for (size_t i = 0; i < n; i++)
         if (!pairs[i].err)
-            nu = chunk(c.units, nu, (uint32_t)i, 0, c.tmp[i].ntodo);
-    run_phase(&c, compare_unit, nu, __atomic_load_n(&cold, __ATOMIC_RELAXED));
+            nu = chunk(c.units, nu, (uint32_t)i, 0, c.tmp[i].ntodo, per);
+    cold |= run_phase(&c, compare_unit, nu, cold);
+    __atomic_store_n(&last_cold, cold, __ATOMIC_RELAXED);
     if (us_stop_flag)
         goto stopped;
 

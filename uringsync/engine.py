@@ -367,6 +367,11 @@ class SyncPair:
     owner: _Pairs  # the C memory all of the above point into
 
 
+def sync_cold() -> bool:
+    """Whether the last ``sync_scan`` read the disk."""
+    return bool(lib.us_sync_cold())
+
+
 class _Pairs:
     """A ``struct us_pair[]`` and the C memory its pairs point to, freed
     together when the last SyncPair or Scan of the call is gone."""

@@ -92,7 +92,7 @@ class BigFiles(Below):
             self._report(d, name, name, step, -ret, engine.T_REG)
             return True
         flags = self.job_flags
-        if d.acl_default and self.opts.flags.acl:
+        if self.inherits_acl(d):
             flags |= engine.F_CLEAR_ACL
         big = BigFile(d, name, st, fds, flags)
         size = int(st.size)

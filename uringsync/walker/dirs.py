@@ -79,7 +79,7 @@ class Dir:
         self.skip_contents = False
         self.no_src = False  # the source could not be opened: copy it empty
         self.done = False  # its metadata is applied; only hard links may still use it
-        self.acl_default = False  # the destination has a default ACL (new entries inherit)
+        self.acl_default: bool | None = False  # its destination has a default ACL (None: unasked)
         self.top = False  # the parents of the command-line paths: never closed here
         self.sync: SyncDir | None = None  # sync: what it adds (walker/sync.py)
 
@@ -213,7 +213,8 @@ class Dirs(Below):
             d.no_src = d.skip_contents = True
             src_fd = -1
         try:
-            os.mkdir(d.dst_name, NEW_DIR_MODE, dir_fd=pdst)
+            if not self._twin_is_dir(d):
+                os.mkdir(d.dst_name, NEW_DIR_MODE, dir_fd=pdst)
         except FileExistsError:
             pass
         except OSError as e:
@@ -233,11 +234,26 @@ class Dirs(Below):
                 self.dir_error(d.dst_path, steps.OPENDIR_DST, e)
             return False
         d.src_fd, d.dst_fd = src_fd, dst_fd
-        d.acl_default = has_default_acl(dst_fd)
+        d.acl_default = None  # asked when an entry is made in it
         self.lru[d] = None
         if self.opts.on_verbose:
             self.verbose(d.src_path, d.dst_path)
         return True
+
+    def _twin_is_dir(self, d: Dir) -> bool:
+        """The destination is known to be a directory already (sync's scan
+        saw it): no mkdir to try."""
+        return False
+
+    def inherits_acl(self, d: Dir) -> bool:
+        """Whether entries made in ``d``'s destination inherit a default
+        ACL (asked once, when first needed: only with -A)."""
+        if not self.opts.flags.acl:
+            return False
+        if d.acl_default is None:
+            fd = d.dst_fd if d.dst_fd >= 0 else self._fds(d)[1]
+            d.acl_default = has_default_acl(fd)
+        return d.acl_default
 
     def _finish_dir(self, d: Dir) -> None:
         """All children are done: apply the directory's own metadata, close it,

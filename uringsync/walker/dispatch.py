@@ -143,7 +143,7 @@ class Dispatch(Below):
                 self.deferred.append(lambda: self._group_done(group, False))
             self._finish_dir(d)
             return
-        if d.acl_default and self.opts.flags.acl:
+        if self.inherits_acl(d):
             flags |= engine.F_CLEAR_ACL  # remove what the entry inherits
         idx = self.batch.add(src_fd, src_name, dst_fd, dst_name, st, ftype, flags, self.mode_mask)
         if final is not None:

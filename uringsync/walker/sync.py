@@ -29,11 +29,15 @@ Every outcome is one itemize line (uringsync/itemize.py) given to
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno as E
 import os
 import secrets
-from typing import TYPE_CHECKING, cast
+import threading
+from collections import deque
+from queue import SimpleQueue
+from typing import TYPE_CHECKING, TypeAlias, cast
 
 from uringsync import engine, filters, itemize, steps
 from uringsync.engine import Scan, Stat, ffi
@@ -106,6 +110,70 @@ def is_temp_name(name: bytes) -> bool:
 # a name of a multiply-linked source inode: (directory, name, lstat, its
 # destination's lstat or None, path from the transfer root, the match's bits)
 Member = tuple[Dir, bytes, Stat, "Stat | None", bytes, "int | None"]
+
+
+_Slot: TypeAlias = "SimpleQueue[list[engine.SyncPair] | BaseException]"  # one scan's result
+
+
+class _Scans:
+    """``engine.sync_scan`` calls in threads of their own: C lists, stats
+    and matches the next groups of directories (without the GIL) while the
+    walker's Python works through the last one.  One thread while the data
+    is cached; while the disk is read, several groups are in flight at once
+    (each call waits on the disk in turn for its listings, its inodes and
+    its xattrs), ``COLD_THREADS`` of them.  Results come back in the order
+    the groups went in."""
+
+    COLD_THREADS = 4
+
+    def __init__(self, flags: int, pick: engine.UsPick) -> None:
+        self.flags, self.pick = flags, pick
+        self._todo: SimpleQueue[tuple[list[tuple[int, int]], _Slot] | None] = SimpleQueue()
+        self._slots: deque[_Slot] = deque()
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def inflight(self) -> int:
+        return len(self._slots)
+
+    def room(self) -> bool:
+        """Another group may go in now."""
+        threads = self.COLD_THREADS if engine.sync_cold() else 1
+        return len(self._slots) <= threads
+
+    def _run(self) -> None:
+        while (job := self._todo.get()) is not None:
+            fds, slot = job
+            try:
+                slot.put(engine.sync_scan(fds, self.flags, 0, self.pick) if fds else [])
+            except BaseException as e:  # handed to the walker's thread
+                slot.put(e)
+
+    def submit(self, fds: list[tuple[int, int]]) -> None:
+        slot: _Slot = SimpleQueue()
+        self._slots.append(slot)
+        if len(self._threads) < min(len(self._slots), self.COLD_THREADS):
+            t = threading.Thread(target=self._run, name="uringsync-scan", daemon=True)
+            t.start()
+            self._threads.append(t)
+        self._todo.put((fds, slot))
+
+    def result(self) -> list[engine.SyncPair]:
+        """The oldest group's scan."""
+        r = self._slots.popleft().get()
+        if isinstance(r, BaseException):
+            raise r
+        return r
+
+    def close(self) -> None:
+        while self._slots:
+            with contextlib.suppress(BaseException):
+                self.result()
+        for _ in self._threads:
+            self._todo.put(None)
+        for t in self._threads:
+            t.join()
+        self._threads.clear()
 
 
 class SyncDir:
@@ -252,34 +320,48 @@ class Sync(Below):
         self.root_dev = (int(root.st.dev_major), int(root.st.dev_minor))
         top.pending += 1
         stack = [root]
-        per_scan = max(1, min(16, self.max_dirs // 4))
-        while stack:
-            self._safe_point()
-            if self.pinned >= self.max_dirs // 2:
-                self.flush()
-            group: list[Dir] = []
-            while stack and len(group) < per_scan:
-                d = stack.pop()
-                if not self._sync_create(d):
-                    self._abandon(d)
+        per_scan = max(1, min(16, self.max_dirs // (4 * _Scans.COLD_THREADS)))
+        scans = _Scans(self.flags & MATCH_FLAGS, self._pick())
+        inflight: deque[list[Dir]] = deque()  # groups being scanned, in order
+        try:
+            while stack or inflight:
+                self._safe_point()
+                if self.pinned >= self.max_dirs // 2:
+                    self.flush()
+                if stack and scans.room():
+                    # the next group's scan runs while this thread walks the last one's
+                    group = self._open_group(stack, per_scan)
+                    todo = [d for d in group if not d.skip_contents]
+                    scans.submit([(d.src_fd, self._twin_fd(d)) for d in todo])
+                    inflight.append(group)
                     continue
-                self._hold(d)
-                group.append(d)
-            todo = [d for d in group if not d.skip_contents]
-            fds = [(d.src_fd, self._twin_fd(d)) for d in todo]
-            try:
-                found = (
-                    engine.sync_scan(fds, self.flags & MATCH_FLAGS, 0, self._pick()) if fds else []
-                )
-            except OSError:
-                if engine.stop_requested():
-                    raise Stopped from None
-                raise
-            it = iter(found)
-            for d in group:
-                self._release(d)
-                subdirs = self._sync_visit(d, None if d.skip_contents else next(it))
-                stack.extend(reversed(subdirs))
+                group = inflight.popleft()
+                try:
+                    found = scans.result()
+                except OSError:
+                    if engine.stop_requested():
+                        raise Stopped from None
+                    raise
+                it = iter(found)
+                for d in group:
+                    self._release(d)
+                    subdirs = self._sync_visit(d, None if d.skip_contents else next(it))
+                    stack.extend(reversed(subdirs))
+        finally:
+            scans.close()  # never leave a scan reading fds the walk is about to close
+
+    def _open_group(self, stack: list[Dir], size: int) -> list[Dir]:
+        """Up to ``size`` directories off the stack, opened (and made) and
+        held open for their scan."""
+        group: list[Dir] = []
+        while stack and len(group) < size:
+            d = stack.pop()
+            if not self._sync_create(d):
+                self._abandon(d)
+                continue
+            self._hold(d)
+            group.append(d)
+        return group
 
     @staticmethod
     def _twin_fd(d: Dir) -> int:
@@ -297,7 +379,11 @@ class Sync(Below):
         if not sd.new or not self.so.dry_run:
             if not self._create(d):
                 return False
-            self.note_dst_dir(d.dst_fd)
+            if sd.dst_st is not None:  # its (dev, ino) known from the parent's scan
+                st = sd.dst_st
+                self.dst_dirs.add((os.makedev(int(st.dev_major), int(st.dev_minor)), int(st.ino)))
+            else:
+                self.note_dst_dir(d.dst_fd)
             return True
         # -n and a new directory: only the source is opened
         parent = d.parent
@@ -314,6 +400,10 @@ class Sync(Below):
         sd.missing = True
         self.lru[d] = None
         return True
+
+    def _twin_is_dir(self, d: Dir) -> bool:
+        sd = d.sync
+        return sd is not None and sd.dst_st is not None
 
     def note_dst_dir(self, fd: int, made: bool = False) -> None:
         """A destination directory of this run: met again in the source (DST
@@ -582,7 +672,8 @@ class Sync(Below):
             flags |= engine.P_OWNER | (self.flags & engine.F_STRICT_OWNER)
         if so.times and (time or sd.modified):
             flags |= engine.P_TIMES
-        flags |= self.flags & (engine.P_XATTR | engine.P_ACL)
+        if sd.diff is None or sd.diff & (engine.D_XATTR | engine.D_ACL | engine.D_ERR):
+            flags |= self.flags & MATCH_FLAGS  # else the scan found them equal
         changed = 0
         if flags:
             if so.dry_run:
