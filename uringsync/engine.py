@@ -404,37 +404,53 @@ def sync_scan(
 ) -> list[SyncPair]:
     """``us_sync_scan`` over (source fd, destination fd or -1) pairs: both
     listed, stat'ed, merged and compared in C threads."""
-    n = len(fds)
-    owner = _Pairs(n)
-    pairs = owner.arr
-    for i, (sfd, dfd) in enumerate(fds):
-        pairs[i].src_fd = sfd
-        pairs[i].dst_fd = dfd
-    ret = lib.us_sync_scan(n, pairs, flags, skip_xattr, pick)
-    if ret < 0:
-        raise OSError(-ret, f"sync_scan: {os.strerror(-ret)}")
-    out: list[SyncPair] = []
-    for i in range(n):
-        p = pairs[i]
-        if p.err:
-            raise OSError(-p.err, f"sync_scan: {os.strerror(-p.err)}")
-        src: Scan | OSError
-        dst: Scan | OSError | None = None
-        if p.src_ret < 0:
-            src = OSError(-p.src_ret, f"getdents64: {os.strerror(-p.src_ret)}")
-        else:
-            src = Scan(ffi.addressof(p, "src"), owner)
-            src.n = int(p.src_ret)
-        if p.dst_fd >= 0:
-            if p.dst_ret < 0:
-                dst = OSError(-p.dst_ret, f"getdents64: {os.strerror(-p.dst_ret)}")
+    pairs = SyncPairs(fds)
+    pairs.run(flags, skip_xattr, pick)
+    return pairs.results()
+
+
+class SyncPairs:
+    """One ``us_sync_scan`` call in three steps, so that a thread of its own
+    can make the call (``run``: C, without the GIL, and no Python work
+    that would hold it) while the walker's thread makes the Python objects
+    (``results``)."""
+
+    def __init__(self, fds: list[tuple[int, int]]) -> None:
+        self.owner = owner = _Pairs(len(fds))
+        for i, (sfd, dfd) in enumerate(fds):
+            owner.arr[i].src_fd = sfd
+            owner.arr[i].dst_fd = dfd
+        self.ret = 0
+
+    def run(self, flags: int, skip_xattr: int, pick: UsPick) -> None:
+        self.ret = lib.us_sync_scan(self.owner.n, self.owner.arr, flags, skip_xattr, pick)
+
+    def results(self) -> list[SyncPair]:
+        if self.ret < 0:
+            raise OSError(-self.ret, f"sync_scan: {os.strerror(-self.ret)}")
+        owner = self.owner
+        out: list[SyncPair] = []
+        for i in range(owner.n):
+            p = owner.arr[i]
+            if p.err:
+                raise OSError(-p.err, f"sync_scan: {os.strerror(-p.err)}")
+            src: Scan | OSError
+            dst: Scan | OSError | None = None
+            if p.src_ret < 0:
+                src = OSError(-p.src_ret, f"getdents64: {os.strerror(-p.src_ret)}")
             else:
-                dst = Scan(ffi.addressof(p, "dst"), owner)
-                dst.n = int(p.dst_ret)
-        out.append(
-            SyncPair(src, dst, p.match, p.diff, p.dst_matched, p.picked, int(p.npicked), owner)
-        )
-    return out
+                src = Scan(ffi.addressof(p, "src"), owner)
+                src.n = int(p.src_ret)
+            if p.dst_fd >= 0:
+                if p.dst_ret < 0:
+                    dst = OSError(-p.dst_ret, f"getdents64: {os.strerror(-p.dst_ret)}")
+                else:
+                    dst = Scan(ffi.addressof(p, "dst"), owner)
+                    dst.n = int(p.dst_ret)
+            out.append(
+                SyncPair(src, dst, p.match, p.diff, p.dst_matched, p.picked, int(p.npicked), owner)
+            )
+        return out
 
 
 class Batch:

@@ -73,19 +73,15 @@ MATCH_FLAGS = engine.P_XATTR | engine.P_ACL  # what sync_scan compares beyond th
 
 class _TempNames:
     """Suffixes for temporary names: a random start per run, then counted
-    (cheaper than drawing six random characters per file; a name already
-    taken is only ever one of ours, which the create replaces)."""
+    in hex (cheaper than drawing six random characters per file; a name
+    already taken is only ever one of ours, which the create replaces)."""
 
     def __init__(self) -> None:
-        self.n = secrets.randbelow(len(_ALNUM) ** TEMP_RAND)
+        self.n = secrets.randbelow(16**TEMP_RAND)
 
     def next(self) -> bytes:
-        self.n = (self.n + 1) % len(_ALNUM) ** TEMP_RAND
-        n, out = self.n, bytearray()
-        for _ in range(TEMP_RAND):
-            n, k = divmod(n, len(_ALNUM))
-            out.append(_ALNUM[k])
-        return bytes(out)
+        self.n = (self.n + 1) & (16**TEMP_RAND - 1)
+        return b"%06x" % self.n
 
 
 _temp = _TempNames()
@@ -112,7 +108,7 @@ def is_temp_name(name: bytes) -> bool:
 Member = tuple[Dir, bytes, Stat, "Stat | None", bytes, "int | None"]
 
 
-_Slot: TypeAlias = "SimpleQueue[list[engine.SyncPair] | BaseException]"  # one scan's result
+_Slot: TypeAlias = "SimpleQueue[BaseException | None]"  # one scan done (or its exception)
 
 
 class _Scans:
@@ -122,19 +118,17 @@ class _Scans:
     is cached; while the disk is read, several groups are in flight at once
     (each call waits on the disk in turn for its listings, its inodes and
     its xattrs), ``COLD_THREADS`` of them.  Results come back in the order
-    the groups went in."""
+    the groups went in.  The scan threads do no Python work but the call
+    (the walker's thread makes the arguments and the results), so they
+    never keep the walker waiting for the GIL."""
 
     COLD_THREADS = 4
 
     def __init__(self, flags: int, pick: engine.UsPick) -> None:
         self.flags, self.pick = flags, pick
-        self._todo: SimpleQueue[tuple[list[tuple[int, int]], _Slot] | None] = SimpleQueue()
-        self._slots: deque[_Slot] = deque()
+        self._todo: SimpleQueue[tuple[engine.SyncPairs, _Slot] | None] = SimpleQueue()
+        self._slots: deque[tuple[engine.SyncPairs, _Slot]] = deque()
         self._threads: list[threading.Thread] = []
-
-    @property
-    def inflight(self) -> int:
-        return len(self._slots)
 
     def room(self) -> bool:
         """Another group may go in now."""
@@ -143,27 +137,30 @@ class _Scans:
 
     def _run(self) -> None:
         while (job := self._todo.get()) is not None:
-            fds, slot = job
+            pairs, slot = job
             try:
-                slot.put(engine.sync_scan(fds, self.flags, 0, self.pick) if fds else [])
+                pairs.run(self.flags, 0, self.pick)
+                slot.put(None)
             except BaseException as e:  # handed to the walker's thread
                 slot.put(e)
 
     def submit(self, fds: list[tuple[int, int]]) -> None:
         slot: _Slot = SimpleQueue()
-        self._slots.append(slot)
+        job = (engine.SyncPairs(fds), slot)
+        self._slots.append(job)
         if len(self._threads) < min(len(self._slots), self.COLD_THREADS):
             t = threading.Thread(target=self._run, name="uringsync-scan", daemon=True)
             t.start()
             self._threads.append(t)
-        self._todo.put((fds, slot))
+        self._todo.put(job)
 
     def result(self) -> list[engine.SyncPair]:
         """The oldest group's scan."""
-        r = self._slots.popleft().get()
-        if isinstance(r, BaseException):
-            raise r
-        return r
+        pairs, slot = self._slots.popleft()
+        e = slot.get()
+        if e is not None:
+            raise e
+        return pairs.results()
 
     def close(self) -> None:
         while self._slots:
@@ -457,6 +454,17 @@ class Sync(Below):
         # entries where something is to be done (the rest are unchanged)
         work: list[tuple[bytes, Stat, Stat | None, int]] = []
         subnames: list[tuple[bytes, Stat, Stat | None, int]] = []
+        # a directory this run made: its files are new, each one job (the
+        # rest of what _sync_entry decides cannot apply), counted not shown
+        fresh = (
+            sd.new
+            and not sd.missing
+            and rules is None
+            and self.opts.on_itemize is None
+            and not so.dry_run
+            and not so.existing
+            and not so.inplace
+        )
         for k in range(pair.npicked):
             i = picked[k]
             ent = ents[i]
@@ -467,6 +475,16 @@ class Sync(Below):
                 path = join(d.src_path, name)
                 self.error(path, steps.STAT, -ent.err, steps.STAT.what(path, path))
                 continue  # (its twin, matched, is not deleted)
+            if fresh and t == engine.T_REG and (ent.st.nlink == 1 or not so.hard_links):
+                self.totals.created += 1
+                sd.modified = True
+                d.pending += 1
+                nm = sc.name_ptr(i)
+                stp = ffi.addressof(ent, "st")
+                self._queue(
+                    d, nm, temp_name(name), stp, t, self.job_flags, None, None, 0, COPY, name
+                )
+                continue
             if rules is not None and rules.excluded(rel + name, t == engine.T_DIR):
                 if so.delete_excluded and dsc is not None and match[i] >= 0:
                     matched[match[i]] = 0  # its twin goes with the rest
