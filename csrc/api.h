@@ -325,8 +325,8 @@ long us_sync_scan(size_t n, struct us_pair *pairs, uint32_t flags, uint32_t skip
                   const struct us_pick *pick);
 void us_pairs_free(struct us_pair *pairs, size_t n);
 /* Whether the last us_sync_scan read the disk (the walker then keeps more
- * groups in flight). */
-int us_sync_cold(void);
+ * groups in flight); a variable for the reason us_stop_flag is one. */
+extern volatile int us_sync_cold_flag;
 /* lstat one name relative to dirfd (statx, follow=0) or follow symlinks. */
 int us_stat_at(int dirfd, const char *name, int follow, struct us_stat *st);
 
@@ -390,6 +390,9 @@ int us_batch_bind_fds(struct us_batch *b, const int *fds, size_t n);
  * returns -EINTR; us_scan_dir returns -EINTR. */
 int us_catch_stop(int on, int wake_fd);
 int us_stop_requested(void);
+/* The flag itself, read by Python as a variable: a call would let go of
+ * the GIL, and taking it back can wait on the walker's other threads. */
+extern volatile int us_stop_flag;
 void us_clear_stop(void);
 /* A worker: get SIGKILL when the parent dies (prctl PR_SET_PDEATHSIG). */
 int us_die_with_parent(void);

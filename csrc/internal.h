@@ -28,8 +28,8 @@
 
 #pragma GCC visibility push(hidden)
 
-/* set by the SIGINT/SIGTERM handler of us_catch_stop (stop.c) */
-extern volatile sig_atomic_t us_stop_flag;
+/* us_stop_flag (api.h): set by the SIGINT/SIGTERM handler of us_catch_stop
+ * (stop.c); an int, which is what sig_atomic_t is on Linux */
 
 #define MAX_CHUNKS 8
 #define EMFILE_TRIES 4

@@ -7,7 +7,8 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
-volatile sig_atomic_t us_stop_flag;
+volatile int us_stop_flag;
+_Static_assert(sizeof(sig_atomic_t) == sizeof(int), "us_stop_flag is a sig_atomic_t");
 static int stop_wake_fd = -1;
 static struct sigaction old_int, old_term;
 static int caught;

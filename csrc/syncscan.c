@@ -82,7 +82,7 @@ static struct {
     struct phase *head; /* phases with tokens left */
 } pool = {0, PTHREAD_MUTEX_INITIALIZER, {{0}}, 0, NULL};
 
-static int last_cold; /* atomic: the last call read the disk */
+volatile int us_sync_cold_flag; /* atomic: the last call read the disk */
 
 static __thread char *t_buf; /* compare's 4 * XATTR_MAX bytes, per thread */
 
@@ -219,11 +219,6 @@ static bool run_phase(struct ss_call *c, ss_fn *fn, size_t nunits, bool many)
     return __atomic_load_n(&ph.io, __ATOMIC_RELAXED);
 }
 
-int us_sync_cold(void)
-{
-    return __atomic_load_n(&last_cold, __ATOMIC_RELAXED);
-}
-
 /* ------------------------------------------------------------ the phases */
 
 static void list_unit(struct ss_call *c, size_t u)
@@ -347,7 +342,7 @@ long us_sync_scan(size_t n, struct us_pair *pairs, uint32_t flags, uint32_t skip
     }
     /* many threads to list if the last call read the disk; then as many as
      * this call's own waits on the disk say */
-    cold = run_phase(&c, list_unit, 2 * n, us_sync_cold());
+    cold = run_phase(&c, list_unit, 2 * n, __atomic_load_n(&us_sync_cold_flag, __ATOMIC_RELAXED));
 
     per = cold ? SS_COLD_CHUNK : SS_CHUNK;
     for (size_t i = 0; i < n; i++) {
@@ -390,7 +385,7 @@ long us_sync_scan(size_t n, struct us_pair *pairs, uint32_t flags, uint32_t skip
         if (!pairs[i].err)
             nu = chunk(c.units, nu, (uint32_t)i, 0, c.tmp[i].ntodo, per);
     cold |= run_phase(&c, compare_unit, nu, cold);
-    __atomic_store_n(&last_cold, cold, __ATOMIC_RELAXED);
+    __atomic_store_n(&us_sync_cold_flag, cold, __ATOMIC_RELAXED);
     if (us_stop_flag)
         goto stopped;
 

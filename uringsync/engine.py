@@ -240,7 +240,7 @@ def big_finish(
 
 # Stopping (SIGINT/SIGTERM caught in C, see csrc/api.h)
 def stop_requested() -> bool:
-    return bool(lib.us_stop_requested())
+    return bool(lib.us_stop_flag)  # a read, not a call: the GIL is kept
 
 
 def clear_stop() -> None:
@@ -369,7 +369,7 @@ class SyncPair:
 
 def sync_cold() -> bool:
     """Whether the last ``sync_scan`` read the disk."""
-    return bool(lib.us_sync_cold())
+    return bool(lib.us_sync_cold_flag)
 
 
 class _Pairs:
