@@ -336,6 +336,11 @@ class Rules:
         deleted (or replaced)."""
         return self.protected(path, is_dir, delete_excluded)
 
+    def deletes_in(self, rel: bytes) -> bool:
+        """Whether ``--delete`` looks inside the directory ``rel`` (b"" or
+        ``"dir/"``) at all."""
+        return True
+
 
 def _old_style(include: bool, text: bytes, where: str) -> tuple[bool, bytes] | None:
     """An ``--include``/``--exclude`` pattern or a ``-from`` line -> (include, pattern)."""
@@ -597,3 +602,6 @@ class FilesFrom(Rules):
     def protected_below(self, path: bytes, is_dir: bool, delete_excluded: bool) -> bool:
         # rsync's delete_dir_contents lists with the receiver's rules only
         return not delete_excluded and self._user_excluded(path, is_dir)
+
+    def deletes_in(self, rel: bytes) -> bool:
+        return self.content_dir(rel.rstrip(b"/"))

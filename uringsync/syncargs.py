@@ -76,9 +76,6 @@ class SyncArgs:
     srcs: tuple[Operand, ...] = ()
     dst: bytes = b""  # as given; created if missing, its parents are not
     recursive: bool = False
-    # -r/--no-r as given, apart from -a: rsync's --files-from drops the -r
-    # that only -a implied (options.c: recurse == 1)
-    explicit_recursive: bool = False
     links: bool = False
     perms: bool = False
     times: bool = False
@@ -412,16 +409,19 @@ def parse(argv: Sequence[str | bytes]) -> SyncArgs:
                 f"remote path {_show(path)} is not supported (local paths only;"
                 f" write ./{path.decode('utf-8', 'backslashreplace')} for a local name)"
             )
+    # -r/--no-r as given, apart from -a: --files-from drops the -r that
+    # only -a implied (rsync's options.c: recurse == 1)
+    explicit_recursive = bool(st.values.pop("explicit_recursive", False))
     args = SyncArgs(
         srcs=tuple(Operand(p, p.endswith(b"/")) for p in operands[:-1]),
         dst=operands[-1],
         filters=tuple(st.filters),
         **st.values,
     )
-    return _implied(args)
+    return _implied(args, explicit_recursive)
 
 
-def _implied(a: SyncArgs) -> SyncArgs:
+def _implied(a: SyncArgs, explicit_recursive: bool = False) -> SyncArgs:
     """rsync's implications and the combinations it refuses."""
     delete = a.delete or a.delete_after or a.delete_excluded
     if a.files_from is not None:
@@ -429,7 +429,7 @@ def _implied(a: SyncArgs) -> SyncArgs:
         # list names paths in one SRC
         if len(a.srcs) != 1:
             raise _fail("--files-from takes exactly one SRC (the list's paths are relative to it)")
-        return replace(a, recursive=a.explicit_recursive, delete=delete, perms=a.perms or a.acls)
+        return replace(a, recursive=explicit_recursive, delete=delete, perms=a.perms or a.acls)
     if delete and not a.recursive:
         raise _fail("--delete does not work without --recursive (-r).")
     return replace(a, delete=delete, perms=a.perms or a.acls)

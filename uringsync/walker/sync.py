@@ -484,7 +484,8 @@ class Sync(Below):
                 work.append((name, stp, dst_st, v))
         # deletions first (rsync 3's --delete-during), then the entries
         if dsc is not None:
-            if self.io_error and so.delete and not so.delete_after:
+            deletes = so.delete and (rules is None or rules.deletes_in(rel))  # (files-from)
+            if self.io_error and deletes and not so.delete_after:
                 self._deletions_skipped()
             gone = [(dsc.name(j), j) for j in range(dsc.n) if not matched[j]]
             if gone:
