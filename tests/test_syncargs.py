@@ -110,6 +110,31 @@ ACCEPTED: list[tuple[list[str], dict[str, Any]]] = [
     (["--max-delete", "0"], dict(max_delete=0)),
     (["--files-from=list"], dict(files_from=b"list")),
     (["--files-from", "list"], dict(files_from=b"list")),
+    # --files-from: -a does not imply -r (an -r as given does), -d is implied
+    # so --delete needs no -r (rsync's options.c: recurse == 1 -> 0)
+    (["-a", "--files-from=list"], {**ARCHIVE, "recursive": False, "files_from": b"list"}),
+    (["--files-from=list", "-a"], {**ARCHIVE, "recursive": False, "files_from": b"list"}),
+    (["-ar", "--files-from=list"], {**ARCHIVE, "files_from": b"list"}),
+    (["-r", "-a", "--files-from=list"], {**ARCHIVE, "files_from": b"list"}),
+    (
+        ["-r", "--no-r", "-a", "--files-from=list"],
+        {**ARCHIVE, "recursive": False, "files_from": b"list"},
+    ),
+    (["--files-from=list", "--delete"], dict(files_from=b"list", delete=True)),
+    (
+        ["-a", "--files-from=list", "--delete-excluded"],
+        {
+            **ARCHIVE,
+            "recursive": False,
+            "files_from": b"list",
+            "delete": True,
+            "delete_excluded": True,
+        },
+    ),
+    (["-0"], dict(from0=True)),
+    (["--from0"], dict(from0=True)),
+    (["--from0", "--no-from0"], {}),
+    (["-a0"], {**ARCHIVE, "from0": True}),
     (["--stats"], dict(stats=True)),
     (["--json"], dict(json=True)),
     (["-j", "4"], dict(jobs=4)),
@@ -344,6 +369,7 @@ RSYNC_ERRORS: list[tuple[list[str], str]] = [
     (["--delete-after"], "--delete does not work without --recursive"),
     (["--delete-excluded"], "--delete does not work without --recursive"),
     (["-a", "--no-r", "--delete"], "--delete does not work without --recursive"),
+    (["--files-from=list", "s/"], "--files-from takes exactly one SRC"),
     (["-r", "--max-delete=x"], "invalid numeric value"),
     (["-r", "--max-delete=1.5"], "invalid numeric value"),
     (["-r", "--max-delete"], "missing argument|invalid numeric value"),
@@ -409,6 +435,17 @@ def test_check_operands(tmp_path: Path) -> None:
         check_operands(parse([f"{t}/s/", f"{t}/f/new"]))
     with pytest.raises(SyncArgsError, match="destination must be a directory"):
         check_operands(parse([f"{t}/s", f"{t}/s", f"{t}/f"]))
+    # --files-from: SRC is the directory the list is relative to (rsync changes
+    # into it: exit 3), DST a directory
+    check_operands(parse(["--files-from=x", f"{t}/link", f"{t}/new"]))
+    for argv, msg in (
+        ([f"{t}/f", f"{t}/new"], "change_dir .* failed: Not a directory"),
+        ([f"{t}/nope", f"{t}/new"], "change_dir .* failed: No such file"),
+        ([f"{t}/s/", f"{t}/f"], "destination must be a directory"),
+    ):
+        with pytest.raises(SyncArgsError, match=msg) as e:
+            check_operands(parse(["--files-from=x", *argv]))
+        assert e.value.code == 3
 
 
 @need_rsync

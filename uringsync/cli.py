@@ -202,7 +202,8 @@ parents).  Options, with rsync's meaning: -a (-rlptgoD), -r -l -p -t -g -o -D
 -H -A -X -x -v -n/--dry-run -i/--itemize-changes -c/--checksum --size-only
 -I/--ignore-times -u/--update --ignore-existing --existing --inplace --delete
 --delete-after --delete-excluded --max-delete=N --exclude --include
---exclude-from --include-from --filter ('-' and '+' rules) --stats --json -j N.
+--exclude-from --include-from --filter ('-' and '+' rules) --files-from=FILE
+-0/--from0 --stats --json -j N.
 Any other rsync option is refused by name.
 
 Exit codes: 0 done; 1 usage or fatal error; 23 some entries failed (each

@@ -64,7 +64,18 @@ import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["FilterError", "Rule", "Rules", "compile_rule", "parse_filter", "rules_from_args"]
+__all__ = [
+    "FilesFrom",
+    "FilterError",
+    "Listed",
+    "Rule",
+    "Rules",
+    "clean_listed",
+    "compile_rule",
+    "parse_filter",
+    "read_list",
+    "rules_from_args",
+]
 
 
 class FilterError(ValueError):
@@ -315,6 +326,21 @@ class Rules:
         r = self.first_match(path, is_dir)
         return r is not None and not r.include
 
+    def protected(self, path: bytes, is_dir: bool, delete_excluded: bool) -> bool:
+        """True when ``--delete`` must leave the destination's ``path`` alone
+        (an excluded name, unless ``--delete-excluded``)."""
+        return not delete_excluded and self.excluded(path, is_dir)
+
+    def protected_below(self, path: bytes, is_dir: bool, delete_excluded: bool) -> bool:
+        """The same, for what lies inside a destination directory being
+        deleted (or replaced)."""
+        return self.protected(path, is_dir, delete_excluded)
+
+    def deletes_in(self, rel: bytes) -> bool:
+        """Whether ``--delete`` looks inside the directory ``rel`` (b"" or
+        ``"dir/"``) at all."""
+        return True
+
 
 def _old_style(include: bool, text: bytes, where: str) -> tuple[bool, bytes] | None:
     """An ``--include``/``--exclude`` pattern or a ``-from`` line -> (include, pattern)."""
@@ -352,28 +378,40 @@ def parse_filter(rule: bytes | str) -> tuple[bool, bytes] | None:
     )
 
 
-def _read_lines(source: str | bytes) -> list[bytes]:
-    if os.fsencode(source) == b"-":
-        data = sys.stdin.buffer.read()
-    else:
-        try:
-            with open(source, "rb") as f:
-                data = f.read()
-        except OSError as e:
-            raise FilterError(f"cannot read filter file {os.fsdecode(source)!r}: {e}") from e
-    lines = re.split(rb"[\r\n]", data)
+def _split_lines(data: bytes, from0: bool) -> list[bytes]:
+    """rsync's read_line with RL_DUMP_COMMENTS: a line ends at ``\\n`` or
+    ``\\r`` (``from0``: at NUL only); empty lines and lines starting with
+    ``#`` or ``;`` are skipped."""
+    lines = data.split(b"\0") if from0 else re.split(rb"[\r\n]", data)
     return [ln for ln in lines if ln and ln[:1] not in (b";", b"#")]
+
+
+def _read(source: str | bytes) -> bytes:
+    """A file's bytes; ``-``: standard input."""
+    if os.fsencode(source) == b"-":
+        return sys.stdin.buffer.read()
+    with open(source, "rb") as f:
+        return f.read()
+
+
+def _read_lines(source: str | bytes, from0: bool = False) -> list[bytes]:
+    try:
+        data = _read(source)
+    except OSError as e:
+        raise FilterError(f"cannot read filter file {os.fsdecode(source)!r}: {e}") from e
+    return _split_lines(data, from0)
 
 
 _KINDS = ("exclude", "include", "exclude-from", "include-from", "filter")
 
 
-def rules_from_args(items: Sequence[tuple[str, str | bytes]]) -> Rules:
+def rules_from_args(items: Sequence[tuple[str, str | bytes]], from0: bool = False) -> Rules:
     """Rules from the filter options in command-line order.
 
     ``items``: ``(option, value)`` with option one of ``exclude``, ``include``,
     ``exclude-from``, ``include-from`` (value: a file name, ``-`` for stdin) or
-    ``filter``.  Raises :class:`FilterError` for what is malformed or unsupported.
+    ``filter``.  ``from0``: the ``-from`` files hold NUL-ended lines (rsync's
+    ``--from0``).  Raises :class:`FilterError` for what is malformed or unsupported.
     """
     out: list[Rule] = []
     for kind, value in items:
@@ -383,7 +421,7 @@ def rules_from_args(items: Sequence[tuple[str, str | bytes]]) -> Rules:
                 out.append(compile_rule(*got))
         elif kind in ("exclude-from", "include-from"):
             where = f"--{kind}={os.fsdecode(value)}"
-            for line in _read_lines(value):
+            for line in _read_lines(value, from0):
                 got = _old_style(kind == "include-from", line, where)
                 if got is not None:
                     out.append(compile_rule(*got))
@@ -394,3 +432,176 @@ def rules_from_args(items: Sequence[tuple[str, str | bytes]]) -> Rules:
         else:
             raise FilterError(f"unknown filter option {kind!r}: expected one of {_KINDS}")
     return Rules(out)
+
+
+# ----------------------------------------------------------- --files-from
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One line of a ``--files-from`` list, cleaned as rsync's sender does."""
+
+    path: bytes  # relative to SRC, no leading or trailing "/"; b"" is SRC itself
+    contents: bool  # "dir/" or ".": the directory's own entries are sent too (rsync's -d)
+    dot: bool  # a leading "./": SRC itself is sent too, as an implied directory
+
+
+def _sanitize(p: bytes) -> bytes:
+    """rsync's ``sanitize_path(p, "", 0, SP_KEEP_DOT_DIRS)``: leading and
+    doubled slashes dropped, each ``..`` takes back the name before it
+    (never rising above the top), ``.`` names and a trailing slash kept."""
+    out = bytearray()
+    i, n = 0, len(p)
+    while i < n:
+        if p[i] == 0x2F:
+            i += 1
+            continue
+        if p.startswith(b"..", i) and (i + 2 == n or p[i + 2] == 0x2F):
+            i += 2
+            if out:  # back up one name: out ends with its "/"
+                del out[out.rfind(b"/", 0, len(out) - 1) + 1 :]
+            continue
+        j = p.find(b"/", i)
+        j = n if j < 0 else j + 1
+        out += p[i:j]
+        i = j
+    return bytes(out) or b"."
+
+
+def _clean(p: bytes) -> bytes:
+    """rsync's ``clean_fname(CFN_KEEP_TRAILING_SLASH | CFN_DROP_TRAILING_DOT_DIR)``
+    on a sanitized path: ``./`` names dropped, a trailing ``.`` too."""
+    out = bytearray()
+    i, n = 0, len(p)
+    while i < n:
+        if p[i] == 0x2F:
+            i += 1
+            continue
+        if p[i] == 0x2E and (i + 1 == n or p[i + 1] == 0x2F):
+            i += 2  # "./" inside, or a trailing "."
+            continue
+        j = p.find(b"/", i)
+        j = n if j < 0 else j + 1
+        out += p[i:j]
+        i = j
+    return bytes(out)
+
+
+def clean_listed(line: bytes) -> Listed:
+    """A ``--files-from`` line as rsync 3's send_file_list reads it: relative
+    to SRC whatever its leading slashes, ``..`` resolved so that it cannot
+    rise above SRC (``../foo`` is ``foo``), ``dir/`` and ``.`` send the
+    directory's entries too, and a leading ``./`` sends SRC itself as well.
+    rsync's ``a/./b`` (send ``SRC/a/b`` as ``b``) is refused with
+    :class:`FilterError`: one list here has one base, SRC."""
+    p = _sanitize(line)
+    if b"/./" in p:
+        raise FilterError(
+            f"--files-from: {os.fsdecode(line)!r}: a '/./' in a listed path "
+            "(rsync's change of base directory) is not supported"
+        )
+    dot = p.startswith(b"./") and len(p) > 2
+    p = _clean(p)
+    if not p or p == b".":
+        return Listed(b"", True, dot)
+    if p.endswith(b"/"):
+        return Listed(p.rstrip(b"/"), True, dot)
+    return Listed(p, False, dot)
+
+
+def read_list(source: str | bytes, from0: bool = False) -> list[Listed]:
+    """A ``--files-from`` file (``-``: standard input), one path a line
+    (``from0``: NUL-ended; rsync's ``--from0``); blank lines and lines
+    starting with ``#`` or ``;`` are skipped, as rsync does."""
+    try:
+        data = _read(source)
+    except OSError as e:
+        raise FilterError(
+            f"failed to open files-from file {os.fsdecode(source)}: {os.strerror(e.errno or 0)}"
+        ) from e
+    return [clean_listed(ln) for ln in _split_lines(data, from0)]
+
+
+def _parent(path: bytes) -> bytes:
+    return path[: max(path.rfind(b"/"), 0)]
+
+
+class FilesFrom(Rules):
+    """A ``--files-from`` list as a rule set for the sync walk over SRC: a path
+    is kept when it is listed, is a directory above a listed path (rsync's
+    implied directories, which no rule excludes), or lies in a directory
+    whose contents are sent -- a listed ``dir/`` or ``.``, and with ``-r`` a
+    listed directory and every directory below it that the user's rules do
+    not exclude -- and the user's rules do not exclude it.
+
+    Deletion follows rsync's generator, which deletes only in directories
+    whose contents it sends: there the user's rules protect (unless
+    ``--delete-excluded``); anywhere else (implied directories, a listed
+    directory without ``-r``) nothing is deleted."""
+
+    _CACHE_MAX = 1 << 16
+
+    def __init__(
+        self, entries: dict[bytes, bool], recursive: bool, user: Rules | None = None
+    ) -> None:
+        """``entries``: listed path -> its contents are sent (b"": SRC itself),
+        only those that exist and the user's rules keep."""
+        super().__init__(user.rules if user is not None else ())
+        self.user = user if user else None
+        self.recursive = recursive
+        self.listed = frozenset(entries)
+        self.content = frozenset(p for p, c in entries.items() if c)
+        implied: set[bytes] = set()
+        for p in entries:
+            while b"/" in p:
+                p = _parent(p)
+                if p in implied:
+                    break
+                implied.add(p)
+        self.implied = frozenset(implied)
+        self._dirs: dict[bytes, bool] = {}
+
+    def __bool__(self) -> bool:
+        return True  # even with no rule of the user's, it decides
+
+    def __repr__(self) -> str:
+        return (
+            f"FilesFrom({len(self.listed)} listed, recursive={self.recursive}, user={self.user!r})"
+        )
+
+    def _user_excluded(self, path: bytes, is_dir: bool) -> bool:
+        return self.user is not None and self.user.excluded(path, is_dir)
+
+    def content_dir(self, d: bytes) -> bool:
+        """Whether the directory ``d`` (b"": SRC) has its entries sent."""
+        got = self._dirs.get(d)
+        if got is None:
+            if d in self.content:
+                got = True
+            elif not self.recursive or not d:
+                got = False
+            else:
+                got = self.content_dir(_parent(d)) and not self._user_excluded(d, True)
+            if len(self._dirs) >= self._CACHE_MAX:
+                self._dirs.clear()
+            self._dirs[d] = got
+        return got
+
+    def excluded(self, path: bytes, is_dir: bool) -> bool:
+        if path in self.listed or path in self.implied:
+            return False
+        if not self.content_dir(_parent(path)):
+            return True
+        return self._user_excluded(path, is_dir)
+
+    def protected(self, path: bytes, is_dir: bool, delete_excluded: bool) -> bool:
+        if not self.content_dir(_parent(path)):
+            return True
+        return not delete_excluded and self._user_excluded(path, is_dir)
+
+    def protected_below(self, path: bytes, is_dir: bool, delete_excluded: bool) -> bool:
+        # rsync's delete_dir_contents lists with the receiver's rules only
+        return not delete_excluded and self._user_excluded(path, is_dir)
+
+    def deletes_in(self, rel: bytes) -> bool:
+        return self.content_dir(rel.rstrip(b"/"))

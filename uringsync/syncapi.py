@@ -9,6 +9,7 @@ failures are collected in :attr:`Result.errors` and the run goes on.
 from __future__ import annotations
 
 import dataclasses
+import errno as E
 import os
 import stat as S
 import time
@@ -120,9 +121,9 @@ def sync(
     )
 
 
-def _rules(items: Sequence[tuple[str, bytes]]) -> filters.Rules | None:
+def _rules(items: Sequence[tuple[str, bytes]], from0: bool = False) -> filters.Rules | None:
     try:
-        rules = filters.rules_from_args([(k.removeprefix("--"), v) for k, v in items])
+        rules = filters.rules_from_args([(k.removeprefix("--"), v) for k, v in items], from0)
     except filters.FilterError as e:
         raise CopyError(str(e)) from None
     return rules or None
@@ -167,15 +168,18 @@ def run_args(
         # as rsync run by a user: no owner to give away, and (a choice here:
         # rsync keeps the group when the user is in it) no group either
         so = dataclasses.replace(so, owner=False, group=False)
+    rules = _rules(list(a.filters), a.from0)
+    listed_errors: list[FileError] | None = None
     if a.files_from is not None:
-        raise CopyError("--files-from is not supported yet")
-    srcs = [(s.path.rstrip(b"/") or b"/") + (b"/" if s.contents else b"") for s in a.srcs]
+        srcs, rules, listed_errors = _files_from(a, rules)
+    else:
+        srcs = [(s.path.rstrip(b"/") or b"/") + (b"/" if s.contents else b"") for s in a.srcs]
     return _sync(
         srcs,
         a.dst,
         so,
-        _rules(list(a.filters)),
-        recursive=a.recursive,
+        rules,
+        recursive=a.recursive or listed_errors is not None,  # files-from: the rules decide
         one_file_system=a.one_file_system,
         jobs=a.jobs,
         engine_name=engine_name,
@@ -185,7 +189,50 @@ def run_args(
         on_notice=on_notice,
         progress=progress,
         collect=False,
+        listed_errors=listed_errors,
     )
+
+
+def _files_from(
+    a: SyncArgs, user: filters.Rules | None
+) -> tuple[list[bytes], filters.FilesFrom, list[FileError]]:
+    """rsync's ``--files-from``: the list read and each path looked up in SRC
+    (rsync's sender does so before it sends anything).  Returns the SRC
+    operands to walk -- SRC/ when SRC itself is sent (a listed ``.``, or a
+    ``./`` prefix), else SRC/NAME for each first name of a listed path --,
+    the rule set that keeps the walk to the list, and the error of each
+    listed path that is not there."""
+    assert a.files_from is not None and len(a.srcs) == 1
+    base = a.srcs[0].path.rstrip(b"/") or b"/"
+    try:
+        listed = filters.read_list(a.files_from, a.from0)
+    except filters.FilterError as e:
+        raise CopyError(str(e)) from None
+    entries: dict[bytes, bool] = {}  # path -> its entries are sent too
+    errors: list[FileError] = []
+    root = False
+    for ent in listed:
+        root = root or ent.dot  # rsync sends "." before it looks at the path
+        full = os.path.join(base, ent.path) if ent.path else base
+        try:
+            # rsync's link_stat: "dir/" and "." follow a symlink
+            st = os.stat(full, follow_symlinks=ent.contents)
+        except OSError as e:
+            err = e.errno or E.EIO
+            shown = os.fsdecode(os.path.abspath(full))
+            msg = f'link_stat "{shown}" failed: {os.strerror(err)} ({err})'
+            errors.append(FileError(full, "link_stat", err, msg))
+            continue
+        is_dir = S.S_ISDIR(st.st_mode)
+        if ent.path and user is not None and user.excluded(ent.path, is_dir):
+            continue  # rsync applies the user's rules to a listed path too
+        content = is_dir and (ent.contents or a.recursive)
+        entries[ent.path] = entries.get(ent.path, False) or content
+    rules = filters.FilesFrom(entries, a.recursive, user)
+    if root or b"" in entries:
+        return [base.rstrip(b"/") + b"/"], rules, errors
+    tops = sorted({p.split(b"/", 1)[0] for p in entries})
+    return [os.path.join(base, t) for t in tops], rules, errors
 
 
 def _sync(
@@ -204,11 +251,14 @@ def _sync(
     on_notice: Callable[[str], None] | None,
     progress: Callable[[Event], None] | None = None,
     collect: bool = True,
+    listed_errors: list[FileError] | None = None,
 ) -> Result:
     """``collect``: keep the itemized lines in ``Result.changes`` (the
-    command line passes False: it prints them, or nobody reads them)."""
+    command line passes False: it prints them, or nobody reads them).
+    ``listed_errors``: a ``--files-from`` sync (DST is a directory, made
+    only when something is sent), with the listed paths that are missing."""
     started = time.monotonic()
-    if not srcs:
+    if not srcs and listed_errors is None:
         raise CopyError("no source given")
     changes: list[bytes] = []
 
@@ -238,7 +288,10 @@ def _sync(
         on_notice(notice)
     for p in plans:  # before DST is made: it may be inside a SRC (rsync stats first too)
         p.stat()
-    dst_is_dir, created = _make_dst(dst, plans, so, info)
+    if plans:
+        dst_is_dir, created = _make_dst(dst, plans, so, info, listed_errors is not None)
+    else:  # rsync makes no DST for an empty file list
+        dst_is_dir, created = True, False
     budget = fd_budget()
     pool = (
         Pool(
@@ -254,6 +307,12 @@ def _sync(
     )
 
     def body(walker: Walker, tops: list[Dir]) -> None:
+        for e in listed_errors or ():
+            walker.totals.errors.append(e)
+            if on_error is not None:
+                on_error(e)
+            if e.errno != E.ENOENT:
+                walker.io_error = True  # rsync: it may be omitting a file, so no deletions
         for p in plans:
             _sync_one_arg(walker, p, dst, dst_is_dir, created, recursive, tops)
         walker.flush_link_groups()
@@ -339,11 +398,16 @@ def _plan(src: bytes, dst: bytes, n: int) -> _Plan:
 
 
 def _make_dst(
-    dst: bytes, plans: list[_Plan], so: SyncOptions, info: Callable[[str], None]
+    dst: bytes,
+    plans: list[_Plan],
+    so: SyncOptions,
+    info: Callable[[str], None],
+    dst_dir: bool = False,
 ) -> tuple[bool, bool]:
     """DST exists as a directory, or is made (not its parents), as rsync does.
     Returns (DST is a directory (False: a file name, for one file SRC),
-    DST was made by this run)."""
+    DST was made by this run).  ``dst_dir``: DST is a directory whatever
+    the SRCs (``--files-from``: rsync's -R)."""
     try:
         st = os.stat(dst)
     except FileNotFoundError:
@@ -355,10 +419,10 @@ def _make_dst(
     if st is not None:
         if S.S_ISDIR(st.st_mode):
             return True, False
-        if len(plans) > 1 or any(p.is_dir for p in plans):
+        if len(plans) > 1 or dst_dir or any(p.is_dir for p in plans):
             raise CopyError("destination must be a directory when copying more than 1 file")
         return False, False
-    if len(plans) == 1 and not plans[0].is_dir and not dst.endswith(b"/"):
+    if len(plans) == 1 and not plans[0].is_dir and not dst.endswith(b"/") and not dst_dir:
         return False, False  # rsync FILE NEWNAME
     if not so.dry_run:
         try:

@@ -105,6 +105,7 @@ class SyncArgs:
     # --exclude-from, --include-from, --filter (-f is recorded as --filter)
     filters: tuple[tuple[str, bytes], ...] = field(default=())
     files_from: bytes | None = None
+    from0: bool = False  # --files-from, --exclude-from, --include-from: NUL-ended lines
     stats: bool = False
     json: bool = False
     jobs: int | None = None  # None: the engine's default
@@ -116,6 +117,7 @@ FILTER_OPTIONS = ("--exclude", "--include", "--exclude-from", "--include-from", 
 # "-D" and "-a" are handled apart because they set several fields
 _FLAGS: dict[str, tuple[str, bool]] = {
     "recursive": ("recursive", True),
+    "from0": ("from0", True),
     "links": ("links", True),
     "perms": ("perms", True),
     "times": ("times", True),
@@ -167,12 +169,14 @@ _SHORT: dict[str, str] = {
     "u": "update",
     "f": "filter",
     "j": "jobs",  # ours, not rsync's
+    "0": "from0",
 }
 
 # the --no-OPTION forms rsync 3.x has among the options we take (checked one
 # by one: --no-delete, --no-n, --no-a, --no-size-only, ... are unknown to it)
 _NEGATABLE = {
     "recursive",
+    "from0",
     "links",
     "perms",
     "times",
@@ -200,7 +204,7 @@ _RSYNC_LONG_TEXT = """
     confine-root contimeout copy-as copy-dest copy-devices copy-dirlinks
     copy-links copy-unsafe-links crtimes cvs-exclude daemon debug del
     delay-updates delete-before delete-delay delete-during delete-missing-args
-    dirs drop-D early-input executability fake-super force from0 fsync fuzzy
+    dirs drop-D early-input executability fake-super force fsync fuzzy
     groupmap help human-readable i-r iconv ignore-errors ignore-missing-args
     inc-recursive info insecure-links ipv4 ipv6 keep-dirlinks link-dest
     list-only log-file log-file-format max-alloc max-size min-size mkpath
@@ -216,11 +220,11 @@ _RSYNC_LONG_TEXT = """
 """
 RSYNC_UNSUPPORTED_LONG = frozenset(_RSYNC_LONG_TEXT.split())
 # rsync's short options that we do not take
-RSYNC_UNSUPPORTED_SHORT = frozenset("0468@BCEFJKLMNOPRSTUVWbdehkmqsyz")
+RSYNC_UNSUPPORTED_SHORT = frozenset("468@BCEFJKLMNOPRSTUVWbdehkmqsyz")
 
 
-def _fail(msg: str) -> SyncArgsError:
-    return SyncArgsError(PREFIX + msg)
+def _fail(msg: str, code: int = 1) -> SyncArgsError:
+    return SyncArgsError(PREFIX + msg, code)
 
 
 def _unsupported(shown: str) -> SyncArgsError:
@@ -282,6 +286,8 @@ def _apply(st: _State, name: str, value: bytes | None, shown: str) -> None:
     elif name in _FLAGS:
         fld, on = _FLAGS[name]
         st.set(fld, on)
+        if name == "recursive":
+            st.set("explicit_recursive", on)
     elif name in _COUNTS:
         st.set(_COUNTS[name], st.get_int(_COUNTS[name]) + 1)
     else:
@@ -306,6 +312,8 @@ def _negate(st: _State, name: str) -> None:
         st.set(_COUNTS[name], 0)
     else:
         st.set(_FLAGS[name][0], False)
+        if name == "recursive":
+            st.set("explicit_recursive", False)
 
 
 def _long(st: _State, arg: bytes, rest: list[bytes]) -> None:
@@ -401,18 +409,27 @@ def parse(argv: Sequence[str | bytes]) -> SyncArgs:
                 f"remote path {_show(path)} is not supported (local paths only;"
                 f" write ./{path.decode('utf-8', 'backslashreplace')} for a local name)"
             )
+    # -r/--no-r as given, apart from -a: --files-from drops the -r that
+    # only -a implied (rsync's options.c: recurse == 1)
+    explicit_recursive = bool(st.values.pop("explicit_recursive", False))
     args = SyncArgs(
         srcs=tuple(Operand(p, p.endswith(b"/")) for p in operands[:-1]),
         dst=operands[-1],
         filters=tuple(st.filters),
         **st.values,
     )
-    return _implied(args)
+    return _implied(args, explicit_recursive)
 
 
-def _implied(a: SyncArgs) -> SyncArgs:
+def _implied(a: SyncArgs, explicit_recursive: bool = False) -> SyncArgs:
     """rsync's implications and the combinations it refuses."""
     delete = a.delete or a.delete_after or a.delete_excluded
+    if a.files_from is not None:
+        # rsync: -a does not imply -r here, -d (--dirs) is implied, and the
+        # list names paths in one SRC
+        if len(a.srcs) != 1:
+            raise _fail("--files-from takes exactly one SRC (the list's paths are relative to it)")
+        return replace(a, recursive=explicit_recursive, delete=delete, perms=a.perms or a.acls)
     if delete and not a.recursive:
         raise _fail("--delete does not work without --recursive (-r).")
     return replace(a, delete=delete, perms=a.perms or a.acls)
@@ -428,12 +445,18 @@ def check_operands(args: SyncArgs) -> None:
     for src in args.srcs:
         try:
             # SRC/ names the directory a symlink points to; SRC the link itself
-            os.stat(src.path, follow_symlinks=src.contents)
+            st = os.stat(src.path, follow_symlinks=src.contents or args.files_from is not None)
         except OSError as e:
             reason = os.strerror(e.errno or 0)
-            err = _fail(f"link_stat {_show(src.path)} failed: {reason}")
-            err.code = 23  # rsync: some files could not be transferred
+            if args.files_from is not None:  # rsync changes into SRC first
+                err = _fail(f"change_dir {_show(src.path)} failed: {reason}", 3)
+            else:
+                err = _fail(f"link_stat {_show(src.path)} failed: {reason}")
+                err.code = 23  # rsync: some files could not be transferred
             raise err from None
+        if args.files_from is not None and not S.S_ISDIR(st.st_mode):
+            reason = os.strerror(E.ENOTDIR)
+            raise _fail(f"change_dir {_show(src.path)} failed: {reason}", 3)
     dst = args.dst
     try:
         dst_st: os.stat_result | None = os.stat(dst)
@@ -453,3 +476,5 @@ def check_operands(args: SyncArgs) -> None:
             raise err
     elif len(args.srcs) > 1 and not S.S_ISDIR(dst_st.st_mode):
         raise _fail("destination must be a directory when copying more than 1 file")
+    elif args.files_from is not None and not S.S_ISDIR(dst_st.st_mode):
+        raise _fail("destination must be a directory when copying more than 1 file", 3)

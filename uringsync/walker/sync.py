@@ -486,8 +486,9 @@ class Sync(Below):
                 )
                 continue
             if rules is not None and rules.excluded(rel + name, t == engine.T_DIR):
-                if so.delete_excluded and dsc is not None and match[i] >= 0:
-                    matched[match[i]] = 0  # its twin goes with the rest
+                is_dir = t == engine.T_DIR
+                if dsc is not None and match[i] >= 0:  # its twin: protected, or deleted
+                    matched[match[i]] = int(rules.protected(rel + name, is_dir, so.delete_excluded))
                 continue
             stp = ffi.addressof(ent, "st")
             dst_st = (
@@ -501,7 +502,8 @@ class Sync(Below):
                 work.append((name, stp, dst_st, v))
         # deletions first (rsync 3's --delete-during), then the entries
         if dsc is not None:
-            if self.io_error and so.delete and not so.delete_after:
+            deletes = so.delete and (rules is None or rules.deletes_in(rel))  # (files-from)
+            if self.io_error and deletes and not so.delete_after:
                 self._deletions_skipped()
             gone = [(dsc.name(j), j) for j in range(dsc.n) if not matched[j]]
             if gone:
@@ -1293,7 +1295,7 @@ class Sync(Below):
             if not so.delete:
                 continue
             is_dir = t == engine.T_DIR
-            if rules is not None and not so.delete_excluded and rules.excluded(rel + name, is_dir):
+            if rules is not None and rules.protected(rel + name, is_dir, so.delete_excluded):
                 continue
             if self.io_error:
                 continue
@@ -1401,10 +1403,11 @@ class Sync(Below):
         try:
             with os.scandir(fd) as it:
                 ents = [(os.fsencode(e.name), e.is_dir(follow_symlinks=False)) for e in it]
-            rules = self.rules if self.so is not None and not self.so.delete_excluded else None
+            rules, de = self.rules, self.so is not None and self.so.delete_excluded
             listed = ents
             if rules is not None:
-                listed = [(n, d) for n, d in ents if not rules.excluded(path + b"/" + n, d)]
+                below = rules.protected_below
+                listed = [(n, d) for n, d in ents if not below(path + b"/" + n, d, de)]
             ret = _DR_NOT_EMPTY if len(listed) < len(ents) else _DR_OK
             if listed and not recurse:
                 ret = _DR_NOT_EMPTY
