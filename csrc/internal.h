@@ -5,6 +5,8 @@
  *   backend_uring.c  the io_uring backend
  *   backend_threads.c  the same ops as plain syscalls on a pool of threads
  *   scan.c           listing directories, lstat of their entries
+ *   match.c          sync: one directory's two listings merged and compared
+ *   syncscan.c       sync: groups of directory pairs on a pool of threads
  *   job.c            the per-file state machine and us_run
  *   data.c           a regular file's bytes
  *   meta.c           owner, xattrs, mode, ACLs, times in cp's order
