@@ -9,6 +9,7 @@ import errno
 import os
 import signal
 import subprocess
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -426,3 +427,82 @@ def test_many_calls_in_a_row(tmp: bytes) -> None:
             if k % 2:
                 for p in got:
                     assert isinstance(p.src, engine.Scan) and p.npicked == p.src.n
+
+
+def test_calls_from_several_threads(tmp: bytes) -> None:
+    """Calls made at once from several Python threads (the walker's scan
+    threads, or two uringsync.sync run in threads: cffi lets go of the
+    GIL) share the pool, each with its own answer."""
+    trees = [make_tree(tmp, str(i), n) for i, n in enumerate((300, 40, 100, 5))]
+    with opened(trees) as fds:
+        first = [_summary([f]) for f in fds]
+    bad: list[object] = []
+
+    def work(k: int) -> None:
+        # its own fds: a listing seeks its fd, which two calls must not share
+        with opened(trees) as mine:
+            for j in range(100):
+                i = (k + j) % len(mine)
+                try:
+                    if _summary([mine[i]]) != first[i]:
+                        bad.append((k, j))
+                except Exception as e:  # reported below
+                    bad.append((k, j, e))
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not any(t.is_alive() for t in threads)
+    assert bad == []
+
+
+@pytest.mark.skipif(
+    "libasan" in os.environ.get("LD_PRELOAD", ""),
+    reason="make asan: GCC's libasan keeps its allocator's locks across a fork, so a child "
+    "forked while another thread allocates can hang in malloc",
+)
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork with threads (3.12+)
+def test_fork_while_other_threads_scan(tmp: bytes) -> None:
+    """Forks while other threads are inside sync_scan (and so at times hold
+    the pool's lock): each child's own call answers, within an alarm."""
+    trees = [make_tree(tmp, str(i), n) for i, n in enumerate((40, 6, 3, 1))]
+    with opened(trees) as fds:
+        before = _summary(fds)
+    stop = threading.Event()
+    bad: list[object] = []
+
+    def loop() -> None:
+        with opened(trees) as mine:
+            while not stop.is_set():
+                try:
+                    if _summary(mine) != before:
+                        bad.append("differs")
+                except Exception as e:  # reported below
+                    bad.append(e)
+
+    threads = [threading.Thread(target=loop) for _ in range(4)]
+    for t in threads:
+        t.start()
+    codes: dict[int, int] = {}
+    try:
+        for _ in range(300):
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover (the child)
+                code = 3
+                try:
+                    signal.alarm(10)
+                    with opened(trees) as mine:
+                        code = 0 if _summary(mine) == before else 1
+                finally:
+                    os._exit(code)
+            _, st = os.waitpid(pid, 0)
+            c = os.waitstatus_to_exitcode(st)
+            codes[c] = codes.get(c, 0) + 1
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+    assert codes == {0: 300}  # -14: a child hung (SIGALRM)
+    assert bad == []
