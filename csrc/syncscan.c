@@ -135,6 +135,23 @@ static void *helper(void *arg)
     return NULL;
 }
 
+static void pool_lock(void)
+{
+    pthread_mutex_lock(&pool.mu);
+}
+
+static void pool_unlock(void)
+{
+    pthread_mutex_unlock(&pool.mu);
+}
+
+/* A fork waits while another thread holds pool.mu (briefly: a phase's
+ * tokens), so a child never starts with it held and no helper to free it. */
+static void pool_atfork(void)
+{
+    pthread_atfork(pool_lock, pool_unlock, pool_unlock);
+}
+
 /* Under pool.mu: the pool of this process (a forked child starts with no
  * threads), grown to `want` helpers; signals go to the callers only. */
 static unsigned pool_grow(unsigned want)
@@ -196,6 +213,8 @@ static bool run_phase(struct ss_call *c, ss_fn *fn, size_t nunits, bool many)
         if (sem_init(&ph.done, 0, 0) < 0) {
             want = 0;
         } else {
+            static pthread_once_t atfork = PTHREAD_ONCE_INIT;
+            pthread_once(&atfork, pool_atfork);
             pthread_mutex_lock(&pool.mu);
             want = pool_grow(want);
             ph.tokens = ph.busy = want;
