@@ -320,7 +320,9 @@ struct us_pick {
  * us_sync_match does (symlink values, xattrs, ACLs compared per `flags`)
  * and picks what the walker must see.  All of it in a pool of threads kept
  * by the process: one per CPU while the data is cached, more while the
- * disk is read.  Returns n, or -EINTR when stopped, or -ENOMEM. */
+ * disk is read.  Each listing rewinds its fd and reads it through: no fd
+ * may appear twice in a call, nor in two calls in flight at once.  Calls
+ * may overlap (threads).  Returns n, or -EINTR when stopped, or -ENOMEM. */
 long us_sync_scan(size_t n, struct us_pair *pairs, uint32_t flags, uint32_t skip_xattr,
                   const struct us_pick *pick);
 void us_pairs_free(struct us_pair *pairs, size_t n);
