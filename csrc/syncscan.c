@@ -15,7 +15,8 @@
  * SS_COLD_THREADS while the disk is read (a thread waiting on the disk
  * costs nothing but its slot in the disk's queue, which is what makes a
  * cold scan fast); a phase counts as cold when one of its threads did
- * block reads (getrusage's ru_inblock) or one unit took SS_SLOW_NS.
+ * block reads or slept (getrusage's ru_inblock, ru_nvcsw: a busy CPU's
+ * preemption, ru_nivcsw, does not count).
  * Threads are made once per process, wait on a semaphore between phases,
  * and serve every call in flight (the walker keeps several groups in
  * flight while the disk is read); a forked child starts with none. */
@@ -32,11 +33,11 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#define SS_CHUNK 32         /* entries per stat or compare unit */
-#define SS_COLD_CHUNK 2     /* ... while the disk is read: each may wait on it */
-#define SS_COLD_NS 40000u   /* a thread's phase this long may have read the disk */
-#define SS_SLOW_NS 2000000u /* a unit this slow waited on something: more threads */
-#define SS_COLD_THREADS 32  /* threads while the disk is read */
+#define SS_CHUNK 32        /* entries per stat or compare unit */
+#define SS_COLD_CHUNK 2    /* ... while the disk is read: each may wait on it */
+#define SS_COLD_NS 40000u  /* a thread's phase this long may have read the disk */
+#define SS_COLD_WAITS 2    /* ... and it slept or read blocks this often */
+#define SS_COLD_THREADS 32 /* threads while the disk is read */
 #define SS_STACK (512u << 10)
 
 struct ss_unit {
@@ -86,18 +87,21 @@ volatile int us_sync_cold_flag; /* atomic: the last call read the disk */
 
 static __thread char *t_buf; /* compare's 4 * XATTR_MAX bytes, per thread */
 
-static long inblock(void)
+/* What the thread waited on so far: block reads it issued, and the times
+ * it slept (a read of the disk, or of a network file system, that another
+ * thread issued; being preempted is not counted). */
+static long waits(void)
 {
     struct rusage ru;
-    return getrusage(RUSAGE_THREAD, &ru) == 0 ? ru.ru_inblock : 0;
+    return getrusage(RUSAGE_THREAD, &ru) == 0 ? ru.ru_inblock + ru.ru_nvcsw : 0;
 }
 
 static void run_units(struct phase *ph)
 {
-    long in0 = inblock();
+    long w0 = waits(), done = 0;
     uint64_t t0 = now_ns();
 
-    for (;;) {
+    for (;; done++) {
         size_t u = __atomic_fetch_add(&ph->next, 1, __ATOMIC_RELAXED);
         if (u >= ph->nunits)
             break;
@@ -105,13 +109,11 @@ static void run_units(struct phase *ph)
             __atomic_store_n(&ph->next, ph->nunits, __ATOMIC_RELAXED);
             break;
         }
-        uint64_t t = now_ns();
         ph->fn(ph->call, u);
-        if (now_ns() - t > SS_SLOW_NS)
-            __atomic_store_n(&ph->io, 1, __ATOMIC_RELAXED);
     }
-    /* block reads by this thread: the data was not cached */
-    if (now_ns() - t0 > SS_COLD_NS && inblock() != in0)
+    /* sleeps or block reads: cached data takes none (but for the odd lock
+     * or page, hence a few allowed), reading the disk about one a unit */
+    if (now_ns() - t0 > SS_COLD_NS && waits() - w0 >= SS_COLD_WAITS + done / 8)
         __atomic_store_n(&ph->io, 1, __ATOMIC_RELAXED);
 }
 

@@ -117,12 +117,14 @@ class _Scans:
     walker's Python works through the last one.  One thread while the data
     is cached; while the disk is read, several groups are in flight at once
     (each call waits on the disk in turn for its listings, its inodes and
-    its xattrs), ``COLD_THREADS`` of them.  Results come back in the order
+    its xattrs), ``COLD_THREADS`` of them (``WARM_THREADS`` while cached,
+    which hides the waits between its phases).  Results come back in the order
     the groups went in.  The scan threads do no Python work but the call
     (the walker's thread makes the arguments and the results), so they
     never keep the walker waiting for the GIL."""
 
     COLD_THREADS = 4
+    WARM_THREADS = 2
 
     def __init__(self, flags: int, pick: engine.UsPick) -> None:
         self.flags, self.pick = flags, pick
@@ -132,7 +134,7 @@ class _Scans:
 
     def room(self) -> bool:
         """Another group may go in now."""
-        threads = self.COLD_THREADS if engine.sync_cold() else 1
+        threads = self.COLD_THREADS if engine.sync_cold() else self.WARM_THREADS
         return len(self._slots) <= threads
 
     def _run(self) -> None:
