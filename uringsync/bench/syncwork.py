@@ -35,19 +35,15 @@ from uringsync.bench.base import BenchError, Say, run_quiet
 from uringsync.bench.report import progress_line
 from uringsync.bench.sources import Source, warm_read
 from uringsync.bench.tools import (
-    ERRORS_KEPT,
-    STDERR_KEPT,
     SYNC_TOOL,
     Caps,
     Run,
-    describe,
     execute,
+    finished_run,
     prepare,
     sync_commands,
-    uringsync_peak_rss,
-    uringsync_result,
 )
-from uringsync.bench.verify import check_copy, walk
+from uringsync.bench.verify import walk
 from uringsync.bench.workspace import Workspace
 
 SYNC_WORKLOADS = ("sync-unchanged", "sync-1pct", "sync-first")  # ``--workloads sync``
@@ -251,47 +247,25 @@ def sync_one(
     load = os.getloadavg()
     prepare(cache)
     out = execute(cmds)
-    t = time.perf_counter()
-    os.sync()
-    sync_seconds = time.perf_counter() - t
-    result = uringsync_result(out.stdout) if is_us and has_json else None
-    peak = uringsync_peak_rss(out.stdout) if is_us and has_json else None
-    if peak is not None:
-        peak_src = "json"
-    elif is_us:
-        peak, peak_src = max(out.maxrss), "wait4: largest process"
-    else:
-        peak, peak_src = sum(out.maxrss), "wait4"
-    if result and isinstance(result.get("errors"), list):
-        result["errors"] = result["errors"][:ERRORS_KEPT]
-    error = None
-    if out.exit_code == 0:
-        error = check_copy(source.path, dst, source.summary, plan.verify)
     detail: dict[str, Any] = {
         "loadavg": [round(x, 2) for x in load],
         "prepare_seconds": prepare_seconds,
     }
     if before is not None and expected is not None and os.path.isdir(dst):
         detail["dst_changes"] = changes(before, snapshot(dst), expected, dst)
-    return Run(
+    return finished_run(
+        out,
+        cmds,
         workload=plan.name,
         cache=cache,
-        round=round_no + 1,
+        round_no=round_no,
         tool=tool,
         jobs=None,
-        command=describe(cmds),
-        seconds=out.seconds,
-        sync_seconds=sync_seconds,
-        exit_code=out.exit_code,
-        exit_codes=out.exit_codes,
-        peak_rss=peak,
-        peak_rss_source=peak_src,
-        maxrss_wait4=out.maxrss,
-        verified=None if plan.verify == "none" or out.exit_code != 0 else error is None,
-        verify_error=error,
-        copy=str(dst),
-        stderr=out.stderr[-STDERR_KEPT:].decode(errors="backslashreplace"),
-        result=result,
+        source=source,
+        copy=dst,
+        verify=plan.verify,
+        json_out=is_us and has_json,
+        wait4_peak="max" if is_us else "sum",
         detail=detail,
     )
 

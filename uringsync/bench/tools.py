@@ -347,22 +347,59 @@ def run_one(
         cmds, copy = tool_commands(base, source.path, dst, caps, jobs, extra)
         prepare(cache)
         out = execute(cmds)
+    return finished_run(
+        out,
+        cmds,
+        workload=source.name,
+        cache=cache,
+        round_no=round_no,
+        tool=tool,
+        jobs=jobs,
+        source=source,
+        copy=copy,
+        verify=verify,
+        json_out=us and caps.json,
+        wait4_peak="sum" if not us else None,
+    )
+
+
+def finished_run(
+    out: Outcome,
+    cmds: list[Argv],
+    *,
+    workload: str,
+    cache: str,
+    round_no: int,
+    tool: str,
+    jobs: int | None,
+    source: Source,
+    copy: Path,
+    verify: str,
+    json_out: bool,
+    wait4_peak: str | None,
+    detail: dict[str, Any] | None = None,
+) -> Run:
+    """A timed command just finished: ``sync`` (timed apart), its ``--json``
+    result and peak RSS when ``json_out``, else the peak wait4 saw
+    (``wait4_peak``: "sum" of its processes, "max" the largest, None: not
+    reported), the copy checked against the source."""
     t = time.perf_counter()
     os.sync()
     sync_seconds = time.perf_counter() - t
-    result = uringsync_result(out.stdout) if us and caps.json else None
-    if us:
-        peak = uringsync_peak_rss(out.stdout) if caps.json else None
-        peak_src = "json" if peak is not None else None
-    else:
+    result = uringsync_result(out.stdout) if json_out else None
+    peak = uringsync_peak_rss(out.stdout) if json_out else None
+    peak_src: str | None = "json" if peak is not None else None
+    if peak is None and wait4_peak == "sum":
         peak, peak_src = sum(out.maxrss), "wait4"
+    elif peak is None and wait4_peak == "max":
+        peak, peak_src = max(out.maxrss), "wait4: largest process"
     if result and isinstance(result.get("errors"), list):
         result["errors"] = result["errors"][:ERRORS_KEPT]
     error = None
     if out.exit_code == 0:
         error = check_copy(source.path, copy, source.summary, verify)
     return Run(
-        workload=source.name,
+        workload=workload,
         cache=cache,
         round=round_no + 1,
         tool=tool,
@@ -380,4 +417,5 @@ def run_one(
         copy=str(copy),
         stderr=out.stderr[-STDERR_KEPT:].decode(errors="backslashreplace"),
         result=result,
+        detail=detail,
     )
