@@ -303,6 +303,15 @@ struct us_pair {
     uint32_t *picked;     /* the source entries the walker must look at */
     uint32_t npicked;
     int32_t err; /* -ENOMEM: nothing was matched */
+    /* With us_pick.descend: per source entry (nsub of them), a picked
+     * subdirectory the scan went into and found changed, scanned already
+     * (NULL: not scanned; the walker takes it and frees it, us_pair_free).
+     * Subdirectories it found unchanged all through are not picked; their
+     * entries (each counted once, the subdirectory's own included in its
+     * parent's listing) and directories below are added up here. */
+    struct us_pair **sub;
+    uint32_t nsub;
+    uint64_t clean_entries, clean_dirs;
 };
 /* Which entries the walker must look at: an entry with a stat error; one
  * whose type is in `always` (a bit per US_T_*); one whose diff has a bit of
@@ -313,6 +322,18 @@ struct us_pick {
     uint32_t always;
     uint32_t nlink_reg;
     uint32_t all;
+    /* descend > 0: the scan goes on into picked subdirectories whose twin
+     * is a directory, up to `descend` pairs open at once and `budget`
+     * entries a call, and leaves out of `picked` those found unchanged all
+     * through: nothing picked in them, every destination entry matched,
+     * and none of `dir_mask`'s bits in their own diff.  Never into a source
+     * directory whose device differs from (root_major, root_minor) when
+     * `xdev`, nor into the one whose (dev, ino) is `avoid_*` (DST, met in
+     * SRC).  Needs openat2 (RESOLVE_BENEATH, RESOLVE_NO_SYMLINKS): before
+     * Linux 5.6, or where it is refused, nothing is descended into. */
+    uint32_t descend, budget, dir_mask, xdev;
+    uint32_t root_major, root_minor, avoid_major, avoid_minor;
+    uint64_t avoid_ino;
 };
 /* The sync walk's one call per group of directories: lists both sides of
  * every pair, lstats every entry (plain getdents64/statx: io_uring's STATX
@@ -326,6 +347,8 @@ struct us_pick {
 long us_sync_scan(size_t n, struct us_pair *pairs, uint32_t flags, uint32_t skip_xattr,
                   const struct us_pick *pick);
 void us_pairs_free(struct us_pair *pairs, size_t n);
+/* Free a pair taken from a parent's `sub` and everything it holds. */
+void us_pair_free(struct us_pair *pair);
 /* Whether the last us_sync_scan read the disk (the walker then keeps more
  * groups in flight); a variable for the reason us_stop_flag is one. */
 extern volatile int us_sync_cold_flag;

@@ -73,8 +73,21 @@ class UsPair(CData, Protocol):
     picked: IntArray
     npicked: int
     err: int
+    sub: SubArray
+    nsub: int
+    clean_entries: int
+    clean_dirs: int
 
 class PairArray(CData, Protocol):
+    def __getitem__(self, i: int, /) -> UsPair: ...
+
+class SubArray(CData, Protocol):
+    """``struct us_pair **``: per source entry, a pair or NULL."""
+
+    def __getitem__(self, i: int, /) -> UsPairPtr: ...
+    def __setitem__(self, i: int, v: CData, /) -> None: ...
+
+class UsPairPtr(CData, Protocol):
     def __getitem__(self, i: int, /) -> UsPair: ...
 
 class UsPick(CData, Protocol):
@@ -82,6 +95,15 @@ class UsPick(CData, Protocol):
     always: int
     nlink_reg: int
     all: int
+    descend: int
+    budget: int
+    dir_mask: int
+    xdev: int
+    root_major: int
+    root_minor: int
+    avoid_major: int
+    avoid_minor: int
+    avoid_ino: int
 
 class ScanPtrArray(CData, Protocol):
     def __getitem__(self, i: int, /) -> UsScan: ...
@@ -352,6 +374,7 @@ class _Lib:
         self, n: int, pairs: PairArray, flags: int, skip_xattr: int, pick: UsPick, /
     ) -> int: ...
     def us_pairs_free(self, pairs: PairArray, n: int, /) -> None: ...
+    def us_pair_free(self, pair: UsPairPtr, /) -> None: ...
     def us_meta_sync_fd(
         self,
         src_fd: int,

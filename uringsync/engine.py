@@ -28,6 +28,8 @@ if TYPE_CHECKING:
         UsBatch,
         UsEntry,
         UsJob,
+        UsPair,
+        UsPairPtr,
         UsPick,
         UsRing,
         UsScan,
@@ -39,7 +41,7 @@ else:
     # The cdata types are Protocols of _uring.pyi only; at run time (where
     # they appear in annotations alone) any cdata fits.
     CharPtr = JobArray = UsBatch = UsEntry = UsJob = UsRing = UsStat = Stat = object
-    UsPick = UsScan = object
+    UsPick = UsScan = UsPair = UsPairPtr = object
 
 # re-exported: the package and the tests reach C only through this module
 __all__ = ["CharPtr", "UsEntry", "UsJob", "UsPick", "UsStat", "ffi", "lib"]
@@ -355,7 +357,10 @@ class SyncPair:
     OSError of its listing), the destination's (None: no twin listed), and
     per source entry its twin's index (-1: none) and ``D_*`` bits, per
     destination entry whether one matched it, and the source entries the
-    walker must look at (``picked``; the others are unchanged)."""
+    walker must look at (``picked``; the others are unchanged).  With the
+    pick's ``descend``: ``clean_entries`` and ``clean_dirs`` below the
+    subdirectories found unchanged all through (left out of ``picked``), and
+    the scans of changed ones (:meth:`take_sub`)."""
 
     src: Scan | OSError
     dst: Scan | OSError | None
@@ -364,7 +369,21 @@ class SyncPair:
     matched: IntArray
     picked: IntArray
     npicked: int
-    owner: _Pairs  # the C memory all of the above point into
+    owner: object  # the C memory all of the above point into
+    c: UsPair
+    clean_entries: int = 0
+    clean_dirs: int = 0
+
+    def take_sub(self, i: int) -> SyncPair | None:
+        """Source entry ``i``'s own pair, when the scan went into it (the
+        caller owns it from now on: it is freed with the result)."""
+        c = self.c
+        if c.sub == ffi.NULL or i >= c.nsub or c.sub[i] == ffi.NULL:
+            return None
+        ptr = c.sub[i]
+        c.sub[i] = ffi.NULL
+        owner = _SubPair(ptr)
+        return _pair_result(ptr[0], owner, True)
 
 
 def sync_cold() -> bool:
@@ -384,10 +403,60 @@ class _Pairs:
         lib.us_pairs_free(self.arr, self.n)
 
 
-def sync_pick(masks: dict[int, int], nlink_reg: bool, every: bool) -> UsPick:
+class _SubPair:
+    """A pair taken from its parent's ``sub`` (``SyncPair.take_sub``)."""
+
+    def __init__(self, ptr: UsPairPtr) -> None:
+        self.ptr = ptr
+
+    def __del__(self) -> None:
+        lib.us_pair_free(self.ptr)
+
+
+def _pair_result(p: UsPair, owner: object, has_twin: bool) -> SyncPair:
+    if p.err:
+        raise OSError(-p.err, f"sync_scan: {os.strerror(-p.err)}")
+    src: Scan | OSError
+    dst: Scan | OSError | None = None
+    if p.src_ret < 0:
+        src = OSError(-p.src_ret, f"getdents64: {os.strerror(-p.src_ret)}")
+    else:
+        src = Scan(ffi.addressof(p, "src"), owner)
+        src.n = int(p.src_ret)
+    if has_twin:
+        if p.dst_ret < 0:
+            dst = OSError(-p.dst_ret, f"getdents64: {os.strerror(-p.dst_ret)}")
+        else:
+            dst = Scan(ffi.addressof(p, "dst"), owner)
+            dst.n = int(p.dst_ret)
+    return SyncPair(
+        src,
+        dst,
+        p.match,
+        p.diff,
+        p.dst_matched,
+        p.picked,
+        int(p.npicked),
+        owner,
+        p,
+        int(p.clean_entries),
+        int(p.clean_dirs),
+    )
+
+
+def sync_pick(
+    masks: dict[int, int],
+    nlink_reg: bool,
+    every: bool,
+    descend: int = 0,
+    budget: int = 0,
+    dir_mask: int = 0,
+) -> UsPick:
     """The ``struct us_pick`` for ``sync_scan``: per type the ``D_*`` bits
     that make an entry worth a look; a type without a mask is always looked
-    at."""
+    at.  ``descend``: pairs the scan may hold open while it goes into
+    subdirectories, ``budget`` entries a call (0: it does not); a
+    subdirectory with one of ``dir_mask``'s bits is never folded away."""
     k = ffi.new("struct us_pick *")
     for t in range(8):
         if t in masks:
@@ -396,6 +465,9 @@ def sync_pick(masks: dict[int, int], nlink_reg: bool, every: bool) -> UsPick:
             k.always |= 1 << t
     k.nlink_reg = int(nlink_reg)
     k.all = int(every)
+    k.descend = descend
+    k.budget = budget
+    k.dir_mask = dir_mask
     return k
 
 
@@ -429,28 +501,7 @@ class SyncPairs:
         if self.ret < 0:
             raise OSError(-self.ret, f"sync_scan: {os.strerror(-self.ret)}")
         owner = self.owner
-        out: list[SyncPair] = []
-        for i in range(owner.n):
-            p = owner.arr[i]
-            if p.err:
-                raise OSError(-p.err, f"sync_scan: {os.strerror(-p.err)}")
-            src: Scan | OSError
-            dst: Scan | OSError | None = None
-            if p.src_ret < 0:
-                src = OSError(-p.src_ret, f"getdents64: {os.strerror(-p.src_ret)}")
-            else:
-                src = Scan(ffi.addressof(p, "src"), owner)
-                src.n = int(p.src_ret)
-            if p.dst_fd >= 0:
-                if p.dst_ret < 0:
-                    dst = OSError(-p.dst_ret, f"getdents64: {os.strerror(-p.dst_ret)}")
-                else:
-                    dst = Scan(ffi.addressof(p, "dst"), owner)
-                    dst.n = int(p.dst_ret)
-            out.append(
-                SyncPair(src, dst, p.match, p.diff, p.dst_matched, p.picked, int(p.npicked), owner)
-            )
-        return out
+        return [_pair_result(owner.arr[i], owner, owner.arr[i].dst_fd >= 0) for i in range(owner.n)]
 
 
 class Batch:
