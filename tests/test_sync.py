@@ -325,6 +325,126 @@ def test_rerun_prints_and_writes_nothing(tmp: bytes) -> None:
     )
 
 
+def test_catch_up_pass_on_a_generated_tree_as_rsync(tmp: bytes) -> None:
+    """A catch-up pass as a migration meets it, on a generated tree (3,000
+    entries six levels deep, hard links across directories, symlinks,
+    xattrs): its copy changed in 1% of the files each way (grown, missing,
+    extra: the bench's perturbation), plus a directory's mode, a file's
+    xattr and a split hard-link group, far down.  uringsync (whose scan
+    folds away the subtrees it finds unchanged) and rsync, on two copies of
+    that destination: the same -i lines, the same tree, and then nothing
+    left for either to do."""
+    from pathlib import Path
+
+    from uringsync.bench.gen import generate
+    from uringsync.bench.spec import TreeSpec
+    from uringsync.bench.syncwork import perturb
+
+    src, a, bb = tmp + b"/src", tmp + b"/dstA", tmp + b"/dstB"
+    generate(TreeSpec(entries=3000, seed=7), Path(os.fsdecode(src)))
+    assert rsync(b"-aHAX", _slash(src), _slash(a))[0] == 0
+    files = sum(
+        1 for r, _, names in os.walk(src) for n in names if os.path.isfile(os.path.join(r, n))
+    )
+    perturb(Path(os.fsdecode(a)), files, seed=3)
+    deep = sorted(
+        (r for r, dirs, _ in os.walk(a) if r.count(b"/") - a.count(b"/") >= 4),
+        key=lambda r: (-r.count(b"/"), r),
+    )
+    assert len(deep) >= 3
+    os.chmod(deep[0], 0o700)
+    plain = sorted(
+        os.path.join(r, n)
+        for r, _, names in os.walk(a)
+        for n in names
+        if os.path.isfile(os.path.join(r, n)) and os.lstat(os.path.join(r, n)).st_nlink == 1
+    )
+    os.setxattr(plain[len(plain) // 2], b"user.catchup", b"1")
+    linked = sorted(
+        os.path.join(r, n)
+        for r, _, names in os.walk(a)
+        for n in names
+        if not os.path.islink(os.path.join(r, n)) and os.lstat(os.path.join(r, n)).st_nlink > 1
+    )
+    assert linked, "the generated tree has hard links"
+    split = linked[0]
+    shutil.copy2(split, split + b".tmp")
+    os.rename(split + b".tmp", split)
+    subprocess.run([b"cp", b"-a", a, bb], check=True)
+    rc_us, out_us, err_us = sync(*BASE, _slash(src), _slash(a))
+    rc_rs, out_rs, err_rs = rsync(*BASE, _slash(src), _slash(bb))
+    ctx = _ctx(rc_us, b"", err_us, rc_rs, b"", err_rs)
+    assert (rc_us, rc_rs) == (0, 0), ctx
+    ours, theirs = set(out_us.splitlines()), set(out_rs.splitlines())
+    assert ours == theirs, set_diff("stdout lines differ", ours, theirs)
+    assert len(theirs) >= 3 * max(1, files // 100)  # the perturbation, and more
+    assert rsync_check(src, a) == rsync_check(src, bb) == set()
+    assert link_groups(a) == link_groups(bb)
+    tree_diff = diff_snapshots(snapshot(a), snapshot(bb), FIELDS_NO_ATIME)
+    assert not tree_diff, "trees differ (A: uringsync's, B: rsync's):\n  " + "\n  ".join(tree_diff)
+    assert_same_meta(a, bb)
+    assert sync(*BASE, _slash(src), _slash(a))[:2] == (0, b"")
+
+
+@pytest.mark.parametrize("x", [[b"-x"], []], ids=["-x", "crossing"])
+def test_mount_inside_src_as_rsync(tmp: bytes, x: list[bytes]) -> None:
+    """A file system mounted inside SRC (a tmpfs), its copy already at the
+    destination: with -x rsync makes the mount point and goes no further,
+    nor counts what is below (the scan must not go there either, though
+    the copy is unchanged); without, it syncs the changes made there deep
+    down.  uringsync as rsync, on two copies."""
+    from tests.support.system import mount_tmpfs, umount
+
+    src, a, bb = tmp + b"/src", tmp + b"/dstA", tmp + b"/dstB"
+    for sub in (b"/keep/deep", b"/mnt"):
+        os.makedirs(src + sub)
+    with open(src + b"/keep/deep/f", "wb") as fh:
+        fh.write(b"f")
+    reason = mount_tmpfs(src + b"/mnt", "4m")
+    if reason:
+        pytest.skip(reason)
+    try:
+        os.makedirs(src + b"/mnt/in/deeper")
+        for rel in (b"/mnt/top", b"/mnt/in/deeper/g"):
+            with open(src + rel, "wb") as fh:
+                fh.write(b"g")
+        for r, dirs, names in os.walk(src, topdown=False):  # times long past
+            for n in [*dirs, *names, b""]:
+                os.utime(os.path.join(r, n), ns=(T0, T0))
+        assert rsync(b"-aHAX", _slash(src), _slash(a))[0] == 0
+        if not x:  # changed at the destination (with -x: the same, never looked at)
+            with open(a + b"/mnt/in/deeper/g", "ab") as fh:
+                fh.write(b"more")
+            with open(a + b"/mnt/in/deeper/extra", "wb") as fh:
+                fh.write(b"e")
+        subprocess.run([b"cp", b"-a", a, bb], check=True)
+        opts = [*BASE, *x]
+        since = time.time_ns()
+        rc_us, out_us, err_us = sync(*opts, _slash(src), _slash(a))
+        rc_rs, out_rs, err_rs = rsync(*opts, _slash(src), _slash(bb))
+        assert rc_us == rc_rs, _ctx(rc_us, out_us, err_us, rc_rs, out_rs, err_rs)
+        ours, theirs = set(out_us.splitlines()), set(out_rs.splitlines())
+        assert ours == theirs, set_diff("stdout lines differ", ours, theirs)
+        if x:
+            assert theirs == set(), "rsync -x: nothing below the mount point"
+        else:
+            assert any(ln.endswith(b"mnt/in/deeper/g") for ln in theirs), theirs
+        sa, sb = now_touched(snapshot(a), since), now_touched(snapshot(bb), since)
+        tree_diff = diff_snapshots(sa, sb, FIELDS_NO_ATIME)
+        assert not tree_diff, "trees differ:\n  " + "\n  ".join(tree_diff)
+        # again, nothing to do: the same entries counted (none below the
+        # mount point with -x, though the destination's copy is unchanged)
+        counts = []
+        for run, dst in ((sync, a), (rsync, bb)):
+            rc, out, err = run(*opts, b"--stats", _slash(src), _slash(dst))
+            assert rc == 0, err
+            (line,) = [ln for ln in out.splitlines() if ln.startswith(b"Number of files:")]
+            counts.append(int(line.split()[3].replace(b",", b"")))
+        assert counts[0] == counts[1], counts
+    finally:
+        umount(src + b"/mnt")
+
+
 # ------------------------------------------------------------------ (d) kill -9 mid-transfer
 
 

@@ -466,7 +466,7 @@ def _sync_one_arg(
     top.sync = SyncDir(b"", None)
     top.sync.missing = dst_is_dir and not dst_exists
     if dst_is_dir and dst_exists:
-        walker.note_dst_dir(top.dst_fd, made=created)
+        walker.note_dst_dir(top.dst_fd, made=created, top=True)
     walker.set_destination(top.dst_fd, None)
     if p.is_dir:
         if not recursive:

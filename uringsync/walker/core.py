@@ -147,6 +147,7 @@ class Walker(Sync, Visit, BigFiles, Links, Dispatch, Dirs, Reporting):
         self.root_dev = (0, 0)
         self.dst_dirs = set()
         self.made_dst = None
+        self.dst_top = None
         self.io_warned = False
         self.meta_fixed = {}
 

@@ -69,6 +69,10 @@ _ALNUM = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 _DR_OK, _DR_FAILED, _DR_AT_LIMIT, _DR_NOT_EMPTY = range(4)
 IO_ERROR_MSG = "IO error encountered -- skipping file deletion"
 MATCH_FLAGS = engine.P_XATTR | engine.P_ACL  # what sync_scan compares beyond the stat
+# How far one sync_scan call goes into subdirectories on its own: pairs open
+# at once (at most; a share of the walker's directory fds) and entries listed
+DESCEND_PAIRS = 64
+DESCEND_BUDGET = 1 << 16
 
 
 class _TempNames:
@@ -181,7 +185,7 @@ class SyncDir:
     anything in it was created, renamed or deleted (its times are then set
     again after its children)."""
 
-    __slots__ = ("diff", "dst_st", "missing", "modified", "new", "rel")
+    __slots__ = ("diff", "dst_st", "missing", "modified", "new", "pre", "rel")
 
     def __init__(self, rel: bytes, dst_st: Stat | None) -> None:
         self.rel = rel  # b"" for the root of a SRC/ transfer, else b"a/b/"
@@ -190,6 +194,7 @@ class SyncDir:
         self.missing = False  # -n: the destination does not exist (nothing to open)
         self.modified = False
         self.diff: int | None = None  # what the match found different (None: not matched)
+        self.pre: engine.SyncPair | None = None  # its scan, made by its parent's
 
 
 class Task:
@@ -234,6 +239,11 @@ def _first(item: tuple[bytes, Stat, Stat | None, int]) -> bytes:
     return item[0]
 
 
+def _unscanned(d: Dir) -> bool:
+    """``d`` has no scan yet (its parent's scan did not go into it)."""
+    return d.sync is None or d.sync.pre is None
+
+
 def _mtime(st: Stat) -> int:
     return int(st.mtime_sec)
 
@@ -252,6 +262,7 @@ class Sync(Below):
     root_dev: tuple[int, int]  # -x: the device of the SRC being synced
     dst_dirs: set[tuple[int, int]]  # (st_dev, st_ino) of the destination's directories
     made_dst: tuple[int, int] | None
+    dst_top: tuple[int, int] | None  # DST's (st_dev, st_ino)
     io_warned: bool
     meta_fixed: dict[tuple[int, int, int], tuple[int, int, int, int]]  # see _meta_or_unchanged
 
@@ -320,8 +331,11 @@ class Sync(Below):
         top.pending += 1
         stack = [root]
         per_scan = max(1, min(16, self.max_dirs // (4 * _Scans.COLD_THREADS)))
-        scans = _Scans(self.flags & MATCH_FLAGS, self._pick())
-        inflight: deque[list[Dir]] = deque()  # groups being scanned, in order
+        pick = self._pick()
+        pick.root_major, pick.root_minor = self.root_dev
+        scans = _Scans(self.flags & MATCH_FLAGS, pick)
+        # groups being scanned, in order, and whether they went to a scan
+        inflight: deque[tuple[list[Dir], bool]] = deque()
         try:
             while stack or inflight:
                 self._safe_point()
@@ -330,13 +344,14 @@ class Sync(Below):
                 if stack and scans.room():
                     # the next group's scan runs while this thread walks the last one's
                     group = self._open_group(stack, per_scan)
-                    todo = [d for d in group if not d.skip_contents]
-                    scans.submit([(d.src_fd, self._twin_fd(d)) for d in todo])
-                    inflight.append(group)
+                    todo = [d for d in group if not d.skip_contents and _unscanned(d)]
+                    if todo:
+                        scans.submit([(d.src_fd, self._twin_fd(d)) for d in todo])
+                    inflight.append((group, bool(todo)))
                     continue
-                group = inflight.popleft()
+                group, submitted = inflight.popleft()
                 try:
-                    found = scans.result()
+                    found = scans.result() if submitted else []
                 except OSError:
                     if engine.stop_requested():
                         raise Stopped from None
@@ -344,10 +359,19 @@ class Sync(Below):
                 it = iter(found)
                 for d in group:
                     self._release(d)
-                    subdirs = self._sync_visit(d, None if d.skip_contents else next(it))
+                    pair = None if d.skip_contents else self._pre_scan(d) or next(it)
+                    subdirs = self._sync_visit(d, pair)
                     stack.extend(reversed(subdirs))
         finally:
             scans.close()  # never leave a scan reading fds the walk is about to close
+
+    @staticmethod
+    def _pre_scan(d: Dir) -> engine.SyncPair | None:
+        """``d``'s scan, made by its parent's (taken: freed when visited)."""
+        sd = d.sync
+        assert sd is not None
+        pre, sd.pre = sd.pre, None
+        return pre
 
     def _open_group(self, stack: list[Dir], size: int) -> list[Dir]:
         """Up to ``size`` directories off the stack, opened (and made) and
@@ -404,14 +428,17 @@ class Sync(Below):
         sd = d.sync
         return sd is not None and sd.dst_st is not None
 
-    def note_dst_dir(self, fd: int, made: bool = False) -> None:
+    def note_dst_dir(self, fd: int, made: bool = False, top: bool = False) -> None:
         """A destination directory of this run: met again in the source (DST
         inside SRC), it is not walked into; ``made``: DST itself, made by
-        this run, which rsync (listing SRC first) never sees at all."""
+        this run, which rsync (listing SRC first) never sees at all; ``top``:
+        DST (the scan never goes into it either)."""
         st = os.fstat(fd)
         self.dst_dirs.add((st.st_dev, st.st_ino))
         if made:
             self.made_dst = (st.st_dev, st.st_ino)
+        if top:
+            self.dst_top = (st.st_dev, st.st_ino)
 
     def _src_unreadable(self, d: Dir) -> None:
         """A source directory could not be listed (or a destination one
@@ -452,10 +479,13 @@ class Sync(Below):
         n = sc.n
         ents = sc._sc.ents
         match, diff, matched, picked = pair.match, pair.diff, pair.matched, pair.picked
-        self.totals.unchanged += n - pair.npicked
+        # the entries not picked, and all below the subdirectories the scan
+        # found unchanged all through
+        self.totals.unchanged += n - pair.npicked + pair.clean_entries
+        self.totals.dirs += pair.clean_dirs
         # entries where something is to be done (the rest are unchanged)
         work: list[tuple[bytes, Stat, Stat | None, int]] = []
-        subnames: list[tuple[bytes, Stat, Stat | None, int]] = []
+        subnames: list[tuple[bytes, Stat, Stat | None, int, int]] = []
         # a directory this run made: its files are new, each one job (the
         # rest of what _sync_entry decides cannot apply), counted not shown
         fresh = (
@@ -499,7 +529,7 @@ class Sync(Below):
                 else None
             )
             if t == engine.T_DIR:
-                subnames.append((name, stp, dst_st, v))
+                subnames.append((name, stp, dst_st, v, i))
             else:
                 work.append((name, stp, dst_st, v))
         # deletions first (rsync 3's --delete-during), then the entries
@@ -515,13 +545,17 @@ class Sync(Below):
         for name, stp, dst_st, v in work:
             self._sync_entry(d, name, stp, dst_st, v)
         subnames.sort()
-        for name, stp, dst_st, v in subnames:
+        for name, stp, dst_st, v, i in subnames:
             child = self._sync_subdir(d, name, stp, dst_st, v)
             if child is not None:
                 subdirs.append(child)
+                if not child.skip_contents:
+                    assert child.sync is not None
+                    child.sync.pre = pair.take_sub(i)
         d.scanned = True
         if self.opts.progress:
-            self.opts.progress(Event("scanned", src_dir=d.src_path, entries=n))
+            entries = n + pair.clean_entries
+            self.opts.progress(Event("scanned", src_dir=d.src_path, entries=entries))
         # the jobs hold copies of names and stats; keep the scans until here
         sc.free()
         if dsc is not None:
@@ -536,10 +570,41 @@ class Sync(Below):
         if k is None:
             so = self.so
             assert so is not None
+            every = self.rules is not None or so.itemize > 1
+            masks = self._masks()
+            # the scan goes on into subdirectories, and folds away those
+            # unchanged all through, unless every entry is looked at anyway
+            # (filters, -ii, -c, -I); its pairs' fds come on top of the
+            # walker's, as a share of them
+            descend = 0
+            if not every and engine.T_REG in masks:
+                descend = min(DESCEND_PAIRS, self.max_dirs // (4 * _Scans.COLD_THREADS))
             k = self._pick_cache = engine.sync_pick(
-                self._masks(), so.hard_links, self.rules is not None or so.itemize > 1
+                masks,
+                so.hard_links,
+                every,
+                descend=descend,
+                budget=DESCEND_BUDGET,
+                dir_mask=self._attr_bits() | engine.D_ERR,
             )
+            k.xdev = int(self.opts.one_file_system)
+            if self.dst_top is not None:
+                dev, k.avoid_ino = self.dst_top
+                k.avoid_major, k.avoid_minor = os.major(dev), os.minor(dev)
         return k
+
+    def _attr_bits(self) -> int:
+        """The D_* bits of the metadata the options keep."""
+        so = self.so
+        assert so is not None
+        return (
+            (engine.D_PERMS if so.perms else 0)
+            | (engine.D_UID if so.owner else 0)
+            | (engine.D_GID if so.group else 0)
+            | (engine.D_XATTR if so.xattrs else 0)
+            | (engine.D_ACL if so.acls else 0)
+            | (engine.D_MTIME if so.times else 0)
+        )
 
     def _masks(self) -> dict[int, int]:
         """Per type, the D_* bits that make an entry more than unchanged;
@@ -551,14 +616,7 @@ class Sync(Below):
         so = self.so
         assert so is not None
         base = engine.D_MISSING | engine.D_TYPE | engine.D_ERR
-        attrs = (
-            (engine.D_PERMS if so.perms else 0)
-            | (engine.D_UID if so.owner else 0)
-            | (engine.D_GID if so.group else 0)
-            | (engine.D_XATTR if so.xattrs else 0)
-            | (engine.D_ACL if so.acls else 0)
-            | (engine.D_MTIME if so.times else 0)
-        )
+        attrs = self._attr_bits()
         if so.size_only:
             reg = base | attrs | engine.D_SIZE
         else:
