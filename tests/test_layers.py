@@ -8,6 +8,8 @@ Inside one package (walker/, bench/) the modules may use each other.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parent.parent / "uringsync"
@@ -74,3 +76,33 @@ def test_imports_only_go_down() -> None:
             if there != here and there in LAYERS and LAYERS[there] <= LAYERS[here]:
                 up.append(f"{rel}:{line} imports {mod} ({here} is not above {there})")
     assert not up, "\n".join(up)
+
+
+# What importing ``uringsync sync``'s command line leaves for later: the typer
+# app and rich (sync --help, the progress bar), json (--json), cp's path rules,
+# psutil (a run sizing its workers) and socket (a pool forking and feeding them).
+NOT_AT_SYNC_START = (
+    "typer",
+    "rich",
+    "json",
+    "uringsync.cli",
+    "uringsync.progress",
+    "uringsync.cpargs",
+    "psutil",
+    "socket",
+)
+
+
+def test_sync_start_up_imports_only_what_it_needs() -> None:
+    """Importing sync's command line leaves these unloaded (start-up time; a
+    module loaded before it, by site say, is not counted)."""
+    code = (
+        "import sys; before = set(sys.modules); import uringsync.synccli; "
+        "print(' '.join(sorted(set(sys.modules) - before)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=PKG.parent, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert "uringsync.synccli" in out
+    loaded = [m for m in out if m.split(".")[0] in NOT_AT_SYNC_START or m in NOT_AT_SYNC_START]
+    assert not loaded, loaded

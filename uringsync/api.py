@@ -13,11 +13,11 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from uringsync import engine, options
-from uringsync.cpargs import CopyError, Plan, plan, shown_parent
 from uringsync.engine import Ring
+from uringsync.options import CopyError
 from uringsync.pool import Pool, peak_rss_self, usable_cpus
 from uringsync.walker import (
     Dir,
@@ -32,6 +32,9 @@ from uringsync.walker import (
     join,
     show,
 )
+
+if TYPE_CHECKING:
+    from uringsync.cpargs import Plan
 
 PathLike = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 
@@ -131,6 +134,8 @@ def copy(
 
     ``_tuning`` is internal (tests): see :class:`uringsync.walker.Tuning`.
     """
+    from uringsync.cpargs import plan  # cp's path rules: sync's start-up does without them
+
     started = time.monotonic()
     flags = options.copy_flags(archive, preserve, sparse, reflink)
     src_list = [srcs] if isinstance(srcs, (str, bytes, os.PathLike)) else list(srcs)
@@ -302,6 +307,8 @@ def _copy_one_arg(
     """Start copying one command-line SRC.  The pseudo-directory that holds
     the parents' fds goes into ``tops`` as soon as they are open (the caller
     closes them after the run, however it ends)."""
+    from uringsync.cpargs import shown_parent
+
     o_dir = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
     top = Dir(None, b"", b"", shown_parent(p.src_parent, p.src), p.dst_shown, None)
     top.top = True

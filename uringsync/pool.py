@@ -21,14 +21,17 @@ import os
 import resource
 import select
 import signal
-import socket
 import struct
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from uringsync import engine
 from uringsync.engine import Batch, Ring
+
+if TYPE_CHECKING:
+    import socket  # imported where the workers are forked and fed: a sync that forks none skips it
 
 PER_WORKER = 2  # batches a worker holds: one running, one waiting
 SCM_MAX_FD = 253  # fds in one message (kernel limit)
@@ -111,6 +114,8 @@ class Pool:
         """Fork the workers (once)."""
         if self.started:
             return
+        import socket
+
         self.started = True
         queue_depth, max_inflight, engine = self._args
         cpus = usable_cpus()
@@ -161,6 +166,8 @@ class Pool:
         """Give batch ``idx`` to the least busy live worker (one has room);
         returns its index.  Its jobs' fds become indices; the fds travel
         with the message."""
+        import socket
+
         self.start()
         b = self.batches[idx]
         w = min(
@@ -300,6 +307,8 @@ def _worker_main(
 
 
 def _serve(sock: socket.socket, batches: list[Batch], ring: Ring, wake_r: int) -> int:
+    import socket
+
     while True:
         if engine.stop_requested():
             return EXIT_STOPPED

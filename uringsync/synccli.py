@@ -6,7 +6,6 @@ feel.  ``uringsync sync --help`` still goes through typer (cli.py)."""
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 from typing import Any
 
@@ -80,6 +79,8 @@ def run(argv: list[str]) -> int:
         return api.EXIT_FATAL
     out.flush()
     if json_out:
+        import json  # only --json needs it: a plain sync's start-up skips it
+
         print(json.dumps(sync_json(res)), flush=True)
     elif a.stats:
         print(sync_stats(res), flush=True)
