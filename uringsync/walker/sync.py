@@ -33,7 +33,6 @@ import contextlib
 import dataclasses
 import errno as E
 import os
-import secrets
 import threading
 from collections import deque
 from queue import SimpleQueue
@@ -81,7 +80,8 @@ class _TempNames:
     already taken is only ever one of ours, which the create replaces)."""
 
     def __init__(self) -> None:
-        self.n = secrets.randbelow(16**TEMP_RAND)
+        # 16**6 = 2**24: three random bytes (os.urandom: no secrets/hmac import)
+        self.n = int.from_bytes(os.urandom(3), "big")
 
     def next(self) -> bytes:
         self.n = (self.n + 1) & (16**TEMP_RAND - 1)
