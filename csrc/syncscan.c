@@ -490,11 +490,22 @@ out:
 static struct us_pair folded_mark; /* sub[i]: folded into its parent */
 #define FOLDED (&folded_mark)
 
+enum { SS_QUEUED, SS_SCANNED, SS_HELD, SS_SETTLED };
+
+/* A pair the descent queued.  Settled (folded into its parent and freed,
+ * handed over in its parent's sub, or freed) as soon as its children are,
+ * so that only changed subtrees stay in memory; held to the end when it or
+ * a child has linked files, whose groups are known only then. */
 struct ss_node {
     struct us_pair *pair, *parent;
-    uint32_t idx; /* the pair's entry in its parent */
+    size_t up;        /* the parent's node; NONE: a caller's pair */
+    uint32_t idx;     /* the pair's entry in its parent */
+    uint32_t pending; /* children queued and not settled */
+    int state;        /* SS_* */
+    bool hold;        /* linked files in it or below: settled at the end */
     struct ss_open open;
 };
+#define NONE SIZE_MAX
 
 /* The queue of pairs to go into, shared by the lanes that scan it: the
  * caller, and while the disk is read SS_LANES - 1 threads more, each a
@@ -570,8 +581,9 @@ static bool may_descend(const struct us_pair *p, uint32_t i, const struct us_pic
 
 /* Queue p's subdirectories to go into (p: a pair of the caller's, or one
  * the descent scanned, with its path); false: out of memory. */
-static bool expand(struct ss_descent *ds, struct us_pair *p, const struct ss_open *from, bool top)
+static bool expand(struct ss_descent *ds, struct us_pair *p, const struct ss_open *from, size_t up)
 {
+    bool top = up == NONE;
     const struct us_pick *k = ds->k;
     size_t plen = strlen(from->path);
 
@@ -618,9 +630,15 @@ static bool expand(struct ss_descent *ds, struct us_pair *p, const struct ss_ope
         }
         nd->pair->src_fd = nd->pair->dst_fd = -1;
         nd->parent = p;
+        nd->up = up;
         nd->idx = i;
+        nd->pending = 0;
+        nd->state = SS_QUEUED;
+        nd->hold = false;
         nd->open = (struct ss_open){from->root_src, from->root_dst, path};
         ds->n++;
+        if (!top)
+            ds->nodes[up].pending++;
     }
     return true;
 }
@@ -705,8 +723,7 @@ static size_t linked_of(struct us_pair *p, const struct us_pick *k, struct ss_li
     return nl;
 }
 
-static void unpick_links(struct us_pair **tops, size_t ntops, const struct ss_descent *ds,
-                         size_t head)
+static void unpick_links(struct us_pair **tops, size_t ntops, const struct ss_descent *ds)
 {
     const struct us_pick *k = ds->k;
     struct ss_link *links;
@@ -717,16 +734,16 @@ static void unpick_links(struct us_pair **tops, size_t ntops, const struct ss_de
     for (size_t i = 0; i < ntops; i++)
         if (scanned_ok(tops[i], true))
             nl = linked_of(tops[i], k, NULL, nl);
-    for (size_t j = 0; j < head; j++)
-        if (scanned_ok(ds->nodes[j].pair, false))
+    for (size_t j = 0; j < ds->n; j++)
+        if (ds->nodes[j].state == SS_HELD && scanned_ok(ds->nodes[j].pair, false))
             nl = linked_of(ds->nodes[j].pair, k, NULL, nl);
     if (nl < 2 || !(links = malloc(nl * sizeof *links)))
         return; /* (short of memory: they stay picked) */
     for (size_t i = 0; i < ntops; i++)
         if (scanned_ok(tops[i], true))
             m = linked_of(tops[i], k, links, m);
-    for (size_t j = 0; j < head; j++)
-        if (scanned_ok(ds->nodes[j].pair, false))
+    for (size_t j = 0; j < ds->n; j++)
+        if (ds->nodes[j].state == SS_HELD && scanned_ok(ds->nodes[j].pair, false))
             m = linked_of(ds->nodes[j].pair, k, links, m);
     qsort(links, nl, sizeof *links, by_inode);
     for (size_t a = 0, b; a < nl; a = b) {
@@ -752,6 +769,58 @@ static bool unchanged_through(const struct us_pair *p, uint32_t dir_diff, const 
 
 static char top_path[1]; /* the caller's pairs: "" */
 
+/* Node j's pair, all of its children settled (or the descent over): folded
+ * into its parent when unchanged all through, else handed over when it was
+ * listed, else freed (the walker lists it itself). */
+static void resolve(struct ss_descent *ds, size_t j, bool ok)
+{
+    struct ss_node *nd = &ds->nodes[j];
+    struct us_pair *p = nd->pair, *parent = nd->parent;
+    bool scanned = nd->state != SS_QUEUED;
+
+    compact(p);
+    if (ok && scanned && unchanged_through(p, parent->diff[nd->idx], ds->k)) {
+        parent->clean_entries += p->src.n + p->clean_entries;
+        parent->clean_dirs += 1 + p->clean_dirs;
+        parent->sub[nd->idx] = FOLDED;
+        us_pair_free(p);
+    } else if (ok && scanned && scanned_ok(p, false)) {
+        parent->sub[nd->idx] = p;
+    } else {
+        us_pair_free(p);
+    }
+    nd->pair = NULL;
+    nd->state = SS_SETTLED;
+    free(nd->open.path);
+    nd->open.path = NULL;
+}
+
+/* Under ds->mu: node j was scanned and has no children left to settle:
+ * settle it, and its parent if that was the last child, and so on up. */
+static void settle(struct ss_descent *ds, size_t j)
+{
+    const struct us_pick *k = ds->k;
+
+    while (!ds->ret) {
+        struct ss_node *nd = &ds->nodes[j];
+        size_t up = nd->up;
+        bool hold = nd->hold || (k->nlink_reg && scanned_ok(nd->pair, false) &&
+                                 linked_of(nd->pair, k, NULL, 0) > 0);
+
+        if (hold)
+            nd->state = SS_HELD;
+        else
+            resolve(ds, j, true);
+        if (up == NONE)
+            return;
+        nd = &ds->nodes[up];
+        nd->hold |= hold;
+        if (--nd->pending || nd->state != SS_SCANNED)
+            return;
+        j = up;
+    }
+}
+
 #define SS_LANES 4 /* lanes while the disk is read */
 
 /* A lane: chunks off the queue until it is empty and no lane can add to
@@ -770,7 +839,7 @@ static void lane(struct ss_descent *ds)
         goto out;
     }
     for (;;) {
-        size_t m;
+        size_t m, first;
         uint64_t listed = 0;
         long r;
 
@@ -781,7 +850,8 @@ static void lane(struct ss_descent *ds)
         /* a share of what is queued, so that every lane has some */
         m = (ds->n - ds->head + ds->lanes - 1) / ds->lanes;
         m = m < k->descend ? m : k->descend;
-        memcpy(mine, &ds->nodes[ds->head], m * sizeof *mine);
+        first = ds->head;
+        memcpy(mine, &ds->nodes[first], m * sizeof *mine);
         ds->head += m;
         ds->active++;
         pthread_mutex_unlock(&ds->mu);
@@ -807,9 +877,14 @@ static void lane(struct ss_descent *ds)
         ds->listed += listed;
         if (r < 0 && !ds->ret)
             ds->ret = r;
+        for (size_t j = 0; j < m; j++)
+            ds->nodes[first + j].state = SS_SCANNED;
         for (size_t j = 0; j < m && !r && !ds->full; j++)
-            if (!expand(ds, mine[j].pair, &mine[j].open, false))
+            if (!expand(ds, mine[j].pair, &mine[j].open, first + j))
                 ds->full = true; /* what is queued is scanned, no more */
+        for (size_t j = 0; j < m && !r; j++)
+            if (ds->nodes[first + j].pending == 0)
+                settle(ds, first + j);
         ds->active--;
         pthread_cond_broadcast(&ds->cv);
     }
@@ -839,7 +914,7 @@ static long descend(struct us_pair **tops, size_t ntops, uint32_t flags, uint32_
     pthread_cond_init(&ds.cv, NULL);
     for (size_t i = 0; i < ntops && !ds.full; i++) {
         struct ss_open top = {tops[i]->src_fd, tops[i]->dst_fd, top_path};
-        if (!expand(&ds, tops[i], &top, true))
+        if (!expand(&ds, tops[i], &top, NONE))
             ds.full = true;
     }
     ds.lanes = 1;
@@ -865,25 +940,12 @@ static long descend(struct us_pair **tops, size_t ntops, uint32_t flags, uint32_
         pthread_join(extra[t], NULL);
     ret = ds.ret;
     if (ret == 0)
-        unpick_links(tops, ntops, &ds, ds.head);
-    /* deepest first: a node comes after its parent */
-    for (size_t j = ds.n; j-- > 0;) {
-        struct ss_node *nd = &ds.nodes[j];
-        struct us_pair *p = nd->pair, *parent = nd->parent;
-
-        compact(p);
-        if (ret == 0 && j < ds.head && unchanged_through(p, parent->diff[nd->idx], k)) {
-            parent->clean_entries += p->src.n + p->clean_entries;
-            parent->clean_dirs += 1 + p->clean_dirs;
-            parent->sub[nd->idx] = FOLDED;
-            us_pair_free(p);
-        } else if (ret == 0 && j < ds.head && scanned_ok(p, false)) {
-            parent->sub[nd->idx] = p;
-        } else {
-            us_pair_free(p);
-        }
-        free(nd->open.path);
-    }
+        unpick_links(tops, ntops, &ds);
+    /* the rest (held, past the budget, or all after a failure), deepest
+     * first: a node comes after its parent */
+    for (size_t j = ds.n; j-- > 0;)
+        if (ds.nodes[j].state != SS_SETTLED)
+            resolve(&ds, j, ret == 0);
     for (size_t i = 0; i < ntops; i++)
         compact(tops[i]);
     free(ds.nodes);
