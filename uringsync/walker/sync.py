@@ -136,10 +136,11 @@ class _Scans:
         self._slots: deque[tuple[engine.SyncPairs, _Slot]] = deque()
         self._threads: list[threading.Thread] = []
 
-    def room(self) -> bool:
-        """Another group may go in now."""
+    def room(self, inflight: int) -> bool:
+        """Another group may go in now, ``inflight`` being in (those whose
+        scans came with their parents' too: each holds its directories open)."""
         threads = self.COLD_THREADS if engine.sync_cold() else self.WARM_THREADS
-        return len(self._slots) <= threads
+        return inflight <= threads
 
     def _run(self) -> None:
         while (job := self._todo.get()) is not None:
@@ -237,6 +238,15 @@ def missing_dir_fd() -> int:
 
 def _first(item: tuple[bytes, Stat, Stat | None, int]) -> bytes:
     return item[0]
+
+
+def _rsync_order(m: Member) -> list[tuple[int, bytes]]:
+    """Where rsync meets a name: a directory's own files (by name) before
+    anything in its subdirectories, the subdirectories one after the other
+    (by name), each all through (depth first).  A hard-link group's leader
+    is chosen in that order, whatever order the walk met the names in."""
+    *dirs, name = m[4].split(b"/")
+    return [(1, c) for c in dirs] + [(0, name)]
 
 
 def _unscanned(d: Dir) -> bool:
@@ -341,7 +351,7 @@ class Sync(Below):
                 self._safe_point()
                 if self.pinned >= self.max_dirs // 2:
                     self.flush()
-                if stack and scans.room():
+                if stack and scans.room(len(inflight)):
                     # the next group's scan runs while this thread walks the last one's
                     group = self._open_group(stack, per_scan)
                     todo = [d for d in group if not d.skip_contents and _unscanned(d)]
@@ -1076,7 +1086,7 @@ class Sync(Below):
         """rsync's leader: the first name already a file at the destination,
         else the last name (--ignore-existing and --existing leave out the
         names they skip)."""
-        members, g.members = g.members, []
+        members, g.members = sorted(g.members, key=_rsync_order), []
         so = self.so
         assert so is not None
 
