@@ -769,6 +769,26 @@ static bool unchanged_through(const struct us_pair *p, uint32_t dir_diff, const 
 
 static char top_path[1]; /* the caller's pairs: "" */
 
+/* A listing kept for the walker, at its size (the listing grows by
+ * doubling from 64 entries and 4 KiB of names). */
+static void shrink(struct us_scan *sc)
+{
+    if (sc->n && sc->cap > sc->n) {
+        struct us_entry *e = realloc(sc->ents, sc->n * sizeof *e);
+        if (e) {
+            sc->ents = e;
+            sc->cap = sc->n;
+        }
+    }
+    if (sc->names_len && sc->names_cap > sc->names_len) {
+        char *names = realloc(sc->names, sc->names_len);
+        if (names) {
+            sc->names = names;
+            sc->names_cap = sc->names_len;
+        }
+    }
+}
+
 /* Node j's pair, all of its children settled (or the descent over): folded
  * into its parent when unchanged all through, else handed over when it was
  * listed, else freed (the walker lists it itself). */
@@ -785,6 +805,8 @@ static void resolve(struct ss_descent *ds, size_t j, bool ok)
         parent->sub[nd->idx] = FOLDED;
         us_pair_free(p);
     } else if (ok && scanned && scanned_ok(p, false)) {
+        shrink(&p->src);
+        shrink(&p->dst);
         parent->sub[nd->idx] = p;
     } else {
         us_pair_free(p);
