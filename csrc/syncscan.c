@@ -480,12 +480,12 @@ out:
  * subdirectories whose twin is a directory, breadth first, `descend` pairs
  * at a time (each opened by its path from its caller's pair, listed,
  * stat'ed, matched and compared as those were, then closed), until none is
- * left or `budget` entries were listed.  Then, deepest first, a pair found
- * unchanged all through (see struct us_pick) is folded into its parent:
- * counted there and left out of its picked entries; a changed one is kept
- * in its parent's `sub` for the walker, which then need not list it again;
- * one that could not be opened or listed is dropped (the walker opens and
- * lists it itself, and says what failed). */
+ * left or `budget` entries were listed.  A pair is settled as soon as its
+ * children are: found unchanged all through (see struct us_pick), it is
+ * folded into its parent (counted there and left out of its picked
+ * entries); changed, it is kept in its parent's `sub` for the walker, which
+ * then need not list it again; if it could not be opened or listed, it is
+ * dropped (the walker opens and lists it itself, and says what failed). */
 
 static struct us_pair folded_mark; /* sub[i]: folded into its parent */
 #define FOLDED (&folded_mark)
