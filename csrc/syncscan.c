@@ -723,28 +723,34 @@ static size_t linked_of(struct us_pair *p, const struct us_pick *k, struct ss_li
     return nl;
 }
 
+/* The linked files of the caller's pairs and of the held ones (the rest
+ * have none): gathered into links, or counted (links NULL). */
+static size_t all_linked(struct us_pair **tops, size_t ntops, const struct ss_descent *ds,
+                         struct ss_link *links)
+{
+    size_t nl = 0;
+
+    for (size_t i = 0; i < ntops; i++)
+        if (scanned_ok(tops[i], true))
+            nl = linked_of(tops[i], ds->k, links, nl);
+    for (size_t j = 0; j < ds->n; j++)
+        if (ds->nodes[j].state == SS_HELD && scanned_ok(ds->nodes[j].pair, false))
+            nl = linked_of(ds->nodes[j].pair, ds->k, links, nl);
+    return nl;
+}
+
 static void unpick_links(struct us_pair **tops, size_t ntops, const struct ss_descent *ds)
 {
     const struct us_pick *k = ds->k;
     struct ss_link *links;
-    size_t nl = 0, m = 0;
+    size_t nl;
 
     if (!k->nlink_reg || (k->always & (1u << US_T_REG)))
         return;
-    for (size_t i = 0; i < ntops; i++)
-        if (scanned_ok(tops[i], true))
-            nl = linked_of(tops[i], k, NULL, nl);
-    for (size_t j = 0; j < ds->n; j++)
-        if (ds->nodes[j].state == SS_HELD && scanned_ok(ds->nodes[j].pair, false))
-            nl = linked_of(ds->nodes[j].pair, k, NULL, nl);
+    nl = all_linked(tops, ntops, ds, NULL);
     if (nl < 2 || !(links = malloc(nl * sizeof *links)))
         return; /* (short of memory: they stay picked) */
-    for (size_t i = 0; i < ntops; i++)
-        if (scanned_ok(tops[i], true))
-            m = linked_of(tops[i], k, links, m);
-    for (size_t j = 0; j < ds->n; j++)
-        if (ds->nodes[j].state == SS_HELD && scanned_ok(ds->nodes[j].pair, false))
-            m = linked_of(ds->nodes[j].pair, k, links, m);
+    all_linked(tops, ntops, ds, links);
     qsort(links, nl, sizeof *links, by_inode);
     for (size_t a = 0, b; a < nl; a = b) {
         bool intact = links[a].dst_nlink == links[a].nlink;
