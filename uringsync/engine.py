@@ -25,11 +25,11 @@ if TYPE_CHECKING:
         CharPtr,
         IntArray,
         JobArray,
+        PairPtr,
         UsBatch,
         UsEntry,
         UsJob,
         UsPair,
-        UsPairPtr,
         UsPick,
         UsRing,
         UsScan,
@@ -41,7 +41,7 @@ else:
     # The cdata types are Protocols of _uring.pyi only; at run time (where
     # they appear in annotations alone) any cdata fits.
     CharPtr = JobArray = UsBatch = UsEntry = UsJob = UsRing = UsStat = Stat = object
-    UsPick = UsScan = UsPair = UsPairPtr = object
+    UsPick = UsScan = UsPair = PairPtr = object
 
 # re-exported: the package and the tests reach C only through this module
 __all__ = ["CharPtr", "UsEntry", "UsJob", "UsPick", "UsStat", "ffi", "lib"]
@@ -406,7 +406,7 @@ class _Pairs:
 class _SubPair:
     """A pair taken from its parent's ``sub`` (``SyncPair.take_sub``)."""
 
-    def __init__(self, ptr: UsPairPtr) -> None:
+    def __init__(self, ptr: PairPtr) -> None:
         self.ptr = ptr
 
     def __del__(self) -> None:
