@@ -12,7 +12,7 @@ import sys
 import pytest
 
 import uringsync
-from tests.support.base import NEG_MTIME, Y2200_MTIME, MiB, root_only
+from tests.support.base import NEG_MTIME, NOBODY, Y2200_MTIME, MiB, root_only
 from tests.support.cli import assert_error_lines, check_cli, check_cp, run_cli, run_cp
 from tests.support.compare import (
     FIELDS_ALL,
@@ -582,7 +582,7 @@ def test_archive_as_unprivileged_user_matches_cp(world: bytes) -> None:
     for m in (0o4755, 0o2755, 0o6755, 0o1755, 0o644, 0o600):
         write_file(src + b"/f%o" % m, b"m%o" % m, m)
     write_file(src + b"/nobody_setgid", b"x")
-    os.chown(src + b"/nobody_setgid", 65534, 65534)
+    os.chown(src + b"/nobody_setgid", NOBODY, NOBODY)
     os.chmod(src + b"/nobody_setgid", 0o2755)
     os.chmod(src + b"/f600", 0o604)  # readable by nobody
     os.chmod(src + b"/d", 0o2775)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.support.base import root_only
+from tests.support.base import NOBODY, root_only
 from tests.support.cli import check_cp
 from tests.support.compare import assert_same_tree, rsync_itemize, snapshot
 from tests.support.trees import rand_bytes, set_tree_times, write_file
@@ -100,6 +100,6 @@ def test_snapshot_reads_do_not_change_source_atimes(tmp: bytes) -> None:
 
 @root_only
 def test_as_user_runs_as_nobody_and_reraises(world: bytes) -> None:
-    assert as_user(lambda: (os.getuid(), os.getgid(), os.getgroups())) == (65534, 65534, [])
+    assert as_user(lambda: (os.getuid(), os.getgid(), os.getgroups())) == (NOBODY, NOBODY, [])
     with pytest.raises(PermissionError):
         as_user(lambda: os.listdir("/root"))

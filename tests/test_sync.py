@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support.base import MiB, root_only
+from tests.support.base import NOBODY, MiB, root_only
 from tests.support.cli import run_cli
 from tests.support.compare import (
     FIELDS_NO_ATIME,
@@ -572,9 +572,9 @@ def test_delete_with_unreadable_source_dir(world: bytes) -> None:
     dsts = []
     for n in (b"A", b"B"):
         dst = build(
-            world + b"/dst" + n, {p: replace(x, uid=65534, gid=65534) for p, x in dst_t.items()}
+            world + b"/dst" + n, {p: replace(x, uid=NOBODY, gid=NOBODY) for p, x in dst_t.items()}
         )
-        os.chown(dst, 65534, 65534)
+        os.chown(dst, NOBODY, NOBODY)
         dsts.append(dst)
     a, bb = dsts
     _warm_sync()
