@@ -24,8 +24,8 @@
 #define US_T_RANGE 9
 /* a job only: the XXH3-128 digest of the file (src_dirfd, src_name), opened
  * O_NOFOLLOW (unless US_F_FOLLOW_SRC) and read to EOF; into hash_hi/hash_lo,
- * bytes = bytes read; dst is unused.  Failures: OPEN_SRC, STAT, TYPE (not a
- * regular file), READ.  For regular files only: a FIFO's open would block */
+ * bytes = bytes read; dst is unused (US_F_DEVICE: read past the page cache).
+ * Failures: OPEN_SRC, STAT, TYPE (not a regular file), READ.  For regular files only: a FIFO's open would block */
 #define US_T_HASH 10
 /* a job only: make the existing (dst_dirfd, dst_name) match the metadata of
  * the source entry (src_dirfd, src_name) whose lstat is *st, any type: the
@@ -68,6 +68,10 @@
 #define US_F_DRY 4096
 /* US_T_UNLINK: remove an (empty) directory */
 #define US_F_RMDIR 8192
+/* US_T_HASH: read the data from the device, not the page cache: O_DIRECT,
+ * or where the file system refuses it (EINVAL: tmpfs, some FUSE), the file
+ * flushed (fdatasync) and its cached pages dropped before it is read */
+#define US_F_DEVICE 16384
 
 /* ---- what a US_T_META job found different (us_job.changed) ---- */
 #define US_CH_XATTR 1

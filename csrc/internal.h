@@ -238,6 +238,7 @@ struct slot {
     bool replaced;           /* an existing file was replaced: old_* are its */
     bool sparse, zero_holes; /* seek over the source's holes; skip zero runs */
     bool range;              /* US_T_RANGE: the fds are the caller's */
+    bool direct;             /* US_T_HASH: src opened O_DIRECT (US_F_DEVICE) */
     uint32_t old_mode, old_uid, old_gid;
     uint64_t written_end; /* end of the last byte written */
     uint64_t size_end;    /* the size the copy must have (holes at the end) */

@@ -259,6 +259,7 @@ class _Lib:
     US_F_CLEAR_ACL: int
     US_F_DRY: int
     US_F_RMDIR: int
+    US_F_DEVICE: int
     # what a US_T_META job found different (us_job.changed)
     US_CH_XATTR: int
     US_CH_ACL: int

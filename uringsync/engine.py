@@ -79,6 +79,7 @@ F_REFLINK_REQUIRE: int = lib.US_F_REFLINK_REQUIRE
 F_CLEAR_ACL: int = lib.US_F_CLEAR_ACL
 F_DRY: int = lib.US_F_DRY  # T_META: compare only
 F_RMDIR: int = lib.US_F_RMDIR  # T_UNLINK: a directory
+F_DEVICE: int = lib.US_F_DEVICE  # T_HASH: read from the device, not the page cache
 # what a T_META job (or meta_sync_fd) found different
 CH_XATTR: int = lib.US_CH_XATTR
 CH_ACL: int = lib.US_CH_ACL
@@ -587,16 +588,21 @@ def digest(job: UsJob) -> bytes:
     return int(job.hash_hi).to_bytes(8, "big") + int(job.hash_lo).to_bytes(8, "big")
 
 
-def hash_files(ring: Ring, dirfd: int, names: list[bytes]) -> list[bytes | JobError]:
-    """The XXH3-128 digests of files in ``dirfd`` (never following a
-    symlink), read through the ring's engine, up to its queue depth of files
-    at once: a 16-byte digest each, or the JobError of its failing step."""
+def hash_files(
+    ring: Ring, dirfd: int | list[int], names: list[bytes], flags: int = 0
+) -> list[bytes | JobError]:
+    """The XXH3-128 digests of files in ``dirfd`` (or each in its own, a
+    list as long as ``names``), never following a symlink, read through the
+    ring's engine, up to its queue depth of files at once (``flags``:
+    F_DEVICE reads past the page cache): a 16-byte digest each, or the
+    JobError of its failing step."""
     if not names:
         return []
+    fds = [dirfd] * len(names) if isinstance(dirfd, int) else dirfd
     batch = Batch(len(names), sum(len(n) + 1 for n in names) + Batch.NAME_RESERVE)
     st = ffi.new("struct us_stat *")
-    for name in names:
-        batch.add(dirfd, name, -1, name, st, T_HASH, 0, 0)
+    for fd, name in zip(fds, names, strict=True):
+        batch.add(fd, name, -1, name, st, T_HASH, flags, 0)
     ring.run(batch)
     out: list[bytes | JobError] = []
     for i, name in enumerate(names):
