@@ -167,6 +167,9 @@ class SyncOptions:
     delete_excluded: bool = False
     max_delete: int | None = None
     itemize: int = 0  # -i given this many times (2: unchanged entries too)
+    # -c reads the destination's data from the device, not the page cache
+    # (uringsync verify: a check of the disk, not of memory)
+    device_reads: bool = False
 
 
 def sync_flags(so: SyncOptions) -> CopyFlags:

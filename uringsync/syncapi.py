@@ -33,7 +33,7 @@ from uringsync.walker.sync import SyncDir, missing_dir_fd
 
 EXIT_MAX_DELETE = 25  # rsync's: --max-delete stopped deletions
 
-__all__ = ["EXIT_MAX_DELETE", "run_args", "sync"]
+__all__ = ["EXIT_MAX_DELETE", "run_args", "run_sync", "sync"]
 
 O_DIR_FOLLOW = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
@@ -105,7 +105,7 @@ def sync(
         so = dataclasses.replace(so, owner=False, group=False)
     items = [("--include", os.fsencode(p)) for p in include]
     items += [("--exclude", os.fsencode(p)) for p in exclude]
-    return _sync(
+    return run_sync(
         [os.fsencode(s) for s in src_list],
         os.fsencode(dst),
         so,
@@ -174,7 +174,7 @@ def run_args(
         srcs, rules, listed_errors = _files_from(a, rules)
     else:
         srcs = [(s.path.rstrip(b"/") or b"/") + (b"/" if s.contents else b"") for s in a.srcs]
-    return _sync(
+    return run_sync(
         srcs,
         a.dst,
         so,
@@ -235,28 +235,30 @@ def _files_from(
     return [os.path.join(base, t) for t in tops], rules, errors
 
 
-def _sync(
+def run_sync(
     srcs: list[bytes],
     dst: bytes,
     so: SyncOptions,
-    rules: filters.Rules | None,
+    rules: filters.Rules | None = None,
     *,
-    recursive: bool,
-    one_file_system: bool,
-    jobs: int | None,
-    engine_name: str | None,
-    on_itemize: Callable[[bytes], None] | None,
-    on_info: Callable[[str], None] | None,
-    on_error: Callable[[FileError], None] | None,
-    on_notice: Callable[[str], None] | None,
+    recursive: bool = True,
+    one_file_system: bool = False,
+    jobs: int | None = None,
+    engine_name: str | None = None,
+    on_itemize: Callable[[bytes], None] | None = None,
+    on_info: Callable[[str], None] | None = None,
+    on_error: Callable[[FileError], None] | None = None,
+    on_notice: Callable[[str], None] | None = None,
     progress: Callable[[Event], None] | None = None,
     collect: bool = True,
     listed_errors: list[FileError] | None = None,
+    on_digest: Callable[[bytes, bytes], None] | None = None,
 ) -> Result:
     """``collect``: keep the itemized lines in ``Result.changes`` (the
     command line passes False: it prints them, or nobody reads them).
     ``listed_errors``: a ``--files-from`` sync (DST is a directory, made
-    only when something is sent), with the listed paths that are missing."""
+    only when something is sent), with the listed paths that are missing.
+    ``on_digest``: -c's files found equal (Options.on_digest)."""
     started = time.monotonic()
     if not srcs and listed_errors is None:
         raise CopyError("no source given")
@@ -282,6 +284,7 @@ def _sync(
         rules=rules,
         on_itemize=item_cb,
         on_info=info,
+        on_digest=on_digest,
     )
     opts.engine, notice = pick_engine(engine_name, opts.queue_depth)
     if notice is not None and on_notice is not None:

@@ -83,6 +83,9 @@ class Options:
     rules: filters.Rules | None = None
     on_itemize: Callable[[bytes], None] | None = None
     on_info: Callable[[str], None] | None = None
+    # -c's verified files (verify --manifest): (path from the transfer
+    # root, XXH3-128 digest) of each name whose data matched its source's
+    on_digest: Callable[[bytes, bytes], None] | None = None
 
 
 class Walker(Sync, Visit, BigFiles, Links, Dispatch, Dirs, Reporting):

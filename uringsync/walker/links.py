@@ -26,6 +26,7 @@ class LinkGroup:
     copied instead, so the data is written once per inode."""
 
     __slots__ = (
+        "digest",
         "dir",
         "dst_ino",
         "key",
@@ -58,6 +59,7 @@ class LinkGroup:
         self.same: list[tuple[Dir, bytes, bytes]] = []  # twins waiting for -c's verdict
         self.xa = 0  # sync -H: the D_ACL/D_XATTR bits of the leader's old file
         self.members: list[Any] = []  # sync -H: the names met, until decided (sync.Member)
+        self.digest = b""  # sync -c: the leader's data, found equal at both ends
 
 
 class Links(Below):

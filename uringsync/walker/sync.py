@@ -319,9 +319,11 @@ class Sync(Below):
         if so.itemize > 1 and self.opts.on_itemize is not None:
             self.opts.on_itemize(itemize.unchanged_line(ftype, path, target))
 
-    def _linked_already(self, path: bytes) -> None:
+    def _linked_already(self, path: bytes, g: LinkGroup) -> None:
         """A twin already linked to its leader's inode (``hf`` under -ii)."""
         self.totals.unchanged += 1
+        if g.digest and self.opts.on_digest is not None:
+            self.opts.on_digest(path, g.digest)
         so = self.so
         assert so is not None
         if so.itemize > 1:
@@ -1142,7 +1144,7 @@ class Sync(Below):
             dst_st = None
         if g.dst_ino is not None and have == g.dst_ino:
             if g.state == LinkGroup.DONE:
-                self._linked_already(path)
+                self._linked_already(path, g)
                 return
             if g.state == LinkGroup.QUEUED:  # -c: the leader's digests decide
                 d.pending += 1
@@ -1220,7 +1222,7 @@ class Sync(Below):
                     d.sync.modified = True
                     g.waiting.append((d, name))  # pending already counts it
             else:
-                self._linked_already(path)
+                self._linked_already(path, g)
                 d.pending -= 1
                 self._finish_dir(d)
 
@@ -1268,7 +1270,8 @@ class Sync(Below):
         d.pending += 3  # two digests, and the decision they lead to
         self._queue(d, name, name, st, engine.T_HASH, 0, None, None, 0, task)
         # link_to=d: the job's "source" directory is d's destination twin
-        self._queue(d, name, name, st, engine.T_HASH, 0, None, d, 0, twin)
+        dev = engine.F_DEVICE if self.so is not None and self.so.device_reads else 0
+        self._queue(d, name, name, st, engine.T_HASH, dev, None, d, 0, twin)
 
     def _task_done(self, task: Task, j: engine.UsJob, d: Dir) -> bool:
         """A sync job of directory ``d`` is back (called by
@@ -1335,6 +1338,10 @@ class Sync(Below):
         if src_dig:
             if src_dig == dst_dig:
                 self._meta_or_unchanged(d, task.name, st, task.dst_st, path, "f", None, task.v)
+                if self.opts.on_digest is not None:
+                    self.opts.on_digest(path, src_dig)
+                if g is not None:
+                    g.digest = src_dig  # for the twins linked to it already
                 if g is not None and g.state == LinkGroup.QUEUED:
                     self._leader_decided(g, False)
                     self._group_done(g, True)
