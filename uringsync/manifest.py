@@ -1,0 +1,85 @@
+"""Manifests: one line per regular file name, its XXH3-128 digest and its
+path relative to DST, in the format ``xxh128sum`` writes and ``xxh128sum -c``
+checks (GNU checksum style, as ``sha256sum`` and coreutils).
+
+``<32 hex digits>  <path>``; a path with a backslash or a newline is
+escaped (``\\\\``, ``\\n``) and its line starts with a backslash, as
+``sha256sum`` and xxhsum 0.8.2 write it.  Read back: the same, and the
+binary-mode marker (``<hex> *<path>``) that ``xxh128sum -b`` writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+DIGEST_LEN = 16
+
+
+class ManifestError(ValueError):
+    """A line that is not a manifest line (the message says which)."""
+
+
+def _needs_escape(path: bytes) -> bool:
+    return b"\\" in path or b"\n" in path
+
+
+def _escape(path: bytes) -> bytes:
+    return path.replace(b"\\", b"\\\\").replace(b"\n", b"\\n")
+
+
+def line(path: bytes, digest: bytes) -> bytes:
+    """The manifest line of ``path`` (relative to DST) with ``digest``
+    (16 bytes, canonical order), newline included."""
+    if _needs_escape(path):
+        return b"\\" + digest.hex().encode() + b"  " + _escape(path) + b"\n"
+    return digest.hex().encode() + b"  " + path + b"\n"
+
+
+def result_line(path: bytes, outcome: bytes) -> bytes:
+    """What a check prints for ``path``: ``PATH: FAILED`` (``outcome``), the
+    path escaped as in a manifest line (``\\PATH`` then), as ``sha256sum -c``
+    prints it; no newline."""
+    if _needs_escape(path):
+        return b"\\" + _escape(path) + b": " + outcome
+    return path + b": " + outcome
+
+
+def _unescape(name: bytes, lineno: int) -> bytes:
+    out = bytearray()
+    i = 0
+    while i < len(name):
+        c = name[i : i + 1]
+        if c == b"\\":
+            nxt = name[i + 1 : i + 2]
+            if nxt == b"\\":
+                out += b"\\"
+            elif nxt == b"n":
+                out += b"\n"
+            else:
+                raise ManifestError(f"line {lineno}: a backslash escapes only \\ and n")
+            i += 2
+        else:
+            out += c
+            i += 1
+    return bytes(out)
+
+
+def parse(data: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """(path, digest) of each line of a manifest, in order; blank lines
+    are skipped.  Raises ManifestError at the first line that is not one."""
+    for n, raw in enumerate(data.split(b"\n"), 1):
+        if not raw:
+            continue
+        escaped = raw.startswith(b"\\")
+        body = raw[1:] if escaped else raw
+        hexpart, sep, rest = body.partition(b" ")
+        if not sep or rest[:1] not in (b" ", b"*") or len(rest) < 2:
+            raise ManifestError(f"line {n}: not '<digest>  <path>'")
+        try:
+            digest = bytes.fromhex(hexpart.decode("ascii"))
+        except ValueError:
+            raise ManifestError(f"line {n}: the digest is not hexadecimal") from None
+        if len(digest) != DIGEST_LEN:
+            raise ManifestError(f"line {n}: not an XXH3-128 digest (32 hex digits)")
+        path = rest[1:]
+        yield (_unescape(path, n) if escaped else path), digest
