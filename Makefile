@@ -5,7 +5,7 @@ PYTHON ?= python3
 PYTEST ?= $(PYTHON) -m pytest -p no:cacheprovider
 CSRC := $(wildcard csrc/*.c csrc/*.h)
 # The tests that drive the C engine hardest: run under ASan/UBSan by `make asan`.
-ASAN_TESTS ?= tests/test_engine.py tests/test_buffer_pool.py tests/test_worker_pool.py tests/test_hash.py \
+ASAN_TESTS ?= tests/test_engine.py tests/test_buffer_pool.py tests/test_worker_pool.py tests/test_hash.py tests/test_verify.py \
 	tests/test_engine_sync.py tests/test_sync_match.py tests/test_sync_scan.py \
 	tests/test_sync_descend.py
 ASAN_DIR := build/asan

@@ -26,12 +26,14 @@ LAYERS = {
     "bench": 1,
     "api": 2,
     "syncapi": 1.5,  # the sync API, over api.py's run_walker and Result
+    "verifyapi": 1.4,  # verify: sync's dry run with -c, and manifests checked
     "cpargs": 3,
     "syncargs": 3,
     "walker": 4,
     "options": 5,
     "filters": 5,
     "itemize": 5,
+    "manifest": 5,
     "pool": 6,
     "engine": 7,
     "steps": 8,

@@ -47,6 +47,7 @@ from tests.support.synctrees import (
     full_stat,
     ln,
     now_touched,
+    outside_dir,
     pairs,
     rsync,
     rsync_check,
@@ -92,15 +93,6 @@ def scratch(tmp: bytes, name: str) -> Iterator[bytes]:
         yield w
     finally:
         shutil.rmtree(w, ignore_errors=True)
-
-
-def outside_dir(w: bytes) -> bytes:
-    """A directory outside src and dst that dst symlinks point at."""
-    o = w + b"/outside"
-    os.mkdir(o)
-    with open(o + b"/victim", "wb") as fh:
-        fh.write(b"V")
-    return o
 
 
 def compare_runs(

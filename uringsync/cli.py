@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import sys
 from typing import Annotated
@@ -41,6 +42,31 @@ def err(message: str) -> None:
 
 def _report(e: FileError) -> None:
     err(e.message)
+
+
+JobsOption = Annotated[
+    int | None,
+    typer.Option(
+        "-j",
+        "--jobs",
+        min=0,
+        metavar="N",
+        show_default=False,
+        help="Worker processes (default: one per usable CPU; 0: none).",
+    ),
+]
+EngineOption = Annotated[
+    str | None,
+    typer.Option(
+        "--engine",
+        metavar="auto|io_uring|threads",
+        show_default=False,
+        help="How files are read and written: io_uring, or plain syscalls on a few threads "
+        "per worker; auto is io_uring, or threads (with a notice) where io_uring cannot be "
+        "used: seccomp, kernel.io_uring_disabled, an old kernel. "
+        "Default: $URINGSYNC_ENGINE, else auto.",
+    ),
+]
 
 
 @app.command(
@@ -109,29 +135,8 @@ def cp(
             show_default=False,
         ),
     ] = None,
-    jobs: Annotated[
-        int | None,
-        typer.Option(
-            "-j",
-            "--jobs",
-            min=0,
-            metavar="N",
-            show_default=False,
-            help="Worker processes (default: one per usable CPU; 0: none).",
-        ),
-    ] = None,
-    engine_name: Annotated[
-        str | None,
-        typer.Option(
-            "--engine",
-            metavar="auto|io_uring|threads",
-            show_default=False,
-            help="How files are copied: io_uring, or plain syscalls on a few threads per "
-            "worker; auto is io_uring, or threads (with a notice) where io_uring cannot be "
-            "used: seccomp, kernel.io_uring_disabled, an old kernel. "
-            "Default: $URINGSYNC_ENGINE, else auto.",
-        ),
-    ] = None,
+    jobs: JobsOption = None,
+    engine_name: EngineOption = None,
     json_out: Annotated[
         bool,
         typer.Option(
@@ -225,6 +230,88 @@ def sync(ctx: typer.Context) -> None:
     from uringsync import synccli
 
     raise typer.Exit(synccli.run(ctx.args))
+
+
+VERIFY_HELP = """Check that DST holds what SRC does, from the disk.
+
+uringsync verify SRC DST compares the two directory trees by everything
+-a keeps (-aHAX: type, mode, owner, times, symlinks, hard links, xattrs, ACLs)
+and by content: every file of the same size on both sides is hashed
+(XXH3-128) on the engine, many at once, DST's data read from the device, not
+the page cache.  Each difference is printed as rsync's -i line (what
+rsync -naHAXci --delete SRC/ DST/ prints; *deleting: only DST has it); nothing
+is printed when the trees are the same.  Nothing is written in either tree.
+
+--manifest FILE with SRC DST: also write FILE, one line per regular file name
+of DST found equal to SRC's (xxh128sum's format, paths relative to DST), so
+that xxh128sum -c FILE run in DST checks it later.  With DST alone: check DST
+against FILE as xxh128sum -c does, but from the device and many files at once;
+a file that differs is printed as PATH: FAILED.
+
+Exit codes: 0 identical; 1 a difference, or a usage or fatal error (its
+message on stderr); 23 some files could not be read (each reported on
+stderr); 130 stopped by Ctrl-C or SIGTERM."""
+
+
+@app.command("verify", help=VERIFY_HELP)
+def verify(
+    paths: Annotated[
+        list[str],
+        typer.Argument(metavar="[SRC] DST", show_default=False, help="The trees to compare."),
+    ],
+    manifest: Annotated[
+        str | None,
+        typer.Option(
+            "--manifest",
+            metavar="FILE",
+            show_default=False,
+            help="With SRC DST: write the digests of DST's files to FILE. "
+            "With DST alone: check DST against FILE.",
+        ),
+    ] = None,
+    jobs: JobsOption = None,
+    engine_name: EngineOption = None,
+) -> None:
+    from uringsync import verifyapi
+
+    def line(b: bytes) -> None:
+        sys.stdout.buffer.write(b + b"\n")
+        sys.stdout.buffer.flush()
+
+    try:
+        if len(paths) == 2:
+            src, dst = (os.fsencode(p) for p in paths)
+            res = verifyapi.verify(
+                src,
+                dst,
+                manifest_file=manifest,
+                jobs=jobs,
+                engine=engine_name,
+                on_itemize=line,
+                on_error=_report,
+                on_notice=err,
+            )
+        elif len(paths) == 1 and manifest is not None:
+            res = verifyapi.check_manifest(
+                manifest,
+                os.fsencode(paths[0]),
+                engine_name=engine_name,
+                on_failed=line,
+                on_error=_report,
+                on_notice=err,
+            )
+        else:
+            err("verify takes SRC DST, or --manifest FILE and DST")
+            raise typer.Exit(api.EXIT_FATAL)
+    except api.CopyError as e:
+        err(str(e))
+        raise typer.Exit(api.EXIT_FATAL) from None
+    except KeyboardInterrupt:
+        err("stopped: the check is incomplete")
+        raise typer.Exit(EXIT_STOPPED) from None
+    if res.exit_code == verifyapi.EXIT_DIFFER:
+        err(f"{len(res.changes)} difference{'s' if len(res.changes) != 1 else ''}")
+    raise typer.Exit(res.exit_code)
 
 
 @app.command("demo", help="Build a sample tree, copy it with cp -a semantics, and check the copy.")

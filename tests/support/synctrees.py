@@ -125,6 +125,15 @@ def build(root: PathLike, tree: Tree, root_mtime_ns: int = T0, root_mode: int = 
 # ------------------------------------------------------------------ the fixed pair
 
 
+def outside_dir(w: bytes) -> bytes:
+    """A directory outside src and dst that dst symlinks point at."""
+    o = w + b"/outside"
+    os.mkdir(o)
+    with open(o + b"/victim", "wb") as fh:
+        fh.write(b"V")
+    return o
+
+
 def fixed_pair(outside: bytes) -> tuple[Tree, Tree]:
     """One source and destination differing in every way the comparison must
     notice.  `outside` is a directory outside both (a dst symlink points at it;

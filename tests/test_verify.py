@@ -1,0 +1,231 @@
+"""`uringsync verify`: the oracle is `rsync -naHAXci --delete SRC/ DST/` (the
+same -i lines, for every difference), and `xxh128sum -c` for manifests.  The
+destination is read from the device: a block changed on the disk under a
+stale page cache is caught, where rsync -c (which reads the cache) misses it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.support.base import root_only
+from tests.support.cli import check_cli, run_cli
+from tests.support.faultdisk import extents
+from tests.support.synctrees import (
+    RSYNC,
+    build,
+    fixed_pair,
+    full_stat,
+    outside_dir,
+    rsync_check,
+    set_diff,
+)
+from tests.support.system import loop_fs, mount_ramfs, umount
+from tests.support.trees import rand_bytes, write_file
+from uringsync import manifest
+
+pytestmark = [pytest.mark.skipif(RSYNC is None, reason="rsync is the oracle")]
+XXH128SUM = shutil.which("xxh128sum")
+
+
+def verify(*args: bytes) -> tuple[int, set[bytes], bytes]:
+    rc, out, err = run_cli(b"verify", *args)
+    assert b"Traceback" not in err, err
+    return rc, set(out.splitlines()), err
+
+
+def same_content(path: bytes, data: bytes) -> None:
+    """Rewrite a file with other bytes of the same size, its mtime kept:
+    only a comparison of the data can tell."""
+    was = os.stat(path)
+    with open(path, "r+b") as f:
+        f.write(data)
+    os.utime(path, ns=(was.st_atime_ns, was.st_mtime_ns))
+
+
+@root_only  # the fixed pair has other owners
+def test_every_difference_as_rsync(tmp: bytes, engine_name: str) -> None:
+    src_t, dst_t = fixed_pair(outside_dir(tmp))
+    src = build(tmp + b"/src", src_t)
+    dst = build(tmp + b"/dst", dst_t)
+    before = full_stat(dst)
+    rc, ours, err = verify(src, dst)
+    assert full_stat(dst) == before, "verify changed DST"
+    theirs = rsync_check(src, dst)
+    assert b">fc........ samesize" in theirs  # the one only a content check finds
+    assert ours == theirs, set_diff("verify's lines differ from rsync -naHAXci's", ours, theirs)
+    assert rc == 1
+    assert err.endswith(b"%d differences\n" % len(ours)), err
+
+
+def test_a_copy_verifies_then_a_change_does_not(tmp: bytes, engine_name: str) -> None:
+    src = tmp + b"/src"
+    os.makedirs(src + b"/d/e")
+    write_file(src + b"/big", rand_bytes(3 * 1024 * 1024 + 17, "big"))
+    write_file(src + b"/d/small", b"small")
+    write_file(src + b"/d/e/empty", b"")
+    os.link(src + b"/big", src + b"/d/big-link")
+    os.symlink(b"../big", src + b"/d/lnk")
+    os.setxattr(src + b"/d/small", b"user.k", b"v")
+    check_cli(b"cp", b"-a", src, tmp + b"/dst")
+    dst = tmp + b"/dst"
+    assert verify(src, dst) == (0, set(), b"")
+    same_content(dst + b"/d/small", b"SMALL")
+    os.setxattr(dst + b"/d/e/empty", b"user.x", b"1")
+    rc, ours, _ = verify(src, dst)
+    assert ours == rsync_check(src, dst) == {b">fc........ d/small", b".f........x d/e/empty"}
+    assert rc == 1
+
+
+def test_what_cannot_be_compared(tmp: bytes) -> None:
+    """Operands: two directories that exist; nothing is made."""
+    os.mkdir(tmp + b"/src")
+    write_file(tmp + b"/file", b"f")
+    for args in (
+        [tmp + b"/src", tmp + b"/missing"],
+        [tmp + b"/missing", tmp + b"/src"],
+        [tmp + b"/src", tmp + b"/file"],
+        [tmp + b"/src"],
+    ):
+        rc, out, err = verify(*args)
+        assert (rc, out) == (1, set()), args
+        assert err.startswith(b"uringsync: "), err
+    assert not os.path.exists(tmp + b"/missing")
+    write_file(tmp + b"/file2", b"f")
+    rc, out, err = verify(tmp + b"/file", tmp + b"/file2")  # two directories only
+    assert (rc, out) == (1, set()) and b"not a directory" in err
+
+
+@root_only  # a loop-mounted ext4
+def test_the_disk_is_read_not_the_page_cache(tmp: bytes, engine_name: str) -> None:
+    """A block of DST's file changed on the disk under its cached pages:
+    rsync -c compares the cache and sees nothing; verify reads the device."""
+    with loop_fs("ext4", tmp, size="64M") as mnt:
+        src, dst = mnt + b"/src", mnt + b"/dst"
+        os.mkdir(src)
+        data = rand_bytes(3 * 4096 + 100, "disk")  # the tail ends off a block
+        write_file(src + b"/f", data)
+        write_file(src + b"/g", b"untouched")
+        check_cli(b"cp", b"-a", src, dst)
+        m = tmp + b"/manifest"
+        assert verify(b"--manifest", m, src, dst) == (0, set(), b"")
+        os.sync()
+        with open(dst + b"/f", "rb") as fh:
+            assert fh.read() == data  # cached
+        (_logical, physical, _len), *_ = extents(dst + b"/f")
+        with open(tmp + b"/ext4.img", "r+b") as img:
+            os.pwrite(img.fileno(), bytes([data[5] ^ 0xFF]), physical + 5)
+            os.fsync(img.fileno())
+        with open(dst + b"/f", "rb") as fh:
+            assert fh.read() == data, "the page cache was not stale: the test shows nothing"
+        assert rsync_check(src, dst) == set()  # the trap: rsync reads the cache
+        rc, ours, _ = verify(src, dst)
+        assert (rc, ours) == (1, {b">fc........ f"})
+        assert verify(b"--manifest", m, dst) == (1, {b"f: FAILED"}, b"uringsync: 1 difference\n")
+
+
+@root_only  # mount
+def test_a_file_system_without_o_direct(tmp: bytes, engine_name: str) -> None:
+    """ramfs refuses O_DIRECT: the file is flushed and uncached instead."""
+    mnt = tmp + b"/ram"
+    os.mkdir(mnt)
+    reason = mount_ramfs(mnt)
+    if reason:
+        pytest.skip(reason)
+    try:
+        src = mnt + b"/src"
+        os.mkdir(src)
+        write_file(src + b"/f", rand_bytes(200_000, "ramfs"))
+        check_cli(b"cp", b"-a", src, mnt + b"/dst")
+        assert verify(src, mnt + b"/dst") == (0, set(), b"")
+        same_content(mnt + b"/dst/f", b"changed")
+        rc, ours, _ = verify(src, mnt + b"/dst")
+        assert (rc, ours) == (1, {b">fc........ f"})
+    finally:
+        umount(mnt)
+
+
+ODD = [b"plain", b"with space", b"back\\slash", b"new\nline", b"\\lead", b"tab\there", b"\xff\xfe"]
+
+
+@pytest.mark.skipif(XXH128SUM is None, reason="xxh128sum (Debian's xxhash) checks the manifest")
+def test_manifest_round_trip(tmp: bytes, engine_name: str) -> None:
+    """verify --manifest writes a line per regular file name (hard links'
+    every name, escaped names as sha256sum escapes them); xxh128sum -c in DST
+    checks it; verify --manifest FILE DST does too, and finds what changed."""
+    src = tmp + b"/src"
+    os.makedirs(src + b"/sub")
+    for i, n in enumerate(ODD):
+        write_file(src + b"/sub/" + n, rand_bytes(1000 * i, n))
+    os.link(src + b"/sub/plain", src + b"/linked")
+    os.symlink(b"sub/plain", src + b"/symlink")
+    check_cli(b"cp", b"-a", src, tmp + b"/dst")
+    dst, m = tmp + b"/dst", tmp + b"/m"
+    assert verify(b"--manifest", m, src, dst) == (0, set(), b"")
+    with open(m, "rb") as f:
+        text = f.read()
+    got = dict(manifest.parse(text))
+    assert sorted(got) == sorted([b"linked", *(b"sub/" + n for n in ODD)])
+    assert got[b"linked"] == got[b"sub/plain"]
+    # xxh128sum's own digests of the plain names; its -c agrees on every plain line
+    plain = [p for p in got if b"\\" not in p and b"\n" not in p]
+    out = subprocess.run(
+        [XXH128SUM, b"--", *plain], cwd=dst, capture_output=True, check=True
+    ).stdout
+    theirs = {
+        line.split(b"  ", 1)[1]: bytes.fromhex(line[:32].decode()) for line in out.splitlines()
+    }
+    assert theirs == {p: got[p] for p in plain}
+    p = subprocess.run([XXH128SUM, b"-c", m], cwd=dst, capture_output=True, check=False)
+    for name in plain:
+        assert name + b": OK" in p.stdout.splitlines(), p.stdout
+    assert b"FAILED" not in p.stdout
+    # escaped names: as GNU sha256sum writes them (the same rule, its own digest)
+    for path in got:
+        ours_line = manifest.line(path, got[path])
+        gnu = subprocess.run([b"sha256sum", b"--", path], cwd=dst, capture_output=True).stdout
+        assert gnu.startswith(b"\\") == ours_line.startswith(b"\\"), gnu
+        assert gnu.split(b"  ", 1)[1] == ours_line.split(b"  ", 1)[1], (gnu, ours_line)
+    assert verify(b"--manifest", m, dst) == (0, set(), b"")
+    same_content(dst + b"/sub/new\nline", b"N")
+    os.unlink(dst + b"/sub/with space")
+    rc, ours, err = verify(b"--manifest", m, dst)
+    assert ours == {b"\\sub/new\\nline: FAILED", b"sub/with space: FAILED open or read"}
+    assert rc == 23 and b"with space" in err
+
+
+def test_manifest_paths_stay_inside_dst(tmp: bytes) -> None:
+    os.mkdir(tmp + b"/dst")
+    write_file(tmp + b"/secret", b"s")
+    os.symlink(tmp, tmp + b"/dst/up")
+    zero = bytes(16)
+    with open(tmp + b"/m", "wb") as f:
+        for p in (b"../secret", b"/etc/hostname", b"up/secret"):
+            f.write(manifest.line(p, zero))
+    rc, ours, err = verify(b"--manifest", tmp + b"/m", tmp + b"/dst")
+    assert rc == 23
+    assert ours == {
+        p + b": FAILED open or read" for p in (b"../secret", b"/etc/hostname", b"up/secret")
+    }
+    assert err.count(b"\n") == 3, err
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.binary(min_size=1, max_size=12).filter(lambda n: b"/" not in n and b"\0" not in n),
+        min_size=1,
+        max_size=3,
+    ),
+    st.binary(min_size=16, max_size=16),
+)
+def test_manifest_lines_read_back(parts: list[bytes], digest: bytes) -> None:
+    path = b"/".join(parts)
+    text = manifest.line(path, digest)
+    assert text.count(b"\n") == 1 and text.endswith(b"\n")
+    assert list(manifest.parse(text)) == [(path, digest)]

@@ -1,0 +1,235 @@
+"""``uringsync verify``: is every byte there?
+
+* :func:`verify` compares the tree SRC with the tree DST by everything
+  ``-a`` keeps (``-aHAX``: type, mode, owner, times, symlink targets, hard
+  links, xattrs, ACLs) and by content: every regular file of the same size
+  on both sides is hashed (XXH3-128) on the engine, many files in flight,
+  the destination's data read from the device, not the page cache.  It is
+  ``sync``'s dry run with ``-c`` and ``--delete`` (what ``rsync -naHAXc
+  --delete`` would do), so every difference is one of rsync's itemize lines,
+  an entry only DST has included (``*deleting``).
+* :func:`check_manifest` checks DST against a manifest (uringsync/manifest.py)
+  as ``xxh128sum -c`` does, on the engine and from the device.
+
+Exit codes: 0 identical; 1 a difference (or a usage error: its message says
+so); 23 some files could not be read (each reported).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno as E
+import os
+import stat as S
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import BinaryIO
+
+from uringsync import engine, manifest
+from uringsync.api import EXIT_OK, EXIT_PARTIAL, PathLike, Result, pick_engine
+from uringsync.options import CopyError, SyncOptions
+from uringsync.walker import FileError, show
+
+EXIT_DIFFER = 1
+CHECK_CHUNK = 1024  # manifest lines hashed per batch (their directories open at once)
+O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+
+__all__ = ["EXIT_DIFFER", "check_manifest", "verify"]
+
+
+def _stat(path: bytes, what: str) -> os.stat_result:
+    try:
+        return os.stat(path)
+    except OSError as e:
+        raise CopyError(f"cannot verify {what} {show(path)}: {e.strerror}") from None
+
+
+@contextlib.contextmanager
+def _manifest_out(path: PathLike | None) -> Iterator[BinaryIO | None]:
+    if path is None:
+        yield None
+        return
+    try:
+        f = open(path, "wb")  # noqa: SIM115 (closed below, errors worded)
+    except OSError as e:
+        raise CopyError(f"cannot write manifest {show(os.fsencode(path))}: {e.strerror}") from None
+    with f:
+        yield f
+
+
+def verify(
+    src: PathLike,
+    dst: PathLike,
+    *,
+    manifest_file: PathLike | None = None,
+    jobs: int | None = None,
+    engine: str | None = None,
+    on_itemize: Callable[[bytes], None] | None = None,
+    on_error: Callable[[FileError], None] | None = None,
+    on_notice: Callable[[str], None] | None = None,
+) -> Result:
+    """Compare SRC's tree with DST's (two directories).
+    ``Result.changes`` holds a line per difference (rsync's ``-i`` format);
+    exit code 0 only when there is none and every file could be read.
+    ``manifest_file``: written with the digest of each regular file name in
+    DST whose data matched SRC's (a difference is reported instead)."""
+    from uringsync import syncapi  # the sync machinery runs the comparison
+
+    src_b, dst_b = os.fsencode(src), os.fsencode(dst)
+    for path, what in ((src_b, "source"), (dst_b, "destination")):
+        if not S.S_ISDIR(_stat(path, what).st_mode):
+            raise CopyError(f"cannot verify {show(path)}: not a directory")
+    root = os.geteuid() == 0  # as sync: a user cannot give files away
+    so = SyncOptions(
+        perms=True,
+        times=True,
+        owner=root,
+        group=root,
+        symlinks=True,
+        devices=True,
+        specials=True,
+        hard_links=True,
+        acls=True,
+        xattrs=True,
+        dry_run=True,
+        checksum=True,
+        delete=True,
+        itemize=1,
+        device_reads=True,
+    )
+    with _manifest_out(manifest_file) as out:
+        write = None
+        if out is not None:
+
+            def write(path: bytes, digest: bytes) -> None:
+                out.write(manifest.line(path, digest))
+
+        res = syncapi.run_sync(
+            [src_b.rstrip(b"/") + b"/"],
+            dst_b,
+            so,
+            jobs=jobs,
+            engine_name=engine,
+            on_itemize=on_itemize,
+            on_error=on_error,
+            on_notice=on_notice,
+            on_digest=write,
+        )
+    if res.exit_code == EXIT_OK and res.changes:
+        res.exit_code = EXIT_DIFFER
+    return res
+
+
+def _open_dir(dst_fd: int, parts: Sequence[bytes], cache: dict[bytes, int]) -> int:
+    """DST's subdirectory ``parts``, opened one name at a time without
+    following a symlink (a manifest never leads outside DST)."""
+    key = b"/".join(parts)
+    fd = cache.get(key)
+    if fd is not None:
+        return fd
+    fd = dst_fd if not parts else _open_dir(dst_fd, parts[:-1], cache)
+    if parts:
+        fd = os.open(parts[-1], O_DIR | os.O_NOFOLLOW, dir_fd=fd)
+        cache[key] = fd
+    return fd
+
+
+def _split(path: bytes) -> tuple[list[bytes], bytes]:
+    """A manifest path's directories and name; ValueError when it would
+    leave DST (absolute, or a ``..``)."""
+    parts = [p for p in path.split(b"/") if p not in (b"", b".")]
+    if path.startswith(b"/") or b".." in parts or not parts:
+        raise ValueError(path)
+    return parts[:-1], parts[-1]
+
+
+def check_manifest(
+    manifest_path: PathLike,
+    dst: PathLike,
+    *,
+    engine_name: str | None = None,
+    on_failed: Callable[[bytes], None] | None = None,
+    on_error: Callable[[FileError], None] | None = None,
+    on_notice: Callable[[str], None] | None = None,
+) -> Result:
+    """Check the files of DST against a manifest, as ``xxh128sum -c`` run in
+    DST would, but reading each file from the device on the engine, many in
+    flight.  ``on_failed`` gets ``PATH: FAILED`` for a file whose digest
+    differs (``PATH: FAILED open or read`` for one that cannot be read, also
+    an error).  Exit code: 0 all match; 1 a mismatch; 23 a file unreadable."""
+    started = time.monotonic()
+    mpath, dst_b = os.fsencode(manifest_path), os.fsencode(dst)
+    try:
+        with open(mpath, "rb") as f:
+            entries = list(manifest.parse(f.read()))
+    except OSError as e:
+        raise CopyError(f"cannot read manifest {show(mpath)}: {e.strerror}") from None
+    except manifest.ManifestError as e:
+        raise CopyError(f"{show(mpath)}: {e}") from None
+    chosen, notice = pick_engine(engine_name)
+    if notice is not None and on_notice is not None:
+        on_notice(notice)
+    try:
+        dst_fd = os.open(dst_b, O_DIR)
+    except OSError as e:
+        raise CopyError(f"cannot verify {show(dst_b)}: {e.strerror}") from None
+    res = Result(exit_code=EXIT_OK, engine=chosen, notice=notice)
+
+    def failed(path: bytes, why: str = "") -> None:
+        line = manifest.result_line(path, b"FAILED" + (b" " + why.encode() if why else b""))
+        res.changes.append(line)
+        if on_failed is not None:
+            on_failed(line)
+
+    def error(path: bytes, full: bytes, op: str, err: int, msg: str) -> None:
+        fe = FileError(full, op, err, msg)
+        res.errors.append(fe)
+        if on_error is not None:
+            on_error(fe)
+        failed(path, "open or read")
+
+    try:
+        with engine.Ring(engine=chosen) as ring:
+            for at in range(0, len(entries), CHECK_CHUNK):
+                cache: dict[bytes, int] = {}
+                fds: list[int] = []
+                names: list[bytes] = []
+                todo: list[tuple[bytes, bytes, bytes]] = []
+                try:
+                    for path, digest in entries[at : at + CHECK_CHUNK]:
+                        full = os.path.join(dst_b, path)
+                        try:
+                            parts, name = _split(path)
+                            fd = _open_dir(dst_fd, parts, cache)
+                        except ValueError:
+                            error(path, full, "open", E.EXDEV, f"{show(path)}: a path outside DST")
+                            continue
+                        except OSError as e:
+                            err = e.errno or E.EIO
+                            msg = f"cannot open directory of {show(full)}: {os.strerror(err)}"
+                            error(path, full, "open", err, msg)
+                            continue
+                        fds.append(fd)
+                        names.append(name)
+                        todo.append((path, full, digest))
+                    got = engine.hash_files(ring, fds, names, engine.F_DEVICE)
+                finally:
+                    for fd in cache.values():
+                        os.close(fd)
+                for (path, full, digest), h in zip(todo, got, strict=True):
+                    if isinstance(h, engine.JobError):
+                        err = h.errno or E.EIO
+                        what = h.step.what(full, full, err, "regular file")
+                        error(path, full, h.step.name, err, f"{what}: {os.strerror(err)}")
+                    else:
+                        res.files += 1
+                        if h != digest:
+                            failed(path)
+    finally:
+        os.close(dst_fd)
+    if res.errors:
+        res.exit_code = EXIT_PARTIAL
+    elif res.changes:
+        res.exit_code = EXIT_DIFFER
+    res.seconds = time.monotonic() - started
+    return res
