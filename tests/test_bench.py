@@ -279,7 +279,7 @@ def tiny_sync(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, dict
     uringsync has no sync yet, rsync stands in for it: the plumbing is the same."""
     d = tmp_path_factory.mktemp("bench-sync")
     opts = bench.Options(
-        workloads=(*bench.SYNC_WORKLOADS, bench.SYNC_RSS),
+        workloads=(*bench.SYNC_WORKLOADS, bench.SYNC_RSS, bench.VERIFY),
         entries=300,
         sync_rss_entries=200,
         rounds=1,
@@ -304,7 +304,7 @@ def test_sync_rows_record_the_ratios(tiny_sync: tuple[Path, int, dict[str, Any]]
     assert code == 0, [r["stderr"] for r in data["runs"] if not r["ok"]]
     assert data["rows"] == []  # no copy workload asked for
     rows = {(r["workload"], r["cache"]): r for r in data["sync_rows"]}
-    assert set(rows) == {(w, "warm") for w in (*bench.SYNC_WORKLOADS, bench.SYNC_RSS)}
+    assert set(rows) == {(w, "warm") for w in (*bench.SYNC_WORKLOADS, bench.SYNC_RSS, bench.VERIFY)}
     for (name, cache), row in rows.items():
         assert row["tools"] == list(bench.sync_tools(name))
         med = row["median"]
@@ -362,6 +362,9 @@ def test_every_sync_leaves_a_copy(tiny_sync: tuple[Path, int, dict[str, Any]]) -
         assert _rsync_differences(src, r["copy"]) == b"", (r["workload"], r["tool"])
         if r["workload"] in ("sync-unchanged", bench.SYNC_RSS):
             assert r["detail"]["dst_changes"]["replaced"] == 0, r
+        if r["workload"] == bench.VERIFY:  # a check writes nothing
+            ch = r["detail"]["dst_changes"]
+            assert (ch["replaced"], ch["touched"]) == (0, 0), r
         if r["workload"] == "sync-first":
             assert "dst_changes" not in r["detail"]
 
@@ -420,3 +423,9 @@ def test_sync_workload_names_and_commands(tmp_path: Path) -> None:
     assert cmd == ["rsync", "-aHAX", os.fsencode(s) + b"/", os.fsencode(d) + b"/"]
     ((cmd,),) = [bench.sync_commands("uringsync", s, d, caps)]
     assert cmd[-4:] == ["-a", "--json", os.fsencode(s), os.fsencode(d)]
+    assert bench.split_workloads(["verify"]) == ([], [bench.VERIFY])
+    slash = [os.fsencode(s) + b"/", os.fsencode(d) + b"/"]
+    ((cmd,),) = [bench.sync_commands(bench.SYNC_TOOL, s, d, caps, check=True)]
+    assert cmd[-4:] == ["uringsync", "verify", *slash]
+    ((cmd,),) = [bench.sync_commands("rsync", s, d, caps, check=True)]
+    assert cmd == ["rsync", "-naHAXc", "--delete", *slash]

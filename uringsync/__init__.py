@@ -18,9 +18,11 @@ from uringsync.api import (
     copy,
 )
 from uringsync.syncapi import EXIT_MAX_DELETE, sync
+from uringsync.verifyapi import EXIT_DIFFER, check_manifest, verify
 from uringsync.walker import Event, FileError
 
 __all__ = [
+    "EXIT_DIFFER",
     "EXIT_FATAL",
     "EXIT_MAX_DELETE",
     "EXIT_OK",
@@ -31,6 +33,8 @@ __all__ = [
     "FileError",
     "Result",
     "__version__",
+    "check_manifest",
     "copy",
     "sync",
+    "verify",
 ]

@@ -14,6 +14,11 @@ tree and a destination prepared outside the timing.
   (and rsync).
 - ``sync-rss-1m`` (opt-in): as ``sync-unchanged`` (with ``--delete``) on a tree
   of 1,000,000 tiny entries, once, warm: uringsync sync's peak RSS.
+- ``verify`` (opt-in): the check after a migration: ``uringsync verify SRC DST``
+  against ``rsync -naHAXc --delete SRC/ DST/`` (what people run now), DST a
+  complete earlier sync as for ``sync-unchanged``; a run that finds a
+  difference (prints one) failed.  The two run in the sync rows' columns:
+  "sync" is uringsync verify there, "rsync" rsync -naHAXc.
 
 Every run is checked as a copy is (the DST must then be SRC's copy).  No
 deletion happens inside a timed region except what the tool under test does:
@@ -48,10 +53,12 @@ from uringsync.bench.workspace import Workspace
 
 SYNC_WORKLOADS = ("sync-unchanged", "sync-1pct", "sync-first")  # ``--workloads sync``
 SYNC_RSS = "sync-rss-1m"  # opt-in: uringsync sync's peak RSS on a big tree
-ALL_SYNC = (*SYNC_WORKLOADS, SYNC_RSS)
+VERIFY = "verify"  # opt-in: uringsync verify against rsync -naHAXc
+ALL_SYNC = (*SYNC_WORKLOADS, SYNC_RSS, VERIFY)
 SYNC_RSS_SOURCE = "sync-rss"  # its source (tiny entries); the others use "tree"
 PERTURB_FRACTION = 0.01  # sync-1pct: this share of SRC's files changed, missing, extra
 EXTRA_PREFIX = b"zz-bench-extra-"  # the extra files' names in DST
+STDOUT_KEPT = 500  # bytes of a check's stdout kept when it found differences
 GROW_MAX = 4096  # a changed file gets 1..this many bytes longer
 EXTRA_MAX = 8192  # an extra file has 1..this many bytes
 
@@ -239,11 +246,18 @@ def sync_one(
     checked afterwards; ``expected``: the DST entries the run should change
     (None: DST is new, nothing to compare)."""
     before = snapshot(dst) if expected is not None else None
+    check = plan.name == VERIFY
     cmds = sync_commands(
-        tool, source.path, dst, caps, delete=_delete(plan.name), stand_in=plan.stand_in
+        tool,
+        source.path,
+        dst,
+        caps,
+        delete=_delete(plan.name),
+        stand_in=plan.stand_in,
+        check=check,
     )
     is_us = tool == "uringsync" or (tool == SYNC_TOOL and not plan.stand_in)
-    has_json = caps.json if tool == "uringsync" else caps.sync_json
+    has_json = (caps.json if tool == "uringsync" else caps.sync_json) and not check
     load = os.getloadavg()
     prepare(cache)
     out = execute(cmds)
@@ -253,6 +267,10 @@ def sync_one(
     }
     if before is not None and expected is not None and os.path.isdir(dst):
         detail["dst_changes"] = changes(before, snapshot(dst), expected, dst)
+    if check and out.exit_code == 0 and out.stdout.strip():
+        # rsync -n exits 0 whatever it finds: a line is a difference found
+        out.exit_codes = [*out.exit_codes, 1]
+        out.stderr += b"differences found: " + out.stdout[:STDOUT_KEPT]
     return finished_run(
         out,
         cmds,
@@ -326,7 +344,7 @@ def run_workload(
                 base = make_base()
             if cache == "warm":
                 warm_read(source.path)
-                if name in ("sync-unchanged", SYNC_RSS) and base is not None:
+                if name in ("sync-unchanged", SYNC_RSS, VERIFY) and base is not None:
                     warm_read(base)
             for tool in _rotate(tools, r):
                 expected: set[bytes] | None = None

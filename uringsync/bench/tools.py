@@ -128,15 +128,21 @@ def sync_commands(
     *,
     delete: bool = False,
     stand_in: Sequence[str] = (),
+    check: bool = False,
 ) -> list[Argv]:
     """The command of one run of a sync workload: ``uringsync sync -aHAX``
     (``stand_in`` -aHAX instead, e.g. rsync, where this uringsync has no sync),
     ``rsync -aHAX`` (both with ``--delete`` if asked and SRC/ DST/), or
-    ``uringsync cp -a SRC DST``."""
+    ``uringsync cp -a SRC DST``.  ``check`` (the verify workload): the sync
+    tool is ``uringsync verify SRC DST``, rsync ``rsync -naHAXc --delete``."""
     if tool == "uringsync":
         return tool_commands("uringsync", src, dst, caps)[0]
     s, d = os.fsencode(src) + b"/", os.fsencode(dst) + b"/"
     argv: Argv
+    if check:
+        if tool == SYNC_TOOL:
+            return [[sys.executable, "-m", "uringsync", "verify", s, d]]
+        return [["rsync", "-naHAXc", "--delete", s, d]]
     if tool == SYNC_TOOL and stand_in:
         argv = [*stand_in, "-aHAX"]
     elif tool == SYNC_TOOL:
