@@ -72,6 +72,10 @@
  * or where the file system refuses it (EINVAL: tmpfs, some FUSE), the file
  * flushed (fdatasync) and its cached pages dropped before it is read */
 #define US_F_DEVICE 16384
+/* a regular file's data and metadata flushed (fsync) once its metadata is
+ * applied: before its close, so before a temporary is renamed into place;
+ * a failure removes the file (US_OP_FSYNC) */
+#define US_F_FSYNC 32768
 
 /* ---- what a US_T_META job found different (us_job.changed) ---- */
 #define US_CH_XATTR 1
@@ -106,6 +110,8 @@
 #define US_OP_STOPPED 24
 /* renaming the temporary name over us_job.final_name */
 #define US_OP_RENAME 25
+/* flushing the destination (US_F_FSYNC) */
+#define US_OP_FSYNC 26
 
 /* ---- how far a job got (us_job.state): a dead worker's jobs in state
  *      QUEUED or STARTED are copied again by another worker ---- */
@@ -257,6 +263,8 @@ void us_ring_forget_op(struct us_ring *r, int op);
 void us_ring_set_copy_range_min(struct us_ring *r, uint64_t n);
 /* The file system type (statfs f_type magic) of an open fd, or -errno. */
 int us_fs_type(int fd, uint64_t *magic);
+/* syncfs(2) of the file system holding fd: 0 or -errno. */
+int us_syncfs(int fd);
 /* Cap on files in flight; the walker lowers it to fit RLIMIT_NOFILE. */
 void us_ring_set_max_inflight(struct us_ring *r, uint32_t n);
 

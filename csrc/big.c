@@ -108,6 +108,10 @@ int us_big_finish(int sfd, int dfd, uint64_t tail_off, const struct us_stat *st,
     m = meta_sync(src, dst, st, flags, mode_mask, buf, false);
     ret = m.err;
     *op = m.op;
+    if (ret == 0 && (flags & US_F_FSYNC) && fsync(dfd) < 0) {
+        ret = -errno;
+        *op = US_OP_FSYNC;
+    }
 out:
     free(buf);
     return ret;

@@ -384,6 +384,9 @@ static void finish_meta(struct us_ring *r, struct slot *s)
 {
     meta_last(&s->meta);
     record(s->job, s->meta.m.err, s->meta.m.op);
+    /* plain syscall: flushed before the close, as the rename waits for it */
+    if ((s->job->flags & US_F_FSYNC) && !s->failed && fsync(s->dfd) < 0)
+        fail(s, US_OP_FSYNC, -errno);
     r->be->close(r, udata(0, 0, T_IGNORE), s->sfd);
     r->closes_pending++;
     s->sfd = -1;

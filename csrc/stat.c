@@ -87,3 +87,8 @@ int us_fs_type(int fd, uint64_t *magic)
     *magic = (uint64_t)sf.f_type;
     return 0;
 }
+
+int us_syncfs(int fd)
+{
+    return syncfs(fd) < 0 ? -errno : 0;
+}

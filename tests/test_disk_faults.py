@@ -264,6 +264,34 @@ def test_destination_write_eio_split_big_file(tmp_path, tmp: bytes, direct: bool
         assert not os.path.exists(p(dst, bad)), "the partial copy was not removed"
 
 
+@pytest.mark.parametrize("jobs", JOBS)
+def test_fsync_catches_what_writeback_loses(tmp_path, tmp: bytes, jobs: str | None) -> None:  # type: ignore[no-untyped-def]
+    """Mounted without -o sync, write() only fills the page cache and the
+    disk refuses the block at writeback.  Without --fsync the copy ends
+    with 0 and the block is lost later; with it, the file is flushed before
+    it is complete: reported (step fsync) and removed, the rest kept; the
+    syncfs at the end reports the file system's lost write too."""
+    bad = b"sub/bad.bin"
+    files = dst_files(bad)
+    src = p(tmp, b"src")
+    make_tree(src, files)
+    with fault_disk(tmp_path / "dst") as d:
+        d.fail_writes_of()
+        rc, _out, err = run_cli("cp", "-a", *jobs_args(jobs), src, p(d.mnt, b"plain"))
+        assert rc == 0, err  # the loss is not seen: nothing flushed
+        dst = p(d.mnt, b"dst")
+        rc, _out, err = run_cli("cp", "-a", "--fsync", *jobs_args(jobs), src, dst)
+        assert rc == 23, err
+        error_for(err, p(dst, bad), b"cannot flush", EIO_TEXT)
+        # and the file system's flush at the end says it lost a write since
+        lines = assert_error_lines(err)
+        assert len(lines) == 2 and b"cannot flush the file system of" in lines[1], err
+        assert not os.path.exists(p(dst, bad)), "the unflushed copy was left"
+        d.clear()
+        d.remount()  # what the disk holds, not the page cache
+        assert_outcome(src, dst, files, {bad})
+
+
 @pytest.mark.parametrize("side", ["source", "destination"])
 def test_eio_through_copy_file_range(tmp_path, side: str) -> None:  # type: ignore[no-untyped-def]
     """The in-kernel copy (copy_range_min=0; source and destination on one

@@ -256,6 +256,7 @@ OPTION_SETS = [
     [b"--include=sub/", b"--include=sub/**", b"--exclude=*"],
     [b"--exclude=/sub/", b"--exclude=extra-dir/**", b"--exclude=?"],
     [b"-c", b"--inplace", b"-u"],
+    [b"--fsync"],
 ]
 
 

@@ -260,6 +260,7 @@ class _Lib:
     US_F_DRY: int
     US_F_RMDIR: int
     US_F_DEVICE: int
+    US_F_FSYNC: int
     # what a US_T_META job found different (us_job.changed)
     US_CH_XATTR: int
     US_CH_ACL: int
@@ -303,6 +304,7 @@ class _Lib:
     US_OP_TRUNCATE: int
     US_OP_STOPPED: int
     US_OP_RENAME: int
+    US_OP_FSYNC: int
     # how far a job got (us_job.state)
     US_JOB_QUEUED: int
     US_JOB_STARTED: int
@@ -338,6 +340,7 @@ class _Lib:
     def us_ring_forget_op(self, r: UsRing, op: int, /) -> None: ...
     def us_ring_set_copy_range_min(self, r: UsRing, n: int, /) -> None: ...
     def us_fs_type(self, fd: int, magic: IntArray, /) -> int: ...
+    def us_syncfs(self, fd: int, /) -> int: ...
     def us_ring_set_max_inflight(self, r: UsRing, n: int, /) -> None: ...
     def us_scan_dir(self, r: UsRing, dirfd: int, sc: UsScan, /) -> int: ...
     def us_scan_dirs(

@@ -12,11 +12,11 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from uringsync import engine, options
-from uringsync.engine import Ring
+from uringsync.engine import F_FSYNC, Ring
 from uringsync.options import CopyError
 from uringsync.pool import Pool, peak_rss_self, usable_cpus
 from uringsync.walker import (
@@ -105,9 +105,14 @@ def copy(
     direct: bool | None = None,
     engine: str | None = None,
     on_notice: Callable[[str], None] | None = None,
+    fsync: bool = False,
     _tuning: Tuning | None = None,
 ) -> Result:
     """Copy like ``cp``: ``archive=True`` is ``cp -a``.
+
+    ``fsync``: when it returns, everything it wrote is on stable storage:
+    each file flushed (fsync) after its metadata, then each destination file
+    system once (syncfs) after the last entry (docs/design.md).
 
     ``copy_range_min``: files at least this big use copy_file_range, smaller
     ones io_uring READ/WRITE; None picks by the destination's file system
@@ -138,6 +143,8 @@ def copy(
 
     started = time.monotonic()
     flags = options.copy_flags(archive, preserve, sparse, reflink)
+    if fsync:
+        flags = replace(flags, flags=flags.flags | F_FSYNC)
     src_list = [srcs] if isinstance(srcs, (str, bytes, os.PathLike)) else list(srcs)
     src_b = [os.fsencode(s) for s in src_list]
     dst_b = os.fsencode(dst)
@@ -277,6 +284,7 @@ def run_walker(
                 walker.drain()
                 if walker.after:
                     walker.delete_after_pass()
+                walker.flush_to_disk()
                 ok = True
             finally:
                 if not ok:
@@ -324,7 +332,7 @@ def _copy_one_arg(
                 os.close(fd)
         raise CopyError(f"cannot access {show(p.src)}: {os.strerror(e.errno or 0)}") from None
     tops.append(top)
-    walker.set_destination(top.dst_fd, copy_range_min)
+    walker.set_destination(top.dst_fd, copy_range_min, p.dst_parent)
     if p.is_dir:
         root = Dir(
             top,

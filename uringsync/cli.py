@@ -137,6 +137,14 @@ def cp(
     ] = None,
     jobs: JobsOption = None,
     engine_name: EngineOption = None,
+    fsync: Annotated[
+        bool,
+        typer.Option(
+            "--fsync",
+            help="When the copy returns, everything it wrote is on stable storage: each file "
+            "flushed after its metadata, each destination file system once at the end.",
+        ),
+    ] = False,
     json_out: Annotated[
         bool,
         typer.Option(
@@ -181,6 +189,7 @@ def cp(
                 on_verbose=on_verbose,
                 engine=engine_name,
                 on_notice=(lambda m: bar.print(f"uringsync: {m}")) if bar is not None else err,
+                fsync=fsync,
             )
     except api.CopyError as e:
         err(str(e))
@@ -208,7 +217,7 @@ parents).  Options, with rsync's meaning: -a (-rlptgoD), -r -l -p -t -g -o -D
 -I/--ignore-times -u/--update --ignore-existing --existing --inplace --delete
 --delete-after --delete-excluded --max-delete=N --exclude --include
 --exclude-from --include-from --filter ('-' and '+' rules) --files-from=FILE
--0/--from0 --stats --json -j N.
+-0/--from0 --fsync --stats --json -j N.
 Any other rsync option is refused by name.
 
 Exit codes: 0 done; 1 usage or fatal error; 23 some entries failed (each

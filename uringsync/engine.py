@@ -80,6 +80,7 @@ F_CLEAR_ACL: int = lib.US_F_CLEAR_ACL
 F_DRY: int = lib.US_F_DRY  # T_META: compare only
 F_RMDIR: int = lib.US_F_RMDIR  # T_UNLINK: a directory
 F_DEVICE: int = lib.US_F_DEVICE  # T_HASH: read from the device, not the page cache
+F_FSYNC: int = lib.US_F_FSYNC  # a file flushed after its metadata, before its close/rename
 # what a T_META job (or meta_sync_fd) found different
 CH_XATTR: int = lib.US_CH_XATTR
 CH_ACL: int = lib.US_CH_ACL
@@ -153,6 +154,11 @@ def fs_type(fd: int) -> int:
     magic = ffi.new("uint64_t *")
     check(lib.us_fs_type(fd, magic), "fstatfs")
     return int(magic[0])
+
+
+def syncfs(fd: int) -> None:
+    """Flush the file system holding fd to stable storage (OSError)."""
+    check(lib.us_syncfs(fd), "syncfs")
 
 
 def check(ret: int, what: str, path: bytes | str | None = None) -> int:

@@ -167,6 +167,7 @@ class SyncOptions:
     delete_excluded: bool = False
     max_delete: int | None = None
     itemize: int = 0  # -i given this many times (2: unchanged entries too)
+    fsync: bool = False  # --fsync: files flushed before their rename, file systems at the end
     # -c reads the destination's data from the device, not the page cache
     # (uringsync verify: a check of the disk, not of memory)
     device_reads: bool = False
@@ -182,6 +183,7 @@ def sync_flags(so: SyncOptions) -> CopyFlags:
         | (engine.F_STRICT_OWNER if os.geteuid() == 0 and (so.owner or so.group) else 0)
         | (engine.P_XATTR if so.xattrs else 0)
         | (engine.P_ACL if so.acls else 0)
+        | (engine.F_FSYNC if so.fsync else 0)
         | engine.F_SPARSE_AUTO
     )
     # Without -p, as rsync: a new file gets the source's mode less umask;

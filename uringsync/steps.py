@@ -116,6 +116,7 @@ STEPS: tuple[Step, ...] = (
     _step("truncate", DST, "cannot set the size of {dst}", "US_OP_TRUNCATE"),
     _step("stopped", DST, "stopped while copying {src}", "US_OP_STOPPED"),
     _step("rename", DST, "cannot rename {dst}", "US_OP_RENAME"),
+    _step("fsync", DST, "cannot flush {dst} to disk", "US_OP_FSYNC"),
     # ---- the walker's steps (one path: pass it as both src and dst)
     _step("opendir", SRC, "cannot open directory {src}"),
     _step("readdir", SRC, "cannot read directory {src}"),
@@ -123,6 +124,7 @@ STEPS: tuple[Step, ...] = (
     _step("opendir_dst", DST, "cannot open directory {dst}",
           by_errno={E.ENOTDIR: "cannot overwrite non-directory {dst} with directory {src}",
                     E.ELOOP: "cannot overwrite non-directory {dst} with directory {src}"}),
+    _step("syncfs", DST, "cannot flush the file system of {dst} to disk"),
     # the reason is in the words (which worker, how it died)
     _step("worker", NONE, "{dst} not copied: its workers died", with_reason=False),
     # a code C does not know of (never expected)
@@ -137,6 +139,7 @@ OPENDIR = BY_NAME["opendir"]
 READDIR = BY_NAME["readdir"]
 MKDIR = BY_NAME["mkdir"]
 OPENDIR_DST = BY_NAME["opendir_dst"]
+SYNCFS = BY_NAME["syncfs"]
 WORKER = BY_NAME["worker"]
 STAT = BY_NAME["stat"]
 TYPE = BY_NAME["type"]

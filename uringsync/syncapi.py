@@ -61,6 +61,7 @@ def sync(
     delete_excluded: bool = False,
     max_delete: int | None = None,
     one_file_system: bool = False,
+    fsync: bool = False,
     jobs: int | None = None,
     engine: str | None = None,
     on_itemize: Callable[[bytes], None] | None = None,
@@ -100,6 +101,7 @@ def sync(
         delete_excluded=delete_excluded,
         max_delete=max_delete,
         itemize=1,
+        fsync=fsync,
     )
     if os.geteuid() != 0:  # as in run_args
         so = dataclasses.replace(so, owner=False, group=False)
@@ -163,6 +165,7 @@ def run_args(
         delete_excluded=a.delete_excluded,
         max_delete=a.max_delete,
         itemize=a.itemize,
+        fsync=a.fsync,
     )
     if os.geteuid() != 0:
         # as rsync run by a user: no owner to give away, and (a choice here:
@@ -470,7 +473,7 @@ def _sync_one_arg(
     top.sync.missing = dst_is_dir and not dst_exists
     if dst_is_dir and dst_exists:
         walker.note_dst_dir(top.dst_fd, made=created, top=True)
-    walker.set_destination(top.dst_fd, None)
+    walker.set_destination(top.dst_fd, None, dst)
     if p.is_dir:
         if not recursive:
             walker._info(f"skipping directory {os.fsdecode(p.name if not p.contents else b'.')}")

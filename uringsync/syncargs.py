@@ -107,6 +107,7 @@ class SyncArgs:
     files_from: bytes | None = None
     from0: bool = False  # --files-from, --exclude-from, --include-from: NUL-ended lines
     stats: bool = False
+    fsync: bool = False  # every written file flushed (and, ours, the file systems at the end)
     json: bool = False
     jobs: int | None = None  # None: the engine's default
 
@@ -142,6 +143,7 @@ _FLAGS: dict[str, tuple[str, bool]] = {
     "delete-after": ("delete_after", True),
     "delete-excluded": ("delete_excluded", True),
     "stats": ("stats", True),
+    "fsync": ("fsync", True),
     "json": ("json", True),  # ours, not rsync's
 }
 _COUNTS = {"verbose": "verbose", "itemize-changes": "itemize"}
@@ -204,7 +206,7 @@ _RSYNC_LONG_TEXT = """
     confine-root contimeout copy-as copy-dest copy-devices copy-dirlinks
     copy-links copy-unsafe-links crtimes cvs-exclude daemon debug del
     delay-updates delete-before delete-delay delete-during delete-missing-args
-    dirs drop-D early-input executability fake-super force fsync fuzzy
+    dirs drop-D early-input executability fake-super force fuzzy
     groupmap help human-readable i-r iconv ignore-errors ignore-missing-args
     inc-recursive info insecure-links ipv4 ipv6 keep-dirlinks link-dest
     list-only log-file log-file-format max-alloc max-size min-size mkpath

@@ -124,6 +124,7 @@ class Walker(Sync, Visit, BigFiles, Links, Dispatch, Dirs, Reporting):
         # directories (dirs.py)
         self.pinned = 0
         self.lru = OrderedDict()
+        self.flush_fds = {}
         self.max_dirs, inflight = budget or fd_budget()
         ring.set_max_inflight(min(inflight, opts.queue_depth))
         # hard links (links.py), big files (bigfiles.py)
@@ -154,9 +155,11 @@ class Walker(Sync, Visit, BigFiles, Links, Dispatch, Dirs, Reporting):
         self.io_warned = False
         self.meta_fixed = {}
 
-    def set_destination(self, dst_fd: int, copy_range_min: int | None) -> None:
+    def set_destination(self, dst_fd: int, copy_range_min: int | None, name: bytes) -> None:
         """Per command-line argument: the data path and reflinks suit the
-        destination's file system (docs/design.md)."""
+        destination's file system (docs/design.md); ``name``: ``dst_fd``'s
+        path (--fsync flushes its file system at the end)."""
+        self.note_written(dst_fd, name)
         path = options.data_path(self.opts.flags, engine.fs_type(dst_fd), copy_range_min)
         self.job_flags = path.job_flags
         copy_range_min = path.copy_range_min

@@ -121,6 +121,7 @@ class Dirs(Below):
     pinned: int  # directories pinned by batches not yet sent
     flags: int
     dir_mode_mask: int
+    flush_fds: dict[int, tuple[int, bytes]]  # --fsync: st_dev -> (a dup'd fd, a path) in it
 
     def _evict(self, keep: Dir | None) -> None:
         """Make room for one more open directory.  Never flushes (callers
@@ -143,6 +144,27 @@ class Dirs(Below):
         """Close every directory still open."""
         for d in list(self.lru):
             self._close(d)
+        for fd, _path in self.flush_fds.values():
+            os.close(fd)
+        self.flush_fds.clear()
+
+    def note_written(self, fd: int, path: bytes) -> None:
+        """--fsync: remember the file system of ``fd``, a directory written
+        in, to flush it once at the end (flush_to_disk)."""
+        if self.flags & engine.F_FSYNC:
+            dev = os.fstat(fd).st_dev
+            if dev not in self.flush_fds:
+                self.flush_fds[dev] = (os.dup(fd), path)
+
+    def flush_to_disk(self) -> None:
+        """--fsync, when everything is written: each file system written in
+        flushed (syncfs) once, after the last of its entries: the
+        directories' entries and metadata, and what no job flushed itself."""
+        for fd, path in self.flush_fds.values():
+            try:
+                engine.syncfs(fd)
+            except OSError as e:
+                self.dir_error(path, steps.SYNCFS, e)
 
     def _fds(self, d: Dir, need_src: bool = True) -> tuple[int, int]:
         """Open fds of a directory, re-opening it (and closed ancestors) by
@@ -179,7 +201,9 @@ class Dirs(Below):
     def _open_dst(self, node: Dir, parent: Dir) -> int:
         """Re-open a destination directory that was closed (sync -n
         overrides it for one that does not exist)."""
-        return os.open(node.dst_name, O_DIR, dir_fd=parent.dst_fd)
+        fd = os.open(node.dst_name, O_DIR, dir_fd=parent.dst_fd)
+        self.note_written(fd, node.dst_path)
+        return fd
 
     def _hold(self, d: Dir) -> None:
         """Keep ``d`` open (not evicted) until _release."""
@@ -234,6 +258,7 @@ class Dirs(Below):
                 self.dir_error(d.dst_path, steps.OPENDIR_DST, e)
             return False
         d.src_fd, d.dst_fd = src_fd, dst_fd
+        self.note_written(dst_fd, d.dst_path)
         d.acl_default = None  # asked when an entry is made in it
         self.lru[d] = None
         if self.opts.on_verbose:
