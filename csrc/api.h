@@ -76,6 +76,13 @@
  * applied: before its close, so before a temporary is renamed into place;
  * a failure removes the file (US_OP_FSYNC) */
 #define US_F_FSYNC 32768
+/* a regular file (not a range) copied through the buffers, one chunk in
+ * flight, its data hashed (XXH3-128, holes as zeros) as it is read; once its
+ * metadata is applied (and flushed, US_F_FSYNC), read back from the device
+ * as US_F_DEVICE does and hashed again: a difference fails the file
+ * (US_OP_VERIFY, -EBADMSG) and removes it.  No FICLONE or copy_file_range: the
+ * data must pass the hash.  The source's digest in hash_hi/hash_lo. */
+#define US_F_VERIFY 65536
 
 /* ---- what a US_T_META job found different (us_job.changed) ---- */
 #define US_CH_XATTR 1
@@ -112,6 +119,9 @@
 #define US_OP_RENAME 25
 /* flushing the destination (US_F_FSYNC) */
 #define US_OP_FSYNC 26
+/* the destination's data read back differs from what was read (US_F_VERIFY:
+ * err -EBADMSG), or reading it back failed (its errno) */
+#define US_OP_VERIFY 27
 
 /* ---- how far a job got (us_job.state): a dead worker's jobs in state
  *      QUEUED or STARTED are copied again by another worker ---- */
@@ -197,7 +207,8 @@ struct us_job {
     uint32_t tries;    /* engine-internal: opens retried after EMFILE */
     uint32_t state;    /* US_JOB_*, written by us_run as the job moves on */
     uint64_t off, len; /* US_T_RANGE: the byte range to copy */
-    /* US_T_HASH: the XXH3-128 digest (XXH128_hash_t's high64, low64; the
+    /* US_T_HASH (and a copy with US_F_VERIFY: the source's data): the
+     * XXH3-128 digest (XXH128_hash_t's high64, low64; the
      * canonical bytes, as xxh128sum prints them, are hi then lo, big-endian) */
     uint64_t hash_hi, hash_lo;
     /* US_T_REG: NULL, or the name (in dst_dirfd) that dst_name, a temporary

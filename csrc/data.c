@@ -92,6 +92,11 @@ static void finish_data(struct us_ring *r, struct slot *s)
         finish(r, s);
         return;
     }
+    if (s->job->flags & US_F_VERIFY) {
+        verify_source_done(r, s, s->size_end > s->written_end ? s->size_end : s->written_end);
+        start_readback(r, s); /* then start_meta */
+        return;
+    }
     start_meta(r, s);
 }
 
@@ -178,6 +183,8 @@ static void read_chunks(struct us_ring *r, struct slot *s, uint64_t bytes)
         want = 1;
     if (want > r->cfg.chunks_per_file)
         want = r->cfg.chunks_per_file;
+    if (s->job->flags & US_F_VERIFY && !s->range)
+        want = 1; /* the hash takes the bytes in order */
     /* Leave one buffer for every slot that is free, so a job can always
      * start: start_job relies on it. */
     while ((uint64_t)s->nchunks < want && r->nfree > r->nfreeslots)
@@ -197,6 +204,15 @@ void start_data(struct us_ring *r, struct slot *s)
     s->zero_holes = (j->flags & US_F_SPARSE_ALWAYS) != 0;
     /* the size the copy must reach even if it ends in a hole */
     s->size_end = s->sparse ? st->size : 0;
+    if (j->flags & US_F_VERIFY) {
+        /* the data must pass the hash: the buffers, not the kernel's copy */
+        verify_begin(r, s);
+        j->path = US_PATH_URING;
+        s->eof_off = UINT64_MAX;
+        s->next_off = 0;
+        read_chunks(r, s, st->size);
+        return;
+    }
     if (j->flags & (US_F_REFLINK_TRY | US_F_REFLINK_REQUIRE)) {
         if (ioctl(s->dfd, FICLONE, s->sfd) == 0) {
             j->path = US_PATH_CLONE;
@@ -291,6 +307,8 @@ void on_read(struct us_ring *r, struct slot *s, int c, int res)
         s->eof_off = end;
     if (end > s->size_end)
         s->size_end = end;
+    if ((s->job->flags & US_F_VERIFY) && !s->range)
+        verify_feed(r, s, ch->off, buf_addr(r, ch->buf), ch->got);
     if (s->zero_holes && all_zero(buf_addr(r, ch->buf), ch->got)) {
         /* --sparse=always: a run of zeros stays a hole */
         ch->put = ch->got;

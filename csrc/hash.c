@@ -138,3 +138,135 @@ void on_hash_read(struct us_ring *r, struct slot *s, int res)
     }
     submit_hash_read(r, s);
 }
+
+/* ------------------------------------------------ US_F_VERIFY: a copy's */
+
+void verify_begin(struct us_ring *r, struct slot *s)
+{
+    XXH3_128bits_reset(state_of(r, s));
+    s->hashed = 0;
+}
+
+/* A hole between the bytes fed so far and `to`: zeros, as it reads. */
+static void feed_zeros(struct us_ring *r, struct slot *s, uint64_t to)
+{
+    static const char zeros[1 << 16];
+
+    while (s->hashed < to) {
+        uint64_t n = to - s->hashed > sizeof zeros ? sizeof zeros : to - s->hashed;
+        XXH3_128bits_update(state_of(r, s), zeros, (size_t)n);
+        s->hashed += n;
+    }
+}
+
+void verify_feed(struct us_ring *r, struct slot *s, uint64_t off, const void *p, size_t n)
+{
+    feed_zeros(r, s, off);
+    XXH3_128bits_update(state_of(r, s), p, n);
+    s->hashed = off + n;
+}
+
+void verify_source_done(struct us_ring *r, struct slot *s, uint64_t size)
+{
+    XXH128_hash_t h;
+
+    feed_zeros(r, s, size);
+    h = XXH3_128bits_digest(state_of(r, s));
+    s->job->hash_lo = h.low64;
+    s->job->hash_hi = h.high64;
+}
+
+/* The read-back, once the data is written and before the metadata: the
+ * destination opened again by name (O_DIRECT: the kernel writes its dirty
+ * pages back first, then reads the disk), read from 0 to EOF one buffer at
+ * a time into the slot's own, hashed, compared. */
+static void submit_readback_open(struct us_ring *r, struct slot *s)
+{
+    struct us_job *j = s->job;
+
+    r->be->openat(r, udata(slot_index(r, s), 0, T_VERIFY_OPEN), j->dst_dirfd, j->dst_name,
+                  O_RDONLY | O_CLOEXEC | O_NOFOLLOW | (s->direct ? O_DIRECT : 0), 0, 0);
+    s->pending++;
+}
+
+static void submit_readback_read(struct us_ring *r, struct slot *s)
+{
+    r->be->read(r, udata(slot_index(r, s), 0, T_VERIFY_READ), s->vfd, s->ch[0].buf, 0,
+                r->cfg.buf_size, s->next_off);
+    s->pending++;
+}
+
+void start_readback(struct us_ring *r, struct slot *s)
+{
+    XXH3_128bits_reset(state_of(r, s));
+    s->direct = true;
+    s->next_off = 0;
+    s->vfd = -1;
+    submit_readback_open(r, s);
+}
+
+/* Read back (or given up on): the verdict, then the metadata (or the end:
+ * finish removes a file that failed). */
+static void readback_done(struct us_ring *r, struct slot *s)
+{
+    struct us_job *j = s->job;
+
+    if (s->vfd >= 0) {
+        r->be->close(r, udata(0, 0, T_IGNORE), s->vfd);
+        r->closes_pending++;
+        s->vfd = -1;
+    }
+    if (!s->failed) {
+        XXH128_hash_t h = XXH3_128bits_digest(state_of(r, s));
+        if (h.low64 != j->hash_lo || h.high64 != j->hash_hi)
+            fail(s, US_OP_VERIFY, -EBADMSG);
+    }
+    if (s->failed)
+        finish(r, s);
+    else
+        start_meta(r, s);
+}
+
+void on_readback_open(struct us_ring *r, struct slot *s, int res)
+{
+    s->pending--;
+    if (res == -EINVAL && s->direct && !s->failed) {
+        s->direct = false; /* no O_DIRECT here: flushed and uncached instead */
+        submit_readback_open(r, s);
+        return;
+    }
+    if (res < 0) {
+        fail(s, US_OP_VERIFY, res);
+        readback_done(r, s);
+        return;
+    }
+    s->vfd = res;
+    if (!s->failed && !s->direct) {
+        int e = fdatasync(s->vfd) < 0 ? errno : posix_fadvise(s->vfd, 0, 0, POSIX_FADV_DONTNEED);
+        if (e)
+            fail(s, US_OP_VERIFY, -e);
+    }
+    if (s->failed) {
+        readback_done(r, s);
+        return;
+    }
+    submit_readback_read(r, s);
+}
+
+void on_readback_read(struct us_ring *r, struct slot *s, int res)
+{
+    s->pending--;
+    if (res < 0)
+        fail(s, US_OP_VERIFY, res);
+    if (s->failed || res == 0) {
+        readback_done(r, s);
+        return;
+    }
+    XXH3_128bits_update(state_of(r, s), buf_addr(r, s->ch[0].buf), (size_t)res);
+    s->next_off += (uint64_t)res;
+    if (s->direct && (res & 4095)) {
+        readback_done(r, s); /* O_DIRECT: a read that ends off a block is EOF */
+        return;
+    }
+    submit_readback_read(r, s);
+}

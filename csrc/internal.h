@@ -220,6 +220,8 @@ enum tag {
     T_HASH_READ,
     T_RENAME,
     T_UNLINK,
+    T_VERIFY_OPEN,
+    T_VERIFY_READ,
 };
 
 struct chunk {
@@ -238,7 +240,9 @@ struct slot {
     bool replaced;           /* an existing file was replaced: old_* are its */
     bool sparse, zero_holes; /* seek over the source's holes; skip zero runs */
     bool range;              /* US_T_RANGE: the fds are the caller's */
-    bool direct;             /* US_T_HASH: src opened O_DIRECT (US_F_DEVICE) */
+    bool direct;             /* US_T_HASH, read-back: opened O_DIRECT (US_F_DEVICE) */
+    uint64_t hashed;         /* US_F_VERIFY: bytes of the source fed to the hash */
+    int vfd;                 /* US_F_VERIFY: the destination opened to read back, or -1 */
     uint32_t old_mode, old_uid, old_gid;
     uint64_t written_end; /* end of the last byte written */
     uint64_t size_end;    /* the size the copy must have (holes at the end) */
@@ -340,6 +344,16 @@ void on_xattr(struct us_ring *r, struct slot *s, enum tag t, int res);
 void start_hash(struct us_ring *r, struct slot *s);
 void on_hash_open(struct us_ring *r, struct slot *s, int res);
 void on_hash_read(struct us_ring *r, struct slot *s, int res);
+/* hash.c, US_F_VERIFY: the source's bytes as they are read (at `off`, in
+ * order: a gap since the last is a hole, hashed as zeros), the end (zeros
+ * up to `size`), then the read-back, before the metadata (a read would
+ * change the atime just set): it ends in start_meta, or finish if it failed */
+void verify_begin(struct us_ring *r, struct slot *s);
+void verify_feed(struct us_ring *r, struct slot *s, uint64_t off, const void *p, size_t n);
+void verify_source_done(struct us_ring *r, struct slot *s, uint64_t size);
+void start_readback(struct us_ring *r, struct slot *s);
+void on_readback_open(struct us_ring *r, struct slot *s, int res);
+void on_readback_read(struct us_ring *r, struct slot *s, int res);
 
 #pragma GCC visibility pop
 #endif

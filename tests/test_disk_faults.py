@@ -292,6 +292,61 @@ def test_fsync_catches_what_writeback_loses(tmp_path, tmp: bytes, jobs: str | No
         assert_outcome(src, dst, files, {bad})
 
 
+@pytest.mark.parametrize("jobs", JOBS)
+def test_verify_catches_a_disk_that_corrupts_writes(tmp_path, tmp: bytes, jobs: str | None) -> None:  # type: ignore[no-untyped-def]
+    """The disk flips a byte of any block holding the poison mark and says
+    the write went well.  cp -a: exit 0 and a corrupt copy.  cp -a --verify:
+    the data read back from the disk differs from what was read: reported
+    (step verify), the file removed, the rest copied."""
+    bad = b"sub/bad.bin"
+    files = dst_files(bad)
+    src = p(tmp, b"src")
+    make_tree(src, files)
+    with fault_disk(tmp_path / "dst") as d:
+        d.corrupt_writes_of()
+        plain = p(d.mnt, b"plain")
+        rc, _out, err = run_cli("cp", "-a", *jobs_args(jobs), src, plain)
+        assert rc == 0, err
+        dst = p(d.mnt, b"dst")
+        rc, _out, err = run_cli("cp", "-a", "--verify", *jobs_args(jobs), src, dst)
+        os.sync()  # the plain copy's pages reach the disk too, before the faults go
+        assert sum(ln.startswith("CORRUPT") for ln in d.injected()) >= 2
+        assert rc == 23, err
+        (line,) = assert_error_lines(err)
+        assert p(dst, bad) in line and b"read back from the disk differs" in line, line
+        assert not os.path.exists(p(dst, bad)), "the copy that differs was left"
+        d.clear()
+        d.remount()  # what the disk holds, not the page cache
+        assert_outcome(src, dst, files, {bad})
+        with open(p(plain, bad), "rb") as f:
+            assert f.read() != files[bad], "the disk did not corrupt the plain copy"
+
+
+@pytest.mark.parametrize("jobs", JOBS)
+def test_sync_verify_keeps_the_old_file(tmp_path, tmp: bytes, jobs: str | None) -> None:  # type: ignore[no-untyped-def]
+    """sync --verify: a new version that reads back wrong is never renamed
+    into place; the old file stays and no temporary is left."""
+    bad = b"sub/bad.bin"
+    files = dst_files(bad)
+    src = p(tmp, b"src")
+    make_tree(src, {**files, bad: b"old version"})
+    with fault_disk(tmp_path / "dst") as d:
+        dst = p(d.mnt, b"dst")
+        rc, _out, err = run_cli("sync", "-a", src + b"/", dst)
+        assert rc == 0, err
+        make_tree(src, files)  # bad.bin's new version holds the poison
+        d.corrupt_writes_of()
+        rc, _out, err = run_cli("sync", "-a", "--verify", *jobs_args(jobs), src + b"/", dst)
+        assert rc == 23, err
+        (line,) = assert_error_lines(err)
+        assert b"read back from the disk differs" in line, line
+        assert sorted(os.listdir(p(dst, b"sub"))) == sorted(
+            os.path.basename(n) for n in files if n.startswith(b"sub/")
+        )
+        with open(p(dst, bad), "rb") as f:
+            assert f.read() == b"old version"
+
+
 @pytest.mark.parametrize("side", ["source", "destination"])
 def test_eio_through_copy_file_range(tmp_path, side: str) -> None:  # type: ignore[no-untyped-def]
     """The in-kernel copy (copy_range_min=0; source and destination on one

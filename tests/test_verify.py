@@ -13,8 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import uringsync
 from tests.support.base import root_only
 from tests.support.cli import check_cli, run_cli
+from tests.support.compare import assert_same_tree
 from tests.support.faultdisk import extents
 from tests.support.synctrees import (
     RSYNC,
@@ -26,7 +28,7 @@ from tests.support.synctrees import (
     set_diff,
 )
 from tests.support.system import loop_fs, mount_ramfs, umount
-from tests.support.trees import rand_bytes, write_file
+from tests.support.trees import rand_bytes, set_tree_times, write_file
 from uringsync import manifest
 
 pytestmark = [pytest.mark.skipif(RSYNC is None, reason="rsync is the oracle")]
@@ -229,3 +231,52 @@ def test_manifest_lines_read_back(parts: list[bytes], digest: bytes) -> None:
     text = manifest.line(path, digest)
     assert text.count(b"\n") == 1 and text.endswith(b"\n")
     assert list(manifest.parse(text)) == [(path, digest)]
+
+
+# ------------------------------------------------- cp/sync --verify, as cp -a
+
+
+def test_cp_verify_is_cp_a(tmp: bytes, engine_name: str) -> None:
+    """--verify changes how the data is read and checked, not the result:
+    the same tree as GNU cp -a (holes kept, hard links, xattrs), exit 0."""
+    src = tmp + b"/src"
+    os.makedirs(src + b"/d")
+    write_file(src + b"/big", rand_bytes(3 * 1024 * 1024 + 5, "vbig"))
+    write_file(src + b"/d/small", b"small")
+    write_file(src + b"/empty", b"")
+    with open(src + b"/sparse", "wb") as f:  # holes first, in the middle, at the end
+        f.truncate(9 << 20)
+        f.seek(2 << 20)
+        f.write(rand_bytes(70_000, "s1"))
+        f.seek(6 << 20)
+        f.write(b"x")
+    os.link(src + b"/d/small", src + b"/d/small-link")
+    os.symlink(b"big", src + b"/lnk")
+    os.setxattr(src + b"/big", b"user.k", b"v")
+    set_tree_times(src)  # atimes a read does not bump: both copies see the same
+    rc, out, err = run_cli(b"cp", b"-a", b"--verify", src, tmp + b"/us")
+    assert (rc, out, err) == (0, b"", b"")
+    subprocess.run([b"cp", b"-a", src, tmp + b"/cp"], check=True)
+    assert_same_tree(tmp + b"/cp", tmp + b"/us")
+    assert os.stat(tmp + b"/us/sparse").st_blocks < 512  # still sparse
+
+
+def test_verify_through_the_api(tmp: bytes) -> None:
+    """In this process (no workers): the engine's own path, for the sanitizer
+    build; the result counts the files, nothing fails."""
+    src = tmp + b"/src"
+    os.makedirs(src)
+    for i in range(40):
+        write_file(src + b"/f%d" % i, rand_bytes(i * 9000, i))
+    res = uringsync.copy(src, tmp + b"/dst", archive=True, verify=True, jobs=0)
+    assert (res.exit_code, res.errors, res.files) == (0, [], 40)
+    assert rsync_check(src, tmp + b"/dst") == set()
+
+
+def test_verify_and_reflink_always_are_refused(tmp: bytes) -> None:
+    os.mkdir(tmp + b"/src")
+    rc, _out, err = run_cli(
+        b"cp", b"-a", b"--verify", b"--reflink=always", tmp + b"/src", tmp + b"/d"
+    )
+    assert rc == 1 and b"--verify" in err, err
+    assert not os.path.exists(tmp + b"/d")

@@ -261,6 +261,7 @@ class _Lib:
     US_F_RMDIR: int
     US_F_DEVICE: int
     US_F_FSYNC: int
+    US_F_VERIFY: int
     # what a US_T_META job found different (us_job.changed)
     US_CH_XATTR: int
     US_CH_ACL: int
@@ -305,6 +306,7 @@ class _Lib:
     US_OP_STOPPED: int
     US_OP_RENAME: int
     US_OP_FSYNC: int
+    US_OP_VERIFY: int
     # how far a job got (us_job.state)
     US_JOB_QUEUED: int
     US_JOB_STARTED: int

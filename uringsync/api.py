@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from uringsync import engine, options
-from uringsync.engine import F_FSYNC, Ring
+from uringsync.engine import F_FSYNC, F_VERIFY, Ring
 from uringsync.options import CopyError
 from uringsync.pool import Pool, peak_rss_self, usable_cpus
 from uringsync.walker import (
@@ -106,9 +106,16 @@ def copy(
     engine: str | None = None,
     on_notice: Callable[[str], None] | None = None,
     fsync: bool = False,
+    verify: bool = False,
     _tuning: Tuning | None = None,
 ) -> Result:
     """Copy like ``cp``: ``archive=True`` is ``cp -a``.
+
+    ``verify``: each file's data is hashed (XXH3-128) as it is read, then
+    read back from the device once written and compared; a file that
+    differs is an error (step "verify") and is removed.  Files go through
+    the buffers (no reflink or copy_file_range; ``reflink="always"`` is a
+    CopyError), one job each (big files are not split).
 
     ``fsync``: when it returns, everything it wrote is on stable storage:
     each file flushed (fsync) after its metadata, then each destination file
@@ -143,8 +150,11 @@ def copy(
 
     started = time.monotonic()
     flags = options.copy_flags(archive, preserve, sparse, reflink)
-    if fsync:
-        flags = replace(flags, flags=flags.flags | F_FSYNC)
+    if verify and reflink == "always":
+        raise CopyError("--verify reads the data through its buffers: not with --reflink=always")
+    extra = (F_FSYNC if fsync else 0) | (F_VERIFY if verify else 0)
+    if extra:
+        flags = replace(flags, flags=flags.flags | extra)
     src_list = [srcs] if isinstance(srcs, (str, bytes, os.PathLike)) else list(srcs)
     src_b = [os.fsencode(s) for s in src_list]
     dst_b = os.fsencode(dst)

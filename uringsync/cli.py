@@ -145,6 +145,16 @@ def cp(
             "flushed after its metadata, each destination file system once at the end.",
         ),
     ] = False,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify",
+            help="Hash each file's data (XXH3-128) as it is read, read it back from the disk "
+            "(not the page cache) once written, and compare: a file that differs is an error "
+            "(exit 23) and is removed. Data goes through the buffers: no reflinks or "
+            "copy_file_range; big files are not split.",
+        ),
+    ] = False,
     json_out: Annotated[
         bool,
         typer.Option(
@@ -190,6 +200,7 @@ def cp(
                 engine=engine_name,
                 on_notice=(lambda m: bar.print(f"uringsync: {m}")) if bar is not None else err,
                 fsync=fsync,
+                verify=verify,
             )
     except api.CopyError as e:
         err(str(e))
@@ -217,7 +228,8 @@ parents).  Options, with rsync's meaning: -a (-rlptgoD), -r -l -p -t -g -o -D
 -I/--ignore-times -u/--update --ignore-existing --existing --inplace --delete
 --delete-after --delete-excluded --max-delete=N --exclude --include
 --exclude-from --include-from --filter ('-' and '+' rules) --files-from=FILE
--0/--from0 --fsync --stats --json -j N.
+-0/--from0 --fsync --stats; ours: --verify (each copied file read back from the
+disk and compared), --json, -j N.
 Any other rsync option is refused by name.
 
 Exit codes: 0 done; 1 usage or fatal error; 23 some entries failed (each

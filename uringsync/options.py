@@ -168,6 +168,7 @@ class SyncOptions:
     max_delete: int | None = None
     itemize: int = 0  # -i given this many times (2: unchanged entries too)
     fsync: bool = False  # --fsync: files flushed before their rename, file systems at the end
+    verify: bool = False  # --verify (ours): files hashed as read, read back from the disk
     # -c reads the destination's data from the device, not the page cache
     # (uringsync verify: a check of the disk, not of memory)
     device_reads: bool = False
@@ -184,6 +185,7 @@ def sync_flags(so: SyncOptions) -> CopyFlags:
         | (engine.P_XATTR if so.xattrs else 0)
         | (engine.P_ACL if so.acls else 0)
         | (engine.F_FSYNC if so.fsync else 0)
+        | (engine.F_VERIFY if so.verify else 0)
         | engine.F_SPARSE_AUTO
     )
     # Without -p, as rsync: a new file gets the source's mode less umask;

@@ -14,6 +14,7 @@ This module is plain data: it imports nothing of uringsync.
 from __future__ import annotations
 
 import errno as E
+import os
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
@@ -55,7 +56,8 @@ class Step:
     def what(self, src: bytes, dst: bytes, err: int = 0, kind: str = "regular file") -> str:
         """The message's words (the reason is added by the reporter)."""
         template = self.by_errno.get(err, self.template)
-        return template.format(src=show(src), dst=show(dst), kind=kind)
+        reason = os.strerror(err) if err else ""  # for a step whose words hold it
+        return template.format(src=show(src), dst=show(dst), kind=kind, reason=reason)
 
 
 def _step(
@@ -117,6 +119,10 @@ STEPS: tuple[Step, ...] = (
     _step("stopped", DST, "stopped while copying {src}", "US_OP_STOPPED"),
     _step("rename", DST, "cannot rename {dst}", "US_OP_RENAME"),
     _step("fsync", DST, "cannot flush {dst} to disk", "US_OP_FSYNC"),
+    # EBADMSG: what the disk gave back is not what was read from {src}
+    _step("verify", DST, "cannot verify {dst}: {reason}", "US_OP_VERIFY", with_reason=False,
+          by_errno={E.EBADMSG: "verifying {dst}: the data read back from the disk differs "
+                               "from what was read from {src}"}),
     # ---- the walker's steps (one path: pass it as both src and dst)
     _step("opendir", SRC, "cannot open directory {src}"),
     _step("readdir", SRC, "cannot read directory {src}"),

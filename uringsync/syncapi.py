@@ -62,6 +62,7 @@ def sync(
     max_delete: int | None = None,
     one_file_system: bool = False,
     fsync: bool = False,
+    verify: bool = False,
     jobs: int | None = None,
     engine: str | None = None,
     on_itemize: Callable[[bytes], None] | None = None,
@@ -102,6 +103,7 @@ def sync(
         max_delete=max_delete,
         itemize=1,
         fsync=fsync,
+        verify=verify,
     )
     if os.geteuid() != 0:  # as in run_args
         so = dataclasses.replace(so, owner=False, group=False)
@@ -166,6 +168,7 @@ def run_args(
         max_delete=a.max_delete,
         itemize=a.itemize,
         fsync=a.fsync,
+        verify=a.verify,
     )
     if os.geteuid() != 0:
         # as rsync run by a user: no owner to give away, and (a choice here:

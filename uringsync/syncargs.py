@@ -108,6 +108,7 @@ class SyncArgs:
     from0: bool = False  # --files-from, --exclude-from, --include-from: NUL-ended lines
     stats: bool = False
     fsync: bool = False  # every written file flushed (and, ours, the file systems at the end)
+    verify: bool = False  # ours: every copied file read back from the disk and compared
     json: bool = False
     jobs: int | None = None  # None: the engine's default
 
@@ -144,6 +145,7 @@ _FLAGS: dict[str, tuple[str, bool]] = {
     "delete-excluded": ("delete_excluded", True),
     "stats": ("stats", True),
     "fsync": ("fsync", True),
+    "verify": ("verify", True),  # ours, not rsync's
     "json": ("json", True),  # ours, not rsync's
 }
 _COUNTS = {"verbose": "verbose", "itemize-changes": "itemize"}

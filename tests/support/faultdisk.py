@@ -152,8 +152,14 @@ class FaultDisk:
         """Writes of any block containing ``mark`` fail (``POISON``)."""
         self.add_faults([{"op": "write", "match": mark.decode("latin-1")}])
 
+    def corrupt_writes_of(self, mark: bytes = POISON_MARK) -> None:
+        """Writes of any block containing ``mark`` succeed, but the disk keeps
+        the block with a byte flipped (silent corruption)."""
+        self.add_faults([{"op": "corrupt", "match": mark.decode("latin-1")}])
+
     def injected(self) -> list[str]:
-        """The errors the disk returned so far: 'EIO read|write OFF LEN'."""
+        """The errors the disk returned so far: 'EIO read|write OFF LEN', and
+        the writes it corrupted: 'CORRUPT write OFF LEN'."""
         try:
             with open(self.log) as f:
                 return f.read().splitlines()

@@ -19,9 +19,12 @@ dm's linear/error segments:
 * ``match``: a write whose data contains these bytes (latin-1) fails with
   EIO, wherever the file system put it (a destination file's blocks are
   picked by the allocator at run time, so a sector range cannot aim at them
-  beforehand).
+  beforehand);
+* ``op`` "corrupt" (with ``match``): such a write succeeds, but what is
+  stored has the match's first byte flipped: a disk that loses data silently.
 
-Each injected error is appended to LOG as one line: ``EIO read OFF LEN``.
+Each injected error is appended to LOG as one line: ``EIO read OFF LEN``
+(``CORRUPT write OFF LEN`` for a corrupted write).
 Files are opened with FOPEN_DIRECT_IO: no page cache here, every request of
 the loop device above reaches this process.
 """
@@ -128,7 +131,16 @@ class FaultDisk(pyfuse3.Operations):  # type: ignore[misc]
 
     async def write(self, fh: int, off: int, buf: bytes) -> int:
         self._check("write", off, len(buf), buf)
-        return os.pwrite(self.fd, buf, off)
+        n = len(buf)
+        for f in self.faults:
+            if f.get("op") != "corrupt":
+                continue
+            i = buf.find(str(f["match"]).encode("latin-1"))
+            if i >= 0:
+                self.log.write(f"CORRUPT write {off} {n}\n")
+                buf = buf[:i] + bytes([buf[i] ^ 0xFF]) + buf[i + 1 :]
+        os.pwrite(self.fd, buf, off)
+        return n
 
     async def fsync(self, fh: int, datasync: bool) -> None:
         os.fsync(self.fd)
