@@ -8,10 +8,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <liburing.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -81,6 +84,27 @@ static int ring_init(struct io_uring *ring, unsigned entries)
     return ret;
 }
 
+/* Whether pinning `bytes` of buffers is for this process to do.  Without
+ * CAP_IPC_LOCK the kernel charges every ring and pinned page to the uid,
+ * summed over all its processes, against RLIMIT_MEMLOCK, and it charges a
+ * registration page by page before it gives up: an attempt that cannot fit
+ * holds the whole limit for a moment, and a ring set up meanwhile by another
+ * process of the user (this copy's walker, another worker) fails with
+ * ENOMEM.  So: only when the buffers take at most a quarter of the limit,
+ * leaving the rest to the user's other rings. */
+static bool may_pin(size_t bytes)
+{
+    struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
+    struct rlimit rl;
+
+    if (syscall(SYS_capget, &hdr, data) == 0 && (data[0].effective & (1u << CAP_IPC_LOCK)))
+        return true;
+    if (getrlimit(RLIMIT_MEMLOCK, &rl) < 0)
+        return false;
+    return rl.rlim_cur == RLIM_INFINITY || bytes <= rl.rlim_cur / 4;
+}
+
 static int ur_init(struct us_ring *r, unsigned entries)
 {
     struct io_uring *ring = calloc(1, sizeof *ring);
@@ -120,7 +144,7 @@ static int ur_init(struct us_ring *r, unsigned entries)
     /* Registration pins the pages; without it (RLIMIT_MEMLOCK) plain
      * READ/WRITE on the same buffers still work. */
     r->fixed = r->ops[IORING_OP_READ_FIXED] && r->ops[IORING_OP_WRITE_FIXED] &&
-               io_uring_register_buffers(ring, iov, r->cfg.nbufs) == 0;
+               may_pin(r->bufmem_len) && io_uring_register_buffers(ring, iov, r->cfg.nbufs) == 0;
     free(iov);
     return 0;
 }

@@ -520,6 +520,29 @@ def test_missing_opcode_runs_as_plain_syscall(dirs: Dirs, missing: str) -> None:
 
 
 @root_only
+def test_a_user_pins_at_most_a_quarter_of_memlock() -> None:
+    """Without CAP_IPC_LOCK the kernel charges every ring and pinned buffer
+    of a uid, over all its processes, to RLIMIT_MEMLOCK, and charges a
+    registration page by page before giving up: buffers are registered only
+    when they take at most a quarter of the limit, so that one ring's attempt
+    never leaves another of the user's rings (the walker's, a worker's) no
+    room to be set up (seen as ENOMEM in CI before)."""
+    limit = 8 * MiB
+
+    def rings() -> list[bool]:
+        resource.setrlimit(resource.RLIMIT_MEMLOCK, (limit, limit))
+        out = []
+        # 12, 48 and 96 buffers of 128 KiB: 1.5, 6 and 12 MiB; 6 would fit, but
+        # would leave the user's other rings 2 MiB
+        for qd, chunks in ((4, 1), (16, 4), (64, 4)):
+            with Ring(queue_depth=qd, chunks_per_file=chunks, engine="io_uring") as r:
+                out.append(r.info().fixed_buffers)
+        return out
+
+    assert as_user(rings) == [True, False, False]
+
+
+@root_only
 @pytest.mark.parametrize("limit", [0, 1 * MiB])
 def test_low_memlock(world: bytes, limit: int) -> None:
     """An unprivileged user (no CAP_IPC_LOCK) with a low RLIMIT_MEMLOCK:
