@@ -83,6 +83,9 @@
  * (US_OP_VERIFY, -EBADMSG) and removes it.  No FICLONE or copy_file_range: the
  * data must pass the hash.  The source's digest in hash_hi/hash_lo. */
 #define US_F_VERIFY 65536
+/* as US_F_VERIFY without the read-back: the source's digest as the data
+ * passes (for a manifest) */
+#define US_F_DIGEST 131072
 
 /* ---- what a US_T_META job found different (us_job.changed) ---- */
 #define US_CH_XATTR 1

@@ -92,8 +92,9 @@ static void finish_data(struct us_ring *r, struct slot *s)
         finish(r, s);
         return;
     }
-    if (s->job->flags & US_F_VERIFY) {
+    if (hashing(s))
         verify_source_done(r, s, s->size_end > s->written_end ? s->size_end : s->written_end);
+    if (s->job->flags & US_F_VERIFY) {
         start_readback(r, s); /* then start_meta */
         return;
     }
@@ -183,7 +184,7 @@ static void read_chunks(struct us_ring *r, struct slot *s, uint64_t bytes)
         want = 1;
     if (want > r->cfg.chunks_per_file)
         want = r->cfg.chunks_per_file;
-    if (s->job->flags & US_F_VERIFY && !s->range)
+    if (hashing(s))
         want = 1; /* the hash takes the bytes in order */
     /* Leave one buffer for every slot that is free, so a job can always
      * start: start_job relies on it. */
@@ -204,7 +205,7 @@ void start_data(struct us_ring *r, struct slot *s)
     s->zero_holes = (j->flags & US_F_SPARSE_ALWAYS) != 0;
     /* the size the copy must reach even if it ends in a hole */
     s->size_end = s->sparse ? st->size : 0;
-    if (j->flags & US_F_VERIFY) {
+    if (hashing(s)) {
         /* the data must pass the hash: the buffers, not the kernel's copy */
         verify_begin(r, s);
         j->path = US_PATH_URING;
@@ -307,7 +308,7 @@ void on_read(struct us_ring *r, struct slot *s, int c, int res)
         s->eof_off = end;
     if (end > s->size_end)
         s->size_end = end;
-    if ((s->job->flags & US_F_VERIFY) && !s->range)
+    if (hashing(s))
         verify_feed(r, s, ch->off, buf_addr(r, ch->buf), ch->got);
     if (s->zero_holes && all_zero(buf_addr(r, ch->buf), ch->got)) {
         /* --sparse=always: a run of zeros stays a hole */

@@ -139,7 +139,7 @@ void on_hash_read(struct us_ring *r, struct slot *s, int res)
     submit_hash_read(r, s);
 }
 
-/* ------------------------------------------------ US_F_VERIFY: a copy's */
+/* ------------------------------ US_F_VERIFY, US_F_DIGEST: a copy's data */
 
 void verify_begin(struct us_ring *r, struct slot *s)
 {

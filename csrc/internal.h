@@ -320,6 +320,12 @@ static inline void fail(struct slot *s, int op, int err)
     }
 }
 
+/* US_F_VERIFY or US_F_DIGEST: a regular file's data hashed as it is read */
+static inline bool hashing(const struct slot *s)
+{
+    return (s->job->flags & (US_F_VERIFY | US_F_DIGEST)) && !s->range;
+}
+
 static inline void record(struct us_job *j, int err, int op)
 {
     if (err < 0 && !j->err) {

@@ -280,3 +280,38 @@ def test_verify_and_reflink_always_are_refused(tmp: bytes) -> None:
     )
     assert rc == 1 and b"--verify" in err, err
     assert not os.path.exists(tmp + b"/d")
+
+
+@pytest.mark.skipif(XXH128SUM is None, reason="xxh128sum (Debian's xxhash) checks the manifest")
+@pytest.mark.parametrize("verify_too", [False, True], ids=["manifest", "manifest+verify"])
+def test_cp_manifest(tmp: bytes, engine_name: str, verify_too: bool) -> None:
+    """cp --manifest: a line per regular file name copied (every hard link),
+    the digest taken as the data passed, paths relative to DST; into an
+    existing directory they start with SRC's name, as the copy does."""
+    src = tmp + b"/src"
+    os.makedirs(src + b"/sub")
+    for i, n in enumerate(ODD):
+        write_file(src + b"/sub/" + n, rand_bytes(700 * i, n))
+    with open(src + b"/sparse", "wb") as f:
+        f.truncate(3 << 20)
+        f.seek(1 << 20)
+        f.write(b"data in the middle")
+    os.link(src + b"/sub/plain", src + b"/linked")
+    os.symlink(b"sub/plain", src + b"/symlink")
+    os.mkdir(tmp + b"/into")
+    names = sorted([b"linked", b"sparse", *(b"sub/" + n for n in ODD)])
+    extra = [b"--verify"] if verify_too else []
+    for dst, prefix in ((tmp + b"/dst", b""), (tmp + b"/into", b"src/")):
+        m = dst + b".xxh128"
+        rc, out, err = run_cli(b"cp", b"-a", *extra, b"--manifest", m, src, dst)
+        assert (rc, out, err) == (0, b"", b"")
+        with open(m, "rb") as f:
+            got = dict(manifest.parse(f.read()))
+        assert sorted(got) == [prefix + n for n in names]
+        assert got[prefix + b"linked"] == got[prefix + b"sub/plain"]
+        plain = [p for p in got if b"\\" not in p and b"\n" not in p]
+        p = subprocess.run([XXH128SUM, b"-c", m], cwd=dst, capture_output=True, check=False)
+        assert sorted(ln for ln in p.stdout.splitlines() if ln.endswith(b": OK")) == sorted(
+            n + b": OK" for n in plain
+        ), p.stdout
+        assert verify(b"--manifest", m, dst) == (0, set(), b"")

@@ -262,6 +262,7 @@ class _Lib:
     US_F_DEVICE: int
     US_F_FSYNC: int
     US_F_VERIFY: int
+    US_F_DIGEST: int
     # what a US_T_META job found different (us_job.changed)
     US_CH_XATTR: int
     US_CH_ACL: int

@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from uringsync import engine, options
-from uringsync.engine import F_FSYNC, F_VERIFY, Ring
+from uringsync import engine, manifest, options
+from uringsync.engine import F_DIGEST, F_FSYNC, F_VERIFY, Ring
 from uringsync.options import CopyError
 from uringsync.pool import Pool, peak_rss_self, usable_cpus
 from uringsync.walker import (
@@ -107,6 +107,7 @@ def copy(
     on_notice: Callable[[str], None] | None = None,
     fsync: bool = False,
     verify: bool = False,
+    manifest_file: PathLike | None = None,
     _tuning: Tuning | None = None,
 ) -> Result:
     """Copy like ``cp``: ``archive=True`` is ``cp -a``.
@@ -116,6 +117,12 @@ def copy(
     differs is an error (step "verify") and is removed.  Files go through
     the buffers (no reflink or copy_file_range; ``reflink="always"`` is a
     CopyError), one job each (big files are not split).
+
+    ``manifest_file``: written with one line per regular file name copied
+    (hard links' every name), its XXH3-128 digest taken as the data passed
+    and its path relative to DST, in ``xxh128sum``'s format (run
+    ``xxh128sum -c FILE`` in DST).  Files go through the buffers as with
+    ``verify``.
 
     ``fsync``: when it returns, everything it wrote is on stable storage:
     each file flushed (fsync) after its metadata, then each destination file
@@ -150,9 +157,13 @@ def copy(
 
     started = time.monotonic()
     flags = options.copy_flags(archive, preserve, sparse, reflink)
-    if verify and reflink == "always":
-        raise CopyError("--verify reads the data through its buffers: not with --reflink=always")
+    hashed = verify or manifest_file is not None
+    if hashed and reflink == "always":
+        raise CopyError(
+            "--verify and --manifest read the data through their buffers: not with --reflink=always"
+        )
     extra = (F_FSYNC if fsync else 0) | (F_VERIFY if verify else 0)
+    extra |= F_DIGEST if manifest_file is not None else 0
     if extra:
         flags = replace(flags, flags=flags.flags | extra)
     src_list = [srcs] if isinstance(srcs, (str, bytes, os.PathLike)) else list(srcs)
@@ -187,13 +198,29 @@ def copy(
         if opts.jobs
         else None
     )
+    writer = None
     try:
+        if manifest_file is not None:
+            writer = manifest_writer(manifest_file, dst_b)
+            opts.on_digest = writer.add
         walker = _run(plans, opts, pool, budget, not recursive, copy_range_min)
     except BaseException:
         if pool is not None:
             pool.stop()  # whatever failed, no worker outlives the call
         raise
+    finally:
+        if writer is not None:
+            writer.close()
     return result_of(walker, opts, pool, started, notice)
+
+
+def manifest_writer(path: PathLike, dst: bytes) -> manifest.Writer:
+    """``--manifest FILE``'s writer (CopyError when FILE cannot be made)."""
+    try:
+        return manifest.Writer(os.fsencode(path), dst)
+    except OSError as e:
+        shown = show(os.fsencode(path))
+        raise CopyError(f"cannot write manifest {shown}: {e.strerror}") from None
 
 
 def result_of(

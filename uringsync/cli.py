@@ -155,6 +155,17 @@ def cp(
             "copy_file_range; big files are not split.",
         ),
     ] = False,
+    manifest: Annotated[
+        str | None,
+        typer.Option(
+            "--manifest",
+            metavar="FILE",
+            show_default=False,
+            help="Write FILE: one line per regular file name copied, its XXH3-128 digest "
+            "taken as the data passed and its path relative to DST, in xxh128sum's format "
+            "(xxh128sum -c FILE in DST checks the copy; so does uringsync verify --manifest).",
+        ),
+    ] = None,
     json_out: Annotated[
         bool,
         typer.Option(
@@ -201,6 +212,7 @@ def cp(
                 on_notice=(lambda m: bar.print(f"uringsync: {m}")) if bar is not None else err,
                 fsync=fsync,
                 verify=verify,
+                manifest_file=manifest,
             )
     except api.CopyError as e:
         err(str(e))

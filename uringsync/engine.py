@@ -82,6 +82,7 @@ F_RMDIR: int = lib.US_F_RMDIR  # T_UNLINK: a directory
 F_DEVICE: int = lib.US_F_DEVICE  # T_HASH: read from the device, not the page cache
 F_FSYNC: int = lib.US_F_FSYNC  # a file flushed after its metadata, before its close/rename
 F_VERIFY: int = lib.US_F_VERIFY  # a file hashed as read, read back from the disk, compared
+F_DIGEST: int = lib.US_F_DIGEST  # a file hashed as read (its digest for a manifest)
 # what a T_META job (or meta_sync_fd) found different
 CH_XATTR: int = lib.US_CH_XATTR
 CH_ACL: int = lib.US_CH_ACL

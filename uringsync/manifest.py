@@ -10,7 +10,9 @@ binary-mode marker (``<hex> *<path>``) that ``xxh128sum -b`` writes.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from typing import BinaryIO
 
 DIGEST_LEN = 16
 
@@ -83,3 +85,24 @@ def parse(data: bytes) -> Iterator[tuple[bytes, bytes]]:
             raise ManifestError(f"line {n}: not an XXH3-128 digest (32 hex digits)")
         path = rest[1:]
         yield (_unescape(path, n) if escaped else path), digest
+
+
+class Writer:
+    """A manifest being written: ``add(path, digest)`` per name, paths made
+    relative to ``root`` (DST: its own name when DST is the file itself)."""
+
+    def __init__(self, path: bytes | str, root: bytes) -> None:
+        self.f: BinaryIO = open(path, "wb")  # noqa: SIM115 (closed by close())
+        self.root = os.path.normpath(root)
+        self.prefix = self.root.rstrip(b"/") + b"/"
+
+    def add(self, path: bytes, digest: bytes) -> None:
+        path = os.path.normpath(path)
+        if path.startswith(self.prefix):
+            path = path[len(self.prefix) :]
+        elif path == self.root:
+            path = os.path.basename(path)
+        self.f.write(line(path, digest))
+
+    def close(self) -> None:
+        self.f.close()

@@ -17,16 +17,21 @@ so); 23 some files could not be read (each reported).
 
 from __future__ import annotations
 
-import contextlib
 import errno as E
 import os
 import stat as S
 import time
-from collections.abc import Callable, Iterator, Sequence
-from typing import BinaryIO
+from collections.abc import Callable, Sequence
 
 from uringsync import engine, manifest
-from uringsync.api import EXIT_OK, EXIT_PARTIAL, PathLike, Result, pick_engine
+from uringsync.api import (
+    EXIT_OK,
+    EXIT_PARTIAL,
+    PathLike,
+    Result,
+    manifest_writer,
+    pick_engine,
+)
 from uringsync.options import CopyError, SyncOptions
 from uringsync.walker import FileError, show
 
@@ -42,19 +47,6 @@ def _stat(path: bytes, what: str) -> os.stat_result:
         return os.stat(path)
     except OSError as e:
         raise CopyError(f"cannot verify {what} {show(path)}: {e.strerror}") from None
-
-
-@contextlib.contextmanager
-def _manifest_out(path: PathLike | None) -> Iterator[BinaryIO | None]:
-    if path is None:
-        yield None
-        return
-    try:
-        f = open(path, "wb")  # noqa: SIM115 (closed below, errors worded)
-    except OSError as e:
-        raise CopyError(f"cannot write manifest {show(os.fsencode(path))}: {e.strerror}") from None
-    with f:
-        yield f
 
 
 def verify(
@@ -97,13 +89,8 @@ def verify(
         itemize=1,
         device_reads=True,
     )
-    with _manifest_out(manifest_file) as out:
-        write = None
-        if out is not None:
-
-            def write(path: bytes, digest: bytes) -> None:
-                out.write(manifest.line(path, digest))
-
+    writer = manifest_writer(manifest_file, dst_b) if manifest_file is not None else None
+    try:
         res = syncapi.run_sync(
             [src_b.rstrip(b"/") + b"/"],
             dst_b,
@@ -113,8 +100,11 @@ def verify(
             on_itemize=on_itemize,
             on_error=on_error,
             on_notice=on_notice,
-            on_digest=write,
+            on_digest=writer.add if writer is not None else None,
         )
+    finally:
+        if writer is not None:
+            writer.close()
     if res.exit_code == EXIT_OK and res.changes:
         res.exit_code = EXIT_DIFFER
     return res

@@ -62,14 +62,14 @@ class BigFiles(Below):
     def _can_split(self) -> bool:
         """Big files go in ranges to several workers, unless the data path
         would not read and write them (clones, copy_file_range offload),
-        holes must be made of zero runs, or --verify hashes each file in
-        order (one job: ranges are not verified yet)."""
+        holes must be made of zero runs, or --verify/--manifest hash each
+        file in order (one job: ranges are not hashed yet)."""
         return (
             self.pool is not None
             and self.pool.alive() > 1
             and not self.offload
             and not self.job_flags
-            & (engine.F_REFLINK_TRY | engine.F_REFLINK_REQUIRE | engine.F_VERIFY)
+            & (engine.F_REFLINK_TRY | engine.F_REFLINK_REQUIRE | engine.F_VERIFY | engine.F_DIGEST)
             and self.opts.flags.sparse != "always"
             and len(self.bigs) < MAX_BIG_OPEN
         )

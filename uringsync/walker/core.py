@@ -83,8 +83,9 @@ class Options:
     rules: filters.Rules | None = None
     on_itemize: Callable[[bytes], None] | None = None
     on_info: Callable[[str], None] | None = None
-    # -c's verified files (verify --manifest): (path from the transfer
-    # root, XXH3-128 digest) of each name whose data matched its source's
+    # a regular file name's XXH3-128 digest: sync -c's files whose data
+    # matched (verify --manifest; the path from the transfer root), cp's
+    # copies under F_DIGEST (cp --manifest; the destination path)
     on_digest: Callable[[bytes, bytes], None] | None = None
 
 
@@ -129,6 +130,7 @@ class Walker(Sync, Visit, BigFiles, Links, Dispatch, Dirs, Reporting):
         ring.set_max_inflight(min(inflight, opts.queue_depth))
         # hard links (links.py), big files (bigfiles.py)
         self.inodes: dict[InodeKey, LinkGroup] = {}
+        self.link_digests = {}
         self.bigs: dict[BigFile, None] = {}
         self.split_min = opts.tuning.split_min
         self.range_size = opts.tuning.range_size

@@ -14,7 +14,7 @@ import functools
 import os
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from uringsync import engine, steps
 from uringsync.engine import Batch, CharPtr, Ring, Stat
@@ -77,6 +77,7 @@ class Dispatch(Below):
     slot: Slot
     copy_range_min: int
     job_flags: int  # what jobs are queued with (the walker's flags and the reflink choice)
+    link_digests: dict[bytes, bytes]  # cp --manifest: a linked copy's path -> its digest
     mode_mask: int
     trace: Callable[[Trace], None] | None
 
@@ -328,6 +329,8 @@ class Dispatch(Below):
             if not ok:
                 continue
             jt = j.type
+            if self.opts.on_digest is not None and jt in (engine.T_REG, engine.T_HARDLINK):
+                self._digested(d, j, aux)
             if jt == engine.T_LNK:
                 t.symlinks += 1
             elif jt == engine.T_HARDLINK:
@@ -352,6 +355,22 @@ class Dispatch(Below):
             self._finish_dir(d)
         if self.opts.progress:
             self.opts.progress(Event("batch", files=files, bytes=nbytes + range_bytes))
+
+    def _digested(self, d: Dir, j: engine.UsJob, aux: object) -> None:
+        """cp --manifest: a file's digest (F_DIGEST) under each of its names:
+        a copy's own, a hard link's its copy's (kept by path until then)."""
+        assert self.opts.on_digest is not None
+        name = engine.string(j.dst_name)
+        if int(j.type) == engine.T_HARDLINK:
+            target = cast("Dir", aux)  # the directory of the copy it links to
+            dig = self.link_digests.get(join(target.dst_path, engine.string(j.src_name)))
+            if dig is None:
+                return
+        else:
+            dig = engine.digest(j)
+            if int(j.st.nlink) > 1:
+                self.link_digests[join(d.dst_path, name)] = dig
+        self.opts.on_digest(join(d.dst_path, name), dig)
 
     def _again(
         self,
