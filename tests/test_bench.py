@@ -279,7 +279,7 @@ def tiny_sync(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, dict
     uringsync has no sync yet, rsync stands in for it: the plumbing is the same."""
     d = tmp_path_factory.mktemp("bench-sync")
     opts = bench.Options(
-        workloads=(*bench.SYNC_WORKLOADS, bench.SYNC_RSS, bench.VERIFY),
+        workloads=(*bench.SYNC_WORKLOADS, bench.SYNC_RSS, bench.VERIFY, bench.CP_VERIFY),
         entries=300,
         sync_rss_entries=200,
         rounds=1,
@@ -304,7 +304,8 @@ def test_sync_rows_record_the_ratios(tiny_sync: tuple[Path, int, dict[str, Any]]
     assert code == 0, [r["stderr"] for r in data["runs"] if not r["ok"]]
     assert data["rows"] == []  # no copy workload asked for
     rows = {(r["workload"], r["cache"]): r for r in data["sync_rows"]}
-    assert set(rows) == {(w, "warm") for w in (*bench.SYNC_WORKLOADS, bench.SYNC_RSS, bench.VERIFY)}
+    every = (*bench.SYNC_WORKLOADS, bench.SYNC_RSS, bench.VERIFY, bench.CP_VERIFY)
+    assert set(rows) == {(w, "warm") for w in every}
     for (name, cache), row in rows.items():
         assert row["tools"] == list(bench.sync_tools(name))
         med = row["median"]
@@ -425,7 +426,12 @@ def test_sync_workload_names_and_commands(tmp_path: Path) -> None:
     assert cmd[-4:] == ["-a", "--json", os.fsencode(s), os.fsencode(d)]
     assert bench.split_workloads(["verify"]) == ([], [bench.VERIFY])
     slash = [os.fsencode(s) + b"/", os.fsencode(d) + b"/"]
-    ((cmd,),) = [bench.sync_commands(bench.SYNC_TOOL, s, d, caps, check=True)]
+    ((cmd,),) = [bench.sync_commands(bench.SYNC_TOOL, s, d, caps, check="verify")]
     assert cmd[-4:] == ["uringsync", "verify", *slash]
-    ((cmd,),) = [bench.sync_commands("rsync", s, d, caps, check=True)]
+    ((cmd,),) = [bench.sync_commands("rsync", s, d, caps, check="verify")]
     assert cmd == ["rsync", "-naHAXc", "--delete", *slash]
+    plain = [os.fsencode(s), os.fsencode(d)]
+    ((cmd,),) = [bench.sync_commands(bench.SYNC_TOOL, s, d, caps, check="cp-verify")]
+    assert cmd[-6:] == ["uringsync", "cp", "-a", "--verify", *plain]
+    ((cmd,),) = [bench.sync_commands("rsync", s, d, caps, check="cp-verify")]
+    assert cmd[:2] == ["sh", "-c"] and "rsync -naHAXc --delete" in cmd[2] and cmd[-2:] == plain

@@ -370,7 +370,8 @@ def bench(
             help="Comma-separated: tree, bigfile, mixed; sync-unchanged, sync-1pct, sync-first "
             "(sync: those three; uringsync sync against rsync -aHAX on the tree), sync-rss-1m "
             "(uringsync sync's peak RSS, --sync-rss-entries), verify (uringsync verify against "
-            "rsync -naHAXc --delete on the tree); none: only --rss-entries."
+            "rsync -naHAXc --delete on the tree), cp-verify (uringsync cp -a --verify against "
+            "cp -a && rsync -naHAXc); none: only --rss-entries."
         ),
     ] = "tree,bigfile,mixed",
     entries: Annotated[int, typer.Option(min=1, help="Entries of the tree workload.")] = 50_000,

@@ -81,6 +81,7 @@ from uringsync.bench.spec import (
 )
 from uringsync.bench.syncwork import (
     ALL_SYNC,
+    CP_VERIFY,
     PERTURB_FRACTION,
     SYNC_RSS,
     SYNC_WORKLOADS,
@@ -121,6 +122,7 @@ __all__ = [
     "ALL_SYNC",
     "BLOCK_SIZE",
     "CACHES",
+    "CP_VERIFY",
     "GENERATOR_VERSION",
     "MIXED_BIG_FRACTIONS",
     "PAGE",

@@ -40,6 +40,8 @@ SYNC_TARGETS: dict[tuple[str, str], tuple[str, float]] = {
     ("sync-first", "warm"): ("uringsync", 1.10),
     # uringsync verify / rsync -naHAXc --delete (the verify workload)
     ("verify", "cold"): ("rsync", 0.30),
+    # uringsync cp -a --verify / (cp -a && rsync -naHAXc --delete)
+    ("cp-verify", "cold"): ("rsync", 0.50),
 }
 SYNC_TOOLS_ORDER = (SYNC_TOOL, "uringsync", "rsync")  # in the sync rows and tables
 RSS_TARGET = 200 * 10**6  # bytes, summed over uringsync's processes ...

@@ -14,6 +14,9 @@ tree and a destination prepared outside the timing.
   (and rsync).
 - ``sync-rss-1m`` (opt-in): as ``sync-unchanged`` (with ``--delete``) on a tree
   of 1,000,000 tiny entries, once, warm: uringsync sync's peak RSS.
+- ``cp-verify`` (opt-in): a copy that is checked: ``uringsync cp -a --verify
+  SRC DST`` against ``cp -a SRC DST && rsync -naHAXc --delete SRC/ DST/``
+  (what people do now), into a new DST each run, in the same columns.
 - ``verify`` (opt-in): the check after a migration: ``uringsync verify SRC DST``
   against ``rsync -naHAXc --delete SRC/ DST/`` (what people run now), DST a
   complete earlier sync as for ``sync-unchanged``; a run that finds a
@@ -54,7 +57,9 @@ from uringsync.bench.workspace import Workspace
 SYNC_WORKLOADS = ("sync-unchanged", "sync-1pct", "sync-first")  # ``--workloads sync``
 SYNC_RSS = "sync-rss-1m"  # opt-in: uringsync sync's peak RSS on a big tree
 VERIFY = "verify"  # opt-in: uringsync verify against rsync -naHAXc
-ALL_SYNC = (*SYNC_WORKLOADS, SYNC_RSS, VERIFY)
+CP_VERIFY = "cp-verify"  # opt-in: uringsync cp -a --verify against cp -a && rsync -naHAXc
+ALL_SYNC = (*SYNC_WORKLOADS, SYNC_RSS, VERIFY, CP_VERIFY)
+CHECKS = (VERIFY, CP_VERIFY)  # a run that prints a line found a difference: it failed
 SYNC_RSS_SOURCE = "sync-rss"  # its source (tiny entries); the others use "tree"
 PERTURB_FRACTION = 0.01  # sync-1pct: this share of SRC's files changed, missing, extra
 EXTRA_PREFIX = b"zz-bench-extra-"  # the extra files' names in DST
@@ -246,7 +251,7 @@ def sync_one(
     checked afterwards; ``expected``: the DST entries the run should change
     (None: DST is new, nothing to compare)."""
     before = snapshot(dst) if expected is not None else None
-    check = plan.name == VERIFY
+    check = plan.name if plan.name in CHECKS else ""
     cmds = sync_commands(
         tool,
         source.path,
@@ -332,12 +337,12 @@ def run_workload(
         say(f"{name}: prepared {path} in {prep['seconds']:.1f} s: {prep['itemized']}")
         return path
 
-    if name != "sync-first":
+    if name not in ("sync-first", CP_VERIFY):
         ws.make_room(room_b, room_i, f"{name}'s destination")
         base = make_base()
     for cache in plan.caches:
         for r in range(plan.rounds):
-            if name in ("sync-1pct", "sync-first"):
+            if name in ("sync-1pct", "sync-first", CP_VERIFY):
                 copies = len(tools)
                 ws.make_room(room_b * copies, room_i * copies, f"{name} {cache} round {r + 1}")
             if base is not None and not base.exists():  # deleted to make room
@@ -349,7 +354,7 @@ def run_workload(
             for tool in _rotate(tools, r):
                 expected: set[bytes] | None = None
                 took = 0.0
-                if name == "sync-first":
+                if name in ("sync-first", CP_VERIFY):
                     dst = ws.destination(f"{name}-{cache}-r{r + 1}-{tool}")
                 elif name == "sync-1pct":
                     assert base is not None

@@ -128,21 +128,29 @@ def sync_commands(
     *,
     delete: bool = False,
     stand_in: Sequence[str] = (),
-    check: bool = False,
+    check: str = "",
 ) -> list[Argv]:
     """The command of one run of a sync workload: ``uringsync sync -aHAX``
     (``stand_in`` -aHAX instead, e.g. rsync, where this uringsync has no sync),
     ``rsync -aHAX`` (both with ``--delete`` if asked and SRC/ DST/), or
-    ``uringsync cp -a SRC DST``.  ``check`` (the verify workload): the sync
-    tool is ``uringsync verify SRC DST``, rsync ``rsync -naHAXc --delete``."""
+    ``uringsync cp -a SRC DST``.  ``check``: "verify" (the verify workload):
+    the sync tool is ``uringsync verify SRC DST``, rsync ``rsync -naHAXc
+    --delete``; "cp-verify": ``uringsync cp -a --verify SRC DST``, and
+    ``cp -a SRC DST`` followed by ``rsync -naHAXc --delete SRC/ DST/``."""
     if tool == "uringsync":
         return tool_commands("uringsync", src, dst, caps)[0]
     s, d = os.fsencode(src) + b"/", os.fsencode(dst) + b"/"
     argv: Argv
-    if check:
+    if check == "verify":
         if tool == SYNC_TOOL:
             return [[sys.executable, "-m", "uringsync", "verify", s, d]]
         return [["rsync", "-naHAXc", "--delete", s, d]]
+    if check == "cp-verify":
+        plain_s, plain_d = os.fsencode(src), os.fsencode(dst)
+        if tool == SYNC_TOOL:
+            return [[sys.executable, "-m", "uringsync", "cp", "-a", "--verify", plain_s, plain_d]]
+        script = 'cp -a "$1" "$2" && rsync -naHAXc --delete "$1/" "$2/"'
+        return [["sh", "-c", script, "sh", plain_s, plain_d]]
     if tool == SYNC_TOOL and stand_in:
         argv = [*stand_in, "-aHAX"]
     elif tool == SYNC_TOOL:
