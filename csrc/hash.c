@@ -68,11 +68,79 @@ static void hash_done(struct us_ring *r, struct slot *s)
     finish(r, s);
 }
 
-static void submit_hash_read(struct us_ring *r, struct slot *s)
+/* ---- reading a file in order, several buffers in flight (a hash job, a
+ * read-back).  Reads of buf_size go ahead at next_off on up to
+ * chunks_per_file buffers (the slot's own and what is free); each is hashed
+ * in file order once it and those before it are in (s->hashed: the next
+ * offset to hash).  A read of 0 bytes is the end, and so is one that ends off
+ * a block under O_DIRECT; a short read elsewhere is read on from where it
+ * ended. */
+
+static void ord_submit(struct us_ring *r, struct slot *s, int fd, enum tag t, int c)
 {
-    r->be->read(r, udata(slot_index(r, s), 0, T_HASH_READ), s->sfd, s->ch[0].buf, 0,
-                r->cfg.buf_size, s->next_off);
+    struct chunk *ch = &s->ch[c];
+
+    ch->put = 0; /* in flight */
+    r->be->read(r, udata(slot_index(r, s), (unsigned)c, t), fd, ch->buf, 0, ch->len, ch->off);
     s->pending++;
+}
+
+static void ord_next(struct us_ring *r, struct slot *s, int fd, enum tag t, int c)
+{
+    struct chunk *ch = &s->ch[c];
+
+    ch->off = s->next_off;
+    ch->len = r->cfg.buf_size;
+    ch->got = 0;
+    s->next_off += ch->len;
+    ord_submit(r, s, fd, t, c);
+}
+
+static void ord_start(struct us_ring *r, struct slot *s, int fd, enum tag t)
+{
+    s->next_off = s->hashed = 0;
+    s->eof = false;
+    while ((unsigned)s->nchunks < r->cfg.chunks_per_file && r->nfree > r->nfreeslots)
+        s->ch[s->nchunks++].buf = take_buf(r);
+    for (int c = 0; c < s->nchunks; c++)
+        ord_next(r, s, fd, t, c);
+}
+
+/* Chunk c's read is back (res); what is now in order is hashed.  True when
+ * the reader is done: the end or a failure (op), and nothing in flight. */
+static bool ord_done(struct us_ring *r, struct slot *s, int fd, enum tag t, int c, int res, int op)
+{
+    s->pending--;
+    if (res < 0)
+        fail(s, op, res);
+    s->ch[c].got = res > 0 ? (uint32_t)res : 0;
+    s->ch[c].put = 1; /* in */
+    while (!s->failed && !s->eof) {
+        struct chunk *h = NULL;
+        int k;
+        for (k = 0; k < s->nchunks; k++)
+            if (s->ch[k].put && s->ch[k].off == s->hashed) {
+                h = &s->ch[k];
+                break;
+            }
+        if (!h)
+            break;
+        XXH3_128bits_update(state_of(r, s), buf_addr(r, h->buf), h->got);
+        s->hashed += h->got;
+        if (t == T_HASH_READ)
+            s->bytes += h->got; /* a hash job's bytes are those read */
+        if (h->got == 0 || (s->direct && (h->got & 4095))) {
+            s->eof = true;
+        } else if (h->got < h->len) { /* the rest of this chunk */
+            h->off += h->got;
+            h->len -= h->got;
+            h->got = 0;
+            ord_submit(r, s, fd, t, k);
+        } else {
+            ord_next(r, s, fd, t, k);
+        }
+    }
+    return (s->failed || s->eof) && s->pending == 0;
 }
 
 void on_hash_open(struct us_ring *r, struct slot *s, int res)
@@ -112,31 +180,13 @@ void on_hash_open(struct us_ring *r, struct slot *s, int res)
         hash_done(r, s);
         return;
     }
-    s->next_off = 0;
-    submit_hash_read(r, s);
+    ord_start(r, s, s->sfd, T_HASH_READ);
 }
 
-void on_hash_read(struct us_ring *r, struct slot *s, int res)
+void on_hash_read(struct us_ring *r, struct slot *s, int c, int res)
 {
-    s->pending--;
-    if (res < 0)
-        fail(s, US_OP_READ, res);
-    if (s->failed || res == 0) {
+    if (ord_done(r, s, s->sfd, T_HASH_READ, c, res, US_OP_READ))
         hash_done(r, s);
-        return;
-    }
-    if (XXH3_128bits_update(state_of(r, s), buf_addr(r, s->ch[0].buf), (size_t)res) == XXH_ERROR) {
-        fail(s, US_OP_READ, -EINVAL);
-        hash_done(r, s);
-        return;
-    }
-    s->bytes += (uint64_t)res;
-    s->next_off += (uint64_t)res;
-    if (s->direct && (res & 4095)) {
-        hash_done(r, s); /* O_DIRECT: a read that ends off a block is EOF */
-        return;
-    }
-    submit_hash_read(r, s);
 }
 
 /* ------------------------------ US_F_VERIFY, US_F_DIGEST: a copy's data */
@@ -189,18 +239,10 @@ static void submit_readback_open(struct us_ring *r, struct slot *s)
     s->pending++;
 }
 
-static void submit_readback_read(struct us_ring *r, struct slot *s)
-{
-    r->be->read(r, udata(slot_index(r, s), 0, T_VERIFY_READ), s->vfd, s->ch[0].buf, 0,
-                r->cfg.buf_size, s->next_off);
-    s->pending++;
-}
-
 void start_readback(struct us_ring *r, struct slot *s)
 {
     XXH3_128bits_reset(state_of(r, s));
     s->direct = true;
-    s->next_off = 0;
     s->vfd = -1;
     submit_readback_open(r, s);
 }
@@ -250,23 +292,11 @@ void on_readback_open(struct us_ring *r, struct slot *s, int res)
         readback_done(r, s);
         return;
     }
-    submit_readback_read(r, s);
+    ord_start(r, s, s->vfd, T_VERIFY_READ);
 }
 
-void on_readback_read(struct us_ring *r, struct slot *s, int res)
+void on_readback_read(struct us_ring *r, struct slot *s, int c, int res)
 {
-    s->pending--;
-    if (res < 0)
-        fail(s, US_OP_VERIFY, res);
-    if (s->failed || res == 0) {
+    if (ord_done(r, s, s->vfd, T_VERIFY_READ, c, res, US_OP_VERIFY))
         readback_done(r, s);
-        return;
-    }
-    XXH3_128bits_update(state_of(r, s), buf_addr(r, s->ch[0].buf), (size_t)res);
-    s->next_off += (uint64_t)res;
-    if (s->direct && (res & 4095)) {
-        readback_done(r, s); /* O_DIRECT: a read that ends off a block is EOF */
-        return;
-    }
-    submit_readback_read(r, s);
 }

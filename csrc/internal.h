@@ -243,6 +243,7 @@ struct slot {
     bool direct;             /* US_T_HASH, read-back: opened O_DIRECT (US_F_DEVICE) */
     uint64_t hashed;         /* US_F_VERIFY: bytes of the source fed to the hash */
     int vfd;                 /* US_F_VERIFY: the destination opened to read back, or -1 */
+    bool eof;                /* a hash job, a read-back: the end is read */
     uint32_t old_mode, old_uid, old_gid;
     uint64_t written_end; /* end of the last byte written */
     uint64_t size_end;    /* the size the copy must have (holes at the end) */
@@ -349,7 +350,7 @@ void on_xattr(struct us_ring *r, struct slot *s, enum tag t, int res);
 /* hash.c */
 void start_hash(struct us_ring *r, struct slot *s);
 void on_hash_open(struct us_ring *r, struct slot *s, int res);
-void on_hash_read(struct us_ring *r, struct slot *s, int res);
+void on_hash_read(struct us_ring *r, struct slot *s, int c, int res);
 /* hash.c, US_F_VERIFY: the source's bytes as they are read (at `off`, in
  * order: a gap since the last is a hole, hashed as zeros), the end (zeros
  * up to `size`), then the read-back, before the metadata (a read would
@@ -359,7 +360,7 @@ void verify_feed(struct us_ring *r, struct slot *s, uint64_t off, const void *p,
 void verify_source_done(struct us_ring *r, struct slot *s, uint64_t size);
 void start_readback(struct us_ring *r, struct slot *s);
 void on_readback_open(struct us_ring *r, struct slot *s, int res);
-void on_readback_read(struct us_ring *r, struct slot *s, int res);
+void on_readback_read(struct us_ring *r, struct slot *s, int c, int res);
 
 #pragma GCC visibility pop
 #endif

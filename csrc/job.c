@@ -485,9 +485,9 @@ static void on_cqe(struct us_ring *r, uint64_t d, int res, void *arg)
     case T_XSET: on_xattr(r, s, t, res); break;
     case T_LINK: on_link(r, s, res); break;
     case T_HASH_OPEN: on_hash_open(r, s, res); break;
-    case T_HASH_READ: on_hash_read(r, s, res); break;
+    case T_HASH_READ: on_hash_read(r, s, c, res); break;
     case T_VERIFY_OPEN: on_readback_open(r, s, res); break;
-    case T_VERIFY_READ: on_readback_read(r, s, res); break;
+    case T_VERIFY_READ: on_readback_read(r, s, c, res); break;
     }
 }
 

@@ -37,6 +37,7 @@ from uringsync.bench.sources import Source, ensure_source, warm_read
 from uringsync.bench.spec import WORKLOADS, Estimate, TreeSpec, estimate, spec_dict, workload_specs
 from uringsync.bench.syncwork import (
     ALL_SYNC,
+    CP_VERIFY,
     SYNC_RSS,
     SYNC_RSS_SOURCE,
     SYNC_WORKLOADS,
@@ -304,7 +305,7 @@ def run(opts: Options, say: Say = say_stderr) -> tuple[int, dict[str, Any]]:
     wl_ests = {n: e for n, e in ests.items() if n != SYNC_RSS_SOURCE}
     for name in sync_names:  # their destinations, as copies of their source, ...
         src_name = sync_source(name)
-        many = name in ("sync-1pct", "sync-first")
+        many = name in ("sync-1pct", "sync-first", CP_VERIFY)  # a new DST per run
         n = len(sync_tools(name)) * opts.rounds * len(caches) if many else 1
         key = f"sync:{src_name}"  # ... all kept: room for every sync workload's at once
         wl_ests[key] = ests[src_name]
