@@ -96,11 +96,17 @@ static void ord_next(struct us_ring *r, struct slot *s, int fd, enum tag t, int 
     ord_submit(r, s, fd, t, c);
 }
 
-static void ord_start(struct us_ring *r, struct slot *s, int fd, enum tag t)
+/* `size`: what the file should hold; no more buffers than it fills (a
+ * small file's read-ahead would be reads of nothing) */
+static void ord_start(struct us_ring *r, struct slot *s, int fd, enum tag t, uint64_t size)
 {
+    uint64_t want = size / r->cfg.buf_size + 1;
+
     s->next_off = s->hashed = 0;
     s->eof = false;
-    while ((unsigned)s->nchunks < r->cfg.chunks_per_file && r->nfree > r->nfreeslots)
+    if (want > r->cfg.chunks_per_file)
+        want = r->cfg.chunks_per_file;
+    while ((uint64_t)s->nchunks < want && r->nfree > r->nfreeslots)
         s->ch[s->nchunks++].buf = take_buf(r);
     for (int c = 0; c < s->nchunks; c++)
         ord_next(r, s, fd, t, c);
@@ -163,6 +169,7 @@ void on_hash_open(struct us_ring *r, struct slot *s, int res)
     } else {
         fail(s, US_OP_OPEN_SRC, res);
     }
+    sb.st_size = 0;
     if (!s->failed) {
         /* a FIFO would block the open; anything but a file is refused */
         if (fstat(s->sfd, &sb) < 0)
@@ -180,7 +187,7 @@ void on_hash_open(struct us_ring *r, struct slot *s, int res)
         hash_done(r, s);
         return;
     }
-    ord_start(r, s, s->sfd, T_HASH_READ);
+    ord_start(r, s, s->sfd, T_HASH_READ, (uint64_t)sb.st_size);
 }
 
 void on_hash_read(struct us_ring *r, struct slot *s, int c, int res)
@@ -292,7 +299,7 @@ void on_readback_open(struct us_ring *r, struct slot *s, int res)
         readback_done(r, s);
         return;
     }
-    ord_start(r, s, s->vfd, T_VERIFY_READ);
+    ord_start(r, s, s->vfd, T_VERIFY_READ, s->hashed); /* the size the source hash covered */
 }
 
 void on_readback_read(struct us_ring *r, struct slot *s, int c, int res)
