@@ -27,6 +27,26 @@ static XXH3_state_t *state_of(struct us_ring *r, struct slot *s)
     return r->hstates[slot_index(r, s)];
 }
 
+/* A file read past the page cache without O_DIRECT: flushed, then its
+ * cached pages dropped (plain syscalls: io_uring's FADVISE would only add a
+ * round trip).  0 or -errno. */
+static int uncache(int fd)
+{
+    int e = fdatasync(fd) < 0 ? errno : posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+
+    return -e;
+}
+
+/* An fd of the slot closed through the backend, not waited for. */
+static void close_behind(struct us_ring *r, int *fd)
+{
+    if (*fd >= 0) {
+        r->be->close(r, udata(0, 0, T_IGNORE), *fd);
+        r->closes_pending++;
+        *fd = -1;
+    }
+}
+
 static void submit_hash_open(struct us_ring *r, struct slot *s)
 {
     struct us_job *j = s->job;
@@ -55,11 +75,7 @@ static void hash_done(struct us_ring *r, struct slot *s)
 {
     struct us_job *j = s->job;
 
-    if (s->sfd >= 0) {
-        r->be->close(r, udata(0, 0, T_IGNORE), s->sfd);
-        r->closes_pending++;
-        s->sfd = -1;
-    }
+    close_behind(r, &s->sfd);
     if (!s->failed) {
         XXH128_hash_t h = XXH3_128bits_digest(state_of(r, s));
         j->hash_lo = h.low64;
@@ -178,10 +194,9 @@ void on_hash_open(struct us_ring *r, struct slot *s, int res)
             fail(s, US_OP_TYPE, S_ISDIR(sb.st_mode) ? -EISDIR : -EINVAL);
     }
     if (!s->failed && (s->job->flags & US_F_DEVICE) && !s->direct) {
-        /* plain syscalls: io_uring's FADVISE would only add a round trip */
-        int e = fdatasync(s->sfd) < 0 ? errno : posix_fadvise(s->sfd, 0, 0, POSIX_FADV_DONTNEED);
+        int e = uncache(s->sfd);
         if (e)
-            fail(s, US_OP_READ, -e);
+            fail(s, US_OP_READ, e);
     }
     if (s->failed) {
         hash_done(r, s);
@@ -260,11 +275,7 @@ static void readback_done(struct us_ring *r, struct slot *s)
 {
     struct us_job *j = s->job;
 
-    if (s->vfd >= 0) {
-        r->be->close(r, udata(0, 0, T_IGNORE), s->vfd);
-        r->closes_pending++;
-        s->vfd = -1;
-    }
+    close_behind(r, &s->vfd);
     if (!s->failed) {
         XXH128_hash_t h = XXH3_128bits_digest(state_of(r, s));
         if (h.low64 != j->hash_lo || h.high64 != j->hash_hi)
@@ -291,9 +302,9 @@ void on_readback_open(struct us_ring *r, struct slot *s, int res)
     }
     s->vfd = res;
     if (!s->failed && !s->direct) {
-        int e = fdatasync(s->vfd) < 0 ? errno : posix_fadvise(s->vfd, 0, 0, POSIX_FADV_DONTNEED);
+        int e = uncache(s->vfd);
         if (e)
-            fail(s, US_OP_VERIFY, -e);
+            fail(s, US_OP_VERIFY, e);
     }
     if (s->failed) {
         readback_done(r, s);
