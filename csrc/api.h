@@ -86,6 +86,11 @@
 /* as US_F_VERIFY without the read-back: the source's digest as the data
  * passes (for a manifest) */
 #define US_F_DIGEST 131072
+/* US_T_RANGE of a resumable big file (us_big_resume): once the range is
+ * written, the file's data is flushed (fdatasync) and only then the range
+ * is recorded: byte rec_idx of the record rec_fd set to 1, written with
+ * RWF_DSYNC.  Failures: FSYNC, RECORD */
+#define US_F_RESUME 262144
 
 /* ---- what a US_T_META job found different (us_job.changed) ---- */
 #define US_CH_XATTR 1
@@ -125,6 +130,8 @@
 /* the destination's data read back differs from what was read (US_F_VERIFY:
  * err -EBADMSG), or reading it back failed (its errno) */
 #define US_OP_VERIFY 27
+/* recording a finished range in a resumable big file's record (US_F_RESUME) */
+#define US_OP_RECORD 28
 
 /* ---- how far a job got (us_job.state): a dead worker's jobs in state
  *      QUEUED or STARTED are copied again by another worker ---- */
@@ -218,6 +225,10 @@ struct us_job {
      * name, is renamed over once data and metadata are in; on any failure
      * the temporary is unlinked and nothing is renamed (us_batch_set_final) */
     const char *final_name;
+    /* US_T_RANGE with US_F_RESUME: the record's fd (packed and bound with
+     * the directory fds) and the range's index in it */
+    int32_t rec_fd;
+    uint32_t rec_idx;
 };
 
 /* A batch of jobs laid out in one block of memory: the jobs, copies of their
@@ -414,6 +425,26 @@ int us_big_open(int src_dirfd, const char *src_name, int dst_dirfd, const char *
                 struct us_stat *st, int direct, int *fds, int *op);
 int us_big_finish(int sfd, int dfd, uint64_t tail_off, const struct us_stat *st, uint32_t flags,
                   uint32_t mode_mask, int *op);
+/* A resumable big file (sync, resume.c): written under the temporary `tmp`
+ * in dst_dirfd, with a record `rec` beside it of the ranges of `range_size`
+ * bytes that are complete.  Opens the source as us_big_open does; then, when
+ * `rec` describes this source (same inode, size, mtime and ctime), `name`,
+ * `range_size` and the `tmp` that is there (its inode, and the same body_end),
+ * opens both and sets done[k] = 1 for each range recorded complete;
+ * otherwise removes both names and creates them afresh (O_EXCL, never
+ * following), the record's header flushed before any range is recorded.
+ * done has `ndone` bytes (at least size / range_size + 1).  fds[0..2] get
+ * the source, the temporary and the record; *body_end the end of the part
+ * copied in ranges (size, or size rounded down to 4096 when the temporary
+ * got O_DIRECT: us_big_finish writes the rest).  Returns 1|2 as us_big_open,
+ * | 4 when it resumes a record, or -errno with *op set. */
+int us_big_resume(int src_dirfd, const char *src_name, int dst_dirfd, const char *tmp,
+                  const char *rec, const char *name, struct us_stat *st, int direct,
+                  uint64_t range_size, uint8_t *done, size_t ndone, int *fds, uint64_t *body_end,
+                  int *op);
+/* A resumable big file is complete (us_big_finish done, its fds closed):
+ * `tmp` renamed over `final` (US_OP_RENAME), then its record removed. */
+int us_big_commit(int dst_dirfd, const char *tmp, const char *final, const char *rec, int *op);
 
 /* Bytes of memory a batch of `cap` jobs needs (names: `names_cap` bytes). */
 size_t us_batch_size(uint32_t cap, uint64_t names_cap);

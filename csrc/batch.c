@@ -57,6 +57,7 @@ long us_batch_add(struct us_batch *b, int src_dirfd, const char *src_name, int d
         return -ENOSPC;
     j = &b->jobs[i];
     memset(j, 0, sizeof *j);
+    j->rec_fd = -1;
     b->stats[i] = *st;
     j->src_dirfd = src_dirfd;
     j->dst_dirfd = dst_dirfd;
@@ -94,6 +95,12 @@ static bool bind_one(int32_t *fd, const int *fds, size_t n)
     return true;
 }
 
+/* a resumable range's record travels with it */
+static bool has_rec(const struct us_job *j)
+{
+    return j->type == US_T_RANGE && (j->flags & US_F_RESUME);
+}
+
 static long fd_index(int fd, int *fds, size_t *n, size_t max)
 {
     if (fd == -1) /* no fd (a job's unused side) travels as none */
@@ -116,10 +123,13 @@ long us_batch_pack_fds(struct us_batch *b, int *fds, size_t max)
         struct us_job *j = &b->jobs[i];
         long s = fd_index(j->src_dirfd, fds, &n, max);
         long d = fd_index(j->dst_dirfd, fds, &n, max);
-        if (s == -E2BIG || d == -E2BIG)
+        long rec = has_rec(j) ? fd_index(j->rec_fd, fds, &n, max) : -1;
+        if (s == -E2BIG || d == -E2BIG || rec == -E2BIG)
             return -E2BIG;
         j->src_dirfd = (int32_t)s;
         j->dst_dirfd = (int32_t)d;
+        if (has_rec(j))
+            j->rec_fd = (int32_t)rec;
     }
     return (long)n;
 }
@@ -128,7 +138,8 @@ int us_batch_bind_fds(struct us_batch *b, const int *fds, size_t n)
 {
     for (uint32_t i = 0; i < b->n; i++) {
         struct us_job *j = &b->jobs[i];
-        if (!bind_one(&j->src_dirfd, fds, n) || !bind_one(&j->dst_dirfd, fds, n))
+        if (!bind_one(&j->src_dirfd, fds, n) || !bind_one(&j->dst_dirfd, fds, n) ||
+            (has_rec(j) && !bind_one(&j->rec_fd, fds, n)))
             return -EBADF;
     }
     return 0;

@@ -10,13 +10,13 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-int us_big_open(int src_dirfd, const char *src_name, int dst_dirfd, const char *dst_name,
-                struct us_stat *st, int direct, int *fds, int *op)
+/* The source of a big file, checked to be the file `st` describes (whose
+ * size, mode, owner and times it refreshes): its fd, or -errno with *op. */
+int big_open_src(int src_dirfd, const char *src_name, struct us_stat *st, int direct, int *op)
 {
-    int sflag = (direct & 1) ? O_DIRECT : 0, dflag = (direct & 2) ? O_DIRECT : 0, sfd, dfd, ret = 0;
+    int sflag = (direct & 1) ? O_DIRECT : 0, sfd, ret;
     struct stat sb;
 
-    fds[0] = fds[1] = -1;
     sfd = openat(src_dirfd, src_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | sflag);
     if (sfd < 0 && sflag && errno == EINVAL) /* no O_DIRECT on this fs */
         sfd = openat(src_dirfd, src_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
@@ -27,30 +27,55 @@ int us_big_open(int src_dirfd, const char *src_name, int dst_dirfd, const char *
     if (fstat(sfd, &sb) < 0) {
         *op = US_OP_STAT;
         ret = -errno;
-        goto fail;
+        close(sfd);
+        return ret;
     }
     if (!same_inode(&sb, st)) {
         *op = US_OP_SRC_CHANGED;
-        ret = -ESTALE;
-        goto fail;
+        close(sfd);
+        return -ESTALE;
     }
     stat_from(st, &sb);
-    dfd = openat(dst_dirfd, dst_name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | dflag,
-                 0600);
+    return sfd;
+}
+
+/* Create a big file's destination (O_EXCL, never following; O_DIRECT with
+ * direct & 2 where the file system takes it): its fd, or -errno. */
+int big_create(int dst_dirfd, const char *dst_name, int direct)
+{
+    int dflag = (direct & 2) ? O_DIRECT : 0,
+        fl = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+    int dfd = openat(dst_dirfd, dst_name, fl | dflag, 0600);
+
     if (dfd < 0 && dflag && errno == EINVAL)
-        dfd =
-            openat(dst_dirfd, dst_name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        dfd = openat(dst_dirfd, dst_name, fl, 0600);
+    return dfd < 0 ? -errno : dfd;
+}
+
+/* 1|2: which of the two fds has O_DIRECT */
+int big_direct_bits(int sfd, int dfd)
+{
+    return ((fcntl(sfd, F_GETFL) & O_DIRECT) ? 1 : 0) | ((fcntl(dfd, F_GETFL) & O_DIRECT) ? 2 : 0);
+}
+
+int us_big_open(int src_dirfd, const char *src_name, int dst_dirfd, const char *dst_name,
+                struct us_stat *st, int direct, int *fds, int *op)
+{
+    int sfd, dfd;
+
+    fds[0] = fds[1] = -1;
+    sfd = big_open_src(src_dirfd, src_name, st, direct, op);
+    if (sfd < 0)
+        return sfd;
+    dfd = big_create(dst_dirfd, dst_name, direct);
     if (dfd < 0) {
         *op = US_OP_OPEN_DST;
-        ret = -errno;
-        goto fail;
+        close(sfd);
+        return dfd;
     }
     fds[0] = sfd;
     fds[1] = dfd;
-    return ((fcntl(sfd, F_GETFL) & O_DIRECT) ? 1 : 0) | ((fcntl(dfd, F_GETFL) & O_DIRECT) ? 2 : 0);
-fail:
-    close(sfd);
-    return ret;
+    return big_direct_bits(sfd, dfd);
 }
 
 static int clear_direct(int fd)

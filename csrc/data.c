@@ -107,6 +107,11 @@ static void maybe_done(struct us_ring *r, struct slot *s)
 {
     if (s->pending)
         return;
+    if (s->range && !s->failed && (s->job->flags & US_F_RESUME)) {
+        int op = US_OP_NONE, ret = record_range(s->dfd, s->job->rec_fd, s->job->rec_idx, &op);
+        if (ret < 0)
+            fail(s, op, ret);
+    }
     if (s->failed || s->range)
         finish(r, s);
     else

@@ -12,6 +12,7 @@
  *   meta.c           owner, xattrs, mode, ACLs, times in cp's order
  *   xattr.c          reading and writing xattrs and ACLs
  *   big.c            big files split into ranges
+ *   resume.c         sync: a big file's record of its ranges, to resume
  *   hash.c           a file's XXH3-128 digest (US_T_HASH)
  *   stat.c           struct us_stat from statx/fstat
  *   batch.c, stop.c  helpers for the worker pool
@@ -201,6 +202,16 @@ uint32_t compare_entry(const struct us_scan *src, const struct us_stat *dst_st, 
 void fill_stat(struct us_stat *o, const struct statx *x);
 void stat_from(struct us_stat *st, const struct stat *sb);
 bool same_inode(const struct stat *sb, const struct us_stat *st);
+
+/* big.c, for resume.c */
+int big_open_src(int src_dirfd, const char *src_name, struct us_stat *st, int direct, int *op);
+int big_create(int dst_dirfd, const char *dst_name, int direct);
+int big_direct_bits(int sfd, int dfd);
+#define DIRECT_BLOCK 4096 /* O_DIRECT writes whole blocks: the tail is written without it */
+
+/* resume.c: a US_F_RESUME range is written: flush, then record it.
+ * 0, or -errno with *op (US_OP_FSYNC, US_OP_RECORD) */
+int record_range(int dfd, int rec_fd, uint32_t idx, int *op);
 
 /* --------------------------------------------------------- jobs, slots */
 

@@ -129,6 +129,8 @@ class UsJob(CData, Protocol):
     hash_hi: int
     hash_lo: int
     final_name: CharPtr
+    rec_fd: int
+    rec_idx: int
 
 class JobArray(CData, Protocol):
     def __getitem__(self, i: int, /) -> UsJob: ...
@@ -202,6 +204,7 @@ class _FFI:
             "int *",
             "int[]",
             "int[2]",
+            "int[3]",
             "long[]",
             "uint64_t *",
             "uint32_t *",
@@ -215,7 +218,7 @@ class _FFI:
     def from_buffer(self, buf: object) -> CData: ...
     def memmove(self, dest: CData, src: CData, n: int) -> None: ...
     def sizeof(self, cdecl: str) -> int: ...
-    def buffer(self, cdata: CharPtr, size: int) -> CBuffer: ...
+    def buffer(self, cdata: CharPtr | IntArray, size: int) -> CBuffer: ...
     def string(self, cdata: CharPtr) -> bytes: ...
     @overload
     def addressof(self, cdata: UsEntry, field: Literal["st"]) -> UsStat: ...
@@ -263,6 +266,7 @@ class _Lib:
     US_F_FSYNC: int
     US_F_VERIFY: int
     US_F_DIGEST: int
+    US_F_RESUME: int
     # what a US_T_META job found different (us_job.changed)
     US_CH_XATTR: int
     US_CH_ACL: int
@@ -308,6 +312,7 @@ class _Lib:
     US_OP_RENAME: int
     US_OP_FSYNC: int
     US_OP_VERIFY: int
+    US_OP_RECORD: int
     # how far a job got (us_job.state)
     US_JOB_QUEUED: int
     US_JOB_STARTED: int
@@ -415,6 +420,27 @@ class _Lib:
         mode_mask: int,
         op: IntArray,
         /,
+    ) -> int: ...
+    def us_big_resume(
+        self,
+        src_dirfd: int,
+        src_name: _Name,
+        dst_dirfd: int,
+        tmp: _Name,
+        rec: _Name,
+        name: _Name,
+        st: UsStat,
+        direct: int,
+        range_size: int,
+        done: IntArray,
+        ndone: int,
+        fds: IntArray,
+        body_end: IntArray,
+        op: IntArray,
+        /,
+    ) -> int: ...
+    def us_big_commit(
+        self, dst_dirfd: int, tmp: _Name, final: _Name, rec: _Name, op: IntArray, /
     ) -> int: ...
     def us_batch_size(self, cap: int, names_cap: int, /) -> int: ...
     def us_batch_init(self, mem: CData, cap: int, names_cap: int, /) -> UsBatch: ...

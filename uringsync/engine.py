@@ -83,6 +83,7 @@ F_DEVICE: int = lib.US_F_DEVICE  # T_HASH: read from the device, not the page ca
 F_FSYNC: int = lib.US_F_FSYNC  # a file flushed after its metadata, before its close/rename
 F_VERIFY: int = lib.US_F_VERIFY  # a file hashed as read, read back from the disk, compared
 F_DIGEST: int = lib.US_F_DIGEST  # a file hashed as read (its digest for a manifest)
+F_RESUME: int = lib.US_F_RESUME  # T_RANGE: flushed, then recorded for a resume
 # what a T_META job (or meta_sync_fd) found different
 CH_XATTR: int = lib.US_CH_XATTR
 CH_ACL: int = lib.US_CH_ACL
@@ -246,6 +247,73 @@ def big_finish(
     the failing step)."""
     op = ffi.new("int *")
     ret = lib.us_big_finish(sfd, dfd, tail_off, st, flags, mode_mask, op)
+    return ret, step_of(op[0])
+
+
+@dataclass(frozen=True)
+class Resumable:
+    """A resumable big file opened by :func:`big_resume`."""
+
+    fds: tuple[int, int, int]  # the source, the temporary, the record
+    direct: int  # 1|2: the ends that got O_DIRECT
+    resumed: bool  # the record matched: ``done`` is what an earlier run copied
+    done: bytes  # per range: 1 recorded complete, 0 to copy
+    body_end: int  # the ranges cover [0, body_end); big_finish writes the rest
+
+
+def big_resume(
+    src_dirfd: int,
+    name: bytes,
+    dst_dirfd: int,
+    tmp: bytes,
+    rec: bytes,
+    final: bytes,
+    st: Stat,
+    direct: int,
+    range_size: int,
+) -> tuple[Resumable | None, int, Step]:
+    """Open a resumable big file (``us_big_resume``): its source ``name``,
+    and its temporary and record (for the destination name ``final``),
+    resumed when they match the source, else made afresh.  (the file or
+    None, 0 or -errno, the failing step)."""
+    ndone = int(st.size) // range_size + 1
+    done = ffi.new("uint8_t[]", ndone)
+    fds = ffi.new("int[3]")
+    end = ffi.new("uint64_t *")
+    op = ffi.new("int *")
+    ret = lib.us_big_resume(
+        src_dirfd,
+        name,
+        dst_dirfd,
+        tmp,
+        rec,
+        final,
+        st,
+        direct,
+        range_size,
+        done,
+        ndone,
+        fds,
+        end,
+        op,
+    )
+    if ret < 0:
+        return None, ret, step_of(op[0])
+    r = Resumable(
+        (fds[0], fds[1], fds[2]),
+        ret & 3,
+        bool(ret & 4),
+        bytes(ffi.buffer(done, ndone)),
+        int(end[0]),
+    )
+    return r, 0, steps.NONE_STEP
+
+
+def big_commit(dst_dirfd: int, tmp: bytes, final: bytes, rec: bytes) -> tuple[int, Step]:
+    """A resumable big file, complete and closed, renamed into place and its
+    record removed (``us_big_commit``): (0 or -errno, the failing step)."""
+    op = ffi.new("int *")
+    ret = lib.us_big_commit(dst_dirfd, tmp, final, rec, op)
     return ret, step_of(op[0])
 
 

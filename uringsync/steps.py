@@ -123,6 +123,7 @@ STEPS: tuple[Step, ...] = (
     _step("verify", DST, "cannot verify {dst}: {reason}", "US_OP_VERIFY", with_reason=False,
           by_errno={E.EBADMSG: "verifying {dst}: the data read back from the disk differs "
                                "from what was read from {src}"}),
+    _step("record", DST, "cannot record the progress of {dst} for a resume", "US_OP_RECORD"),
     # ---- the walker's steps (one path: pass it as both src and dst)
     _step("opendir", SRC, "cannot open directory {src}"),
     _step("readdir", SRC, "cannot read directory {src}"),

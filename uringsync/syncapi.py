@@ -28,7 +28,7 @@ from uringsync.itemize import Change
 from uringsync.options import CopyError, SyncOptions
 from uringsync.pool import Pool, usable_cpus
 from uringsync.syncargs import SyncArgs
-from uringsync.walker import Dir, Event, FileError, Options, Walker, fd_budget, join
+from uringsync.walker import Dir, Event, FileError, Options, Tuning, Walker, fd_budget, join
 from uringsync.walker.sync import SyncDir, missing_dir_fd
 
 EXIT_MAX_DELETE = 25  # rsync's: --max-delete stopped deletions
@@ -259,12 +259,14 @@ def run_sync(
     collect: bool = True,
     listed_errors: list[FileError] | None = None,
     on_digest: Callable[[bytes, bytes], None] | None = None,
+    _tuning: Tuning | None = None,
 ) -> Result:
     """``collect``: keep the itemized lines in ``Result.changes`` (the
     command line passes False: it prints them, or nobody reads them).
     ``listed_errors``: a ``--files-from`` sync (DST is a directory, made
     only when something is sent), with the listed paths that are missing.
-    ``on_digest``: -c's files found equal (Options.on_digest)."""
+    ``on_digest``: -c's files found equal (Options.on_digest).
+    ``_tuning`` is internal (tests): see :class:`uringsync.walker.Tuning`."""
     started = time.monotonic()
     if not srcs and listed_errors is None:
         raise CopyError("no source given")
@@ -291,6 +293,7 @@ def run_sync(
         on_itemize=item_cb,
         on_info=info,
         on_digest=on_digest,
+        tuning=_tuning or Tuning(),
     )
     opts.engine, notice = pick_engine(engine_name, opts.queue_depth)
     if notice is not None and on_notice is not None:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from uringsync import engine, steps
 from uringsync.engine import Stat
-from uringsync.walker.errors import Trace, join
+from uringsync.walker.errors import Trace, join, show
 
 if TYPE_CHECKING:
     from uringsync.steps import Step
@@ -33,22 +33,69 @@ SECTOR = 512  # st_blocks unit
 DIRECT_DST = 2
 
 
+class Resume:
+    """Where a resumable big file (sync) is written: its temporary name, its
+    record's name (engine.big_resume), and the name it is renamed to."""
+
+    __slots__ = ("final", "rec", "rec_fd", "tmp")
+
+    def __init__(self, tmp: bytes, rec: bytes, final: bytes) -> None:
+        self.tmp = tmp
+        self.rec = rec
+        self.final = final
+        self.rec_fd = -1
+
+
 class BigFile:
     """A big regular file copied as ranges by several workers: the walker
     holds both ends open until the last range is in."""
 
-    __slots__ = ("body_end", "bytes", "d", "err", "fds", "flags", "left", "name", "st")
+    __slots__ = (
+        "body_end",
+        "bytes",
+        "d",
+        "done",
+        "err",
+        "expect",
+        "fds",
+        "flags",
+        "left",
+        "name",
+        "resume",
+        "st",
+    )
 
-    def __init__(self, d: Dir, name: bytes, st: Stat, fds: tuple[int, int], flags: int) -> None:
+    def __init__(
+        self,
+        d: Dir,
+        name: bytes,
+        st: Stat,
+        fds: tuple[int, int],
+        flags: int,
+        resume: Resume | None = None,
+    ) -> None:
         self.d = d
         self.name = name
         self.st = st
         self.fds = fds
         self.flags = flags
+        self.resume = resume
         self.left = 0
         self.bytes = 0
+        self.expect = 0  # bytes the queued ranges cover
+        self.done = 0  # resumable: bytes of the ranges recorded complete
         self.body_end = 0  # ranges cover [0, body_end); us_big_finish the rest
         self.err: tuple[Step, int] | None = None  # (step, errno) of the first failure
+
+    @property
+    def final_name(self) -> bytes:
+        """The name it has once complete."""
+        return self.resume.final if self.resume is not None else self.name
+
+    @property
+    def dst_name(self) -> bytes:
+        """The name it is written under."""
+        return self.resume.tmp if self.resume is not None else self.name
 
 
 class BigFiles(Below):
@@ -59,14 +106,15 @@ class BigFiles(Below):
     split_min: int
     range_size: int
 
-    def _can_split(self) -> bool:
-        """Big files go in ranges to several workers, unless the data path
-        would not read and write them (clones, copy_file_range offload),
-        holes must be made of zero runs, or --verify/--manifest hash each
-        file in order (one job: ranges are not hashed yet)."""
+    def _can_split(self, workers: int = 2) -> bool:
+        """Big files go in ranges to several workers (at least ``workers``
+        alive), unless the data path would not read and write them (clones,
+        copy_file_range offload), holes must be made of zero runs, or
+        --verify/--manifest hash each file in order (one job: ranges are not
+        hashed yet)."""
         return (
             self.pool is not None
-            and self.pool.alive() > 1
+            and self.pool.alive() >= workers
             and not self.offload
             and not self.job_flags
             & (engine.F_REFLINK_TRY | engine.F_REFLINK_REQUIRE | engine.F_VERIFY | engine.F_DIGEST)
@@ -93,39 +141,85 @@ class BigFiles(Below):
         if ret < 0:
             self._report(d, name, name, step, -ret, engine.T_REG)
             return True
+        size = int(st.size)
+        big = self._big_file(d, name, st, fds)
+        big.body_end = size & ~(DIRECT_BLOCK - 1) if ret & DIRECT_DST else size
+        self._queue_ranges(big, list(range(0, big.body_end, self.range_size)))
+        return True
+
+    def _queue_resumable(self, d: Dir, name: bytes, st_ptr: Stat, res: Resume) -> bool:
+        """sync: a big file written under ``res.tmp`` with a record of its
+        ranges, continued from what an earlier run recorded when the source
+        is unchanged (docs/design.md, "Resume").  False: copy it as one job
+        instead (out of fds)."""
+        st = engine.copy_stat(st_ptr)
+        src_fd, dst_fd = self._fds(d)
+        rng = self.range_size
+        r, ret, step = engine.big_resume(
+            src_fd, name, dst_fd, res.tmp, res.rec, res.final, st, self.opts.direct, rng
+        )
+        if self.trace:
+            self.trace(Trace("big_resume", name=name, split=r is not None and r.resumed))
+        if ret == -E.EMFILE or ret == -E.ENFILE:
+            return False
+        if r is None:
+            self._report(d, name, res.final, step, -ret, engine.T_REG)
+            return True
+        res.rec_fd = r.fds[2]
+        big = self._big_file(d, name, st, (r.fds[0], r.fds[1]), res)
+        big.body_end = r.body_end
+        offs = [off for k, off in enumerate(range(0, r.body_end, rng)) if not r.done[k]]
+        big.done = r.body_end - sum(min(rng, r.body_end - off) for off in offs)
+        if r.resumed:
+            self._kept_note(big, "resuming {}: {} were copied by an interrupted run")
+        self._queue_ranges(big, offs, per_batch=1)
+        return True
+
+    def _big_file(
+        self, d: Dir, name: bytes, st: Stat, fds: tuple[int, int], res: Resume | None = None
+    ) -> BigFile:
         flags = self.job_flags
         if self.inherits_acl(d):
             flags |= engine.F_CLEAR_ACL
-        big = BigFile(d, name, st, fds, flags)
-        size = int(st.size)
-        big.body_end = size & ~(DIRECT_BLOCK - 1) if ret & DIRECT_DST else size
+        if res is not None:
+            flags |= engine.F_RESUME
+        big = BigFile(d, name, st, fds, flags, res)
         self.bigs[big] = None
         d.pending += 1
+        return big
+
+    def _queue_ranges(self, big: BigFile, offs: list[int], per_batch: int = 0) -> None:
+        """Queue the ranges starting at ``offs``; ``per_batch`` ranges a batch
+        (0: enough batches to spread them over the workers)."""
         rng = self.range_size
-        offs = list(range(0, big.body_end, rng))
         big.left = len(offs)
+        big.expect = sum(min(rng, big.body_end - off) for off in offs)
         if not offs:
             self._big_done(big)
-            return True
-        workers = self.pool.alive() if self.pool else 1
-        per_batch = max(1, min(RANGES_PER_BATCH, -(-len(offs) // (2 * workers))))
+            return
+        if not per_batch:
+            workers = self.pool.alive() if self.pool else 1
+            per_batch = max(1, min(RANGES_PER_BATCH, -(-len(offs) // (2 * workers))))
         self.flush()  # ranges start a batch of their own, to spread over workers
         for k, off in enumerate(offs):
             self._queue_range(big, off, min(rng, big.body_end - off))
             if (k + 1) % per_batch == 0:
                 self.flush()
         self.flush()
-        return True
 
     def _queue_range(self, big: BigFile, off: int, length: int, tries: int = 0) -> None:
         while self.batch.full:
             self.flush()
+        name = big.dst_name
         i = self.batch.add(
-            big.fds[0], big.name, big.fds[1], big.name, big.st, engine.T_RANGE, big.flags, 0
+            big.fds[0], big.name, big.fds[1], name, big.st, engine.T_RANGE, big.flags, 0
         )
         j = self.batch.jobs[i]
         j.off = off
         j.len = length
+        if big.resume is not None:
+            j.rec_fd = big.resume.rec_fd
+            j.rec_idx = off // self.range_size
         sl = self.slot
         sl.owners.append(big.d)
         sl.groups.append(None)
@@ -139,18 +233,22 @@ class BigFiles(Below):
         if j.err and big.err is None:
             big.err = (engine.step_of(int(j.op)), -int(j.err))
         big.bytes += int(j.bytes)
+        if not j.err:
+            big.done += int(j.bytes)
         big.left -= 1
         if big.left == 0:
             self._big_done(big)
 
     def _big_done(self, big: BigFile) -> None:
-        """Every range is in: the tail, the metadata, close; or, after a
-        failure, remove the partial copy."""
+        """Every range is in: the tail, the metadata, close (and for a
+        resumable file, the rename into place); or, after a failure, remove
+        the partial copy, unless it is kept to be resumed."""
         self.bigs.pop(big, None)
         d = big.d
         sfd, dfd = big.fds
+        res = big.resume
         err = big.err
-        if err is None and big.bytes != big.body_end:
+        if err is None and big.bytes != big.expect:
             err = (steps.SRC_CHANGED, E.ESTALE)  # it shrank while being copied
         meta_err: tuple[Step, int] | None = None
         if err is None:
@@ -165,25 +263,53 @@ class BigFiles(Below):
             os.close(dfd)
         except OSError as e:
             err = err or (steps.CLOSE, e.errno or E.EIO)
+        dst_fd = self._fds(d, need_src=False)[1]
+        if res is not None:
+            os.close(res.rec_fd)
+            if err is None:
+                ret, step = engine.big_commit(dst_fd, res.tmp, res.final, res.rec)
+                if ret < 0:
+                    err = (step, -ret)
         if err is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(big.name, dir_fd=self._fds(d, need_src=False)[1])
-            self._report(d, big.name, big.name, err[0], err[1], engine.T_REG)
+            if res is None or err[0] is steps.SRC_CHANGED:
+                self._remove_big(dst_fd, big)
+            self._report(d, big.name, big.final_name, err[0], err[1], engine.T_REG)
+            if res is not None and err[0] is not steps.SRC_CHANGED:
+                self._kept_note(big, "keeping the partial copy of {} ({}) for the next sync")
         else:
             if meta_err is not None:
-                self._report(d, big.name, big.name, meta_err[0], meta_err[1], engine.T_REG)
+                self._report(d, big.name, big.final_name, meta_err[0], meta_err[1], engine.T_REG)
             self.totals.files += 1
             self.totals.bytes += int(big.st.size)
             if self.opts.on_verbose:
-                self.verbose(join(d.src_path, big.name), join(d.dst_path, big.name))
+                self.verbose(join(d.src_path, big.name), join(d.dst_path, big.final_name))
         d.pending -= 1
         self._finish_dir(d)
 
+    @staticmethod
+    def _remove_big(dst_fd: int, big: BigFile) -> None:
+        """A partial copy's names gone (its temporary and record)."""
+        names = [big.dst_name] + ([big.resume.rec] if big.resume is not None else [])
+        for name in names:
+            with contextlib.suppress(OSError):
+                os.unlink(name, dir_fd=dst_fd)
+
+    def _kept_note(self, big: BigFile, what: str) -> None:
+        """An informational line about a resumable file's partial copy:
+        ``what`` formatted with its path and 'N of M bytes'."""
+        if self.opts.on_info is not None:
+            path = show(join(big.d.dst_path, big.final_name))
+            self.opts.on_info(what.format(path, f"{big.done:,} of {int(big.st.size):,} bytes"))
+
     def _abort_bigs(self) -> None:
-        """After a stop: close the big files and remove their partial copies."""
+        """After a stop: close the big files and remove their partial copies
+        (a resumable one is kept, with the ranges it recorded)."""
         for big in list(self.bigs):
             for fd in big.fds:
                 os.close(fd)
-            with contextlib.suppress(OSError):
-                os.unlink(big.name, dir_fd=self._fds(big.d, False)[1])
+            if big.resume is not None:
+                os.close(big.resume.rec_fd)
+                self._kept_note(big, "keeping the partial copy of {} ({}) for the next sync")
+            else:
+                self._remove_big(self._fds(big.d, False)[1], big)
         self.bigs.clear()

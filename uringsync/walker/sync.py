@@ -42,6 +42,7 @@ from uringsync import engine, filters, itemize, steps
 from uringsync.engine import Scan, Stat, ffi
 from uringsync.itemize import Change
 from uringsync.options import SyncOptions
+from uringsync.walker.bigfiles import SECTOR, Resume
 from uringsync.walker.dirs import O_DIR, Dir
 from uringsync.walker.errors import Event, Stopped, join, show
 from uringsync.walker.links import LinkGroup
@@ -53,6 +54,9 @@ else:
 
 TEMP_TAG = b".uringsync-"  # .NAME.uringsync-XXXXXX: a copy not yet renamed into place
 TEMP_RAND = 6
+# the suffixes of a resumable big file's names (not hex: temp_name never makes them)
+RESUME_TMP = b"resume"
+RESUME_REC = b"record"
 NAME_MAX = 255
 _FTYPE: dict[int, itemize.FType] = {
     engine.T_REG: "f",
@@ -95,6 +99,20 @@ def temp_name(name: bytes) -> bytes:
     """``.NAME.uringsync-XXXXXX``, NAME cut to fit NAME_MAX."""
     room = NAME_MAX - 1 - len(TEMP_TAG) - TEMP_RAND
     return b"." + name[:room] + TEMP_TAG + _temp.next()
+
+
+def resume_names(name: bytes) -> tuple[bytes, bytes]:
+    """A resumable big file's temporary, ``.NAME.uringsync-resume``, and its
+    record of the ranges done, ``.NAME.uringsync-record`` (fixed names, so
+    the next run finds them; the record holds the whole NAME)."""
+    room = NAME_MAX - 1 - len(TEMP_TAG) - TEMP_RAND
+    base = b"." + name[:room] + TEMP_TAG
+    return base + RESUME_TMP, base + RESUME_REC
+
+
+def is_resume_name(name: bytes) -> bool:
+    """A name :func:`resume_names` makes."""
+    return name[-TEMP_RAND:] in (RESUME_TMP, RESUME_REC) and is_temp_name(name)
 
 
 def is_temp_name(name: bytes) -> bool:
@@ -186,7 +204,7 @@ class SyncDir:
     anything in it was created, renamed or deleted (its times are then set
     again after its children)."""
 
-    __slots__ = ("diff", "dst_st", "missing", "modified", "new", "pre", "rel")
+    __slots__ = ("diff", "dst_st", "missing", "modified", "new", "pre", "rel", "resume_left")
 
     def __init__(self, rel: bytes, dst_st: Stat | None) -> None:
         self.rel = rel  # b"" for the root of a SRC/ transfer, else b"a/b/"
@@ -196,6 +214,9 @@ class SyncDir:
         self.modified = False
         self.diff: int | None = None  # what the match found different (None: not matched)
         self.pre: engine.SyncPair | None = None  # its scan, made by its parent's
+        # resumable big files' names found here: removed with the directory's
+        # metadata unless a copy of this run took them up
+        self.resume_left: list[bytes] | None = None
 
 
 class Task:
@@ -522,9 +543,11 @@ class Sync(Below):
             if fresh and t == engine.T_REG and (ent.st.nlink == 1 or not so.hard_links):
                 self.totals.created += 1
                 sd.modified = True
+                stp = ffi.addressof(ent, "st")
+                if ent.st.size >= self.split_min and self._queue_big_sync(d, name, name, stp):
+                    continue
                 d.pending += 1
                 nm = sc.name_ptr(i)
-                stp = ffi.addressof(ent, "st")
                 self._queue(
                     d, nm, temp_name(name), stp, t, self.job_flags, None, None, 0, COPY, name
                 )
@@ -748,6 +771,11 @@ class Sync(Below):
         sd = d.sync
         assert sd is not None
         path = sd.rel or b"./"
+        if sd.resume_left:  # an interrupted copy's names that no copy took up
+            sd.modified = True
+            for name in sd.resume_left:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(name, dir_fd=dst_fd)
         if sd.new:
             if so.dry_run:
                 return
@@ -1249,16 +1277,40 @@ class Sync(Below):
         if so.dry_run:
             return
         d.sync.modified = True
-        d.pending += 1
         group = None
         if t == engine.T_REG and so.hard_links and int(st.nlink) > 1:
             key = (int(st.dev_major), int(st.dev_minor), int(st.ino))
             group = self.inodes.get(key)
+        if t == engine.T_REG and group is None and self._queue_big_sync(d, name, name, st):
+            return
+        d.pending += 1
         task = COPY
         if t == engine.T_REG and not so.inplace:
             self._queue(d, name, temp_name(name), st, t, self.job_flags, group, None, 0, task, name)
         else:
             self._queue(d, name, name, st, t, self.job_flags, group, None, 0, task)
+
+    def _queue_big_sync(self, d: Dir, name: bytes, final: bytes, st: Stat) -> bool:
+        """A big regular file in ranges on the workers, resumable (written
+        under fixed names, with a record of its ranges: bigfiles.py).
+        False: it goes as one job (too small, sparse, --inplace, a data path
+        that does not split, or its names in use by another big file)."""
+        so = self.so
+        assert so is not None
+        if (
+            so.inplace
+            or int(st.size) < self.split_min
+            or int(st.blocks) * SECTOR < int(st.size)  # sparse
+            or not self._can_split(workers=1)
+        ):
+            return False
+        tmp, rec = resume_names(final)
+        if any(b.d is d and b.resume is not None and b.resume.tmp == tmp for b in self.bigs):
+            return False  # two long names that share their first 237 bytes
+        sd = d.sync
+        if sd is not None and sd.resume_left:
+            sd.resume_left = [n for n in sd.resume_left if n not in (tmp, rec)]
+        return self._queue_resumable(d, name, st, Resume(tmp, rec, final))
 
     def _queue_hash_pair(self, d: Dir, name: bytes, st: Stat, dst_st: Stat, v: int | None) -> None:
         """-c: both sides' digests, in the same batch."""
@@ -1366,7 +1418,11 @@ class Sync(Below):
             st = ffi.addressof(dsc.entry(j), "st")
             t = int(st.type)
             if is_temp_name(name) and t == engine.T_REG:
-                if not so.dry_run:
+                if so.dry_run:
+                    pass
+                elif is_resume_name(name):
+                    d.sync.resume_left = (d.sync.resume_left or []) + [name]
+                else:
                     self._unlink(d, name, False)
                 continue
             if not so.delete:
@@ -1574,6 +1630,8 @@ class Sync(Below):
         else:
             self._item(Change("create", ftype, src_name))
         if so.dry_run:
+            return
+        if t == engine.T_REG and self._queue_big_sync(top, src_name, dst_name, st):
             return
         top.pending += 1
         task = COPY
