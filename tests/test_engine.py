@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.base import NOBODY, O_DIR, MiB, root_only
+from tests.support.base import O_DIR, MiB, private_uid, root_only
 from tests.support.compare import snapshot
 from tests.support.system import Dirs, count_fds
 from tests.support.trees import rand_bytes, set_tree_times, write_file
@@ -539,7 +539,8 @@ def test_a_user_pins_at_most_a_quarter_of_memlock() -> None:
                 out.append(r.info().fixed_buffers)
         return out
 
-    assert as_user(rings) == [True, False, False]
+    uid = private_uid()
+    assert as_user(rings, uid, uid) == [True, False, False]
 
 
 @root_only
@@ -553,8 +554,9 @@ def test_low_memlock(world: bytes, limit: int) -> None:
     os.mkdir(src)
     os.mkdir(dst)
     write_file(src + b"/f", rand_bytes(300_000, "memlock"), 0o644)
+    uid = private_uid()
     for path in (src, dst, src + b"/f"):
-        os.chown(path, NOBODY, NOBODY)
+        os.chown(path, uid, uid)
 
     def copy() -> tuple[int, str, int, bool, int]:
         resource.setrlimit(resource.RLIMIT_MEMLOCK, (limit, limit))
@@ -572,7 +574,7 @@ def test_low_memlock(world: bytes, limit: int) -> None:
             d.close()
         return forced, info.engine, info.uring_err, info.fixed_buffers, failed
 
-    forced, name, uring_err, fixed, failed = as_user(copy)
+    forced, name, uring_err, fixed, failed = as_user(copy, uid, uid)
     if limit == 0:
         assert (forced, name, uring_err) == (errno.ENOMEM, "threads", errno.ENOMEM)
     else:
