@@ -49,6 +49,12 @@ def make_src(tmp: bytes) -> bytes:
     return src
 
 
+def past_mtime(path: bytes) -> None:
+    """A directory just changed gets a time in the past (see make_src)."""
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, 1_500_000_000 * 10**9))
+
+
 def names(dst: bytes) -> tuple[bytes, bytes]:
     """The big file's temporary and record."""
     d = p(dst, b"d")
@@ -324,6 +330,8 @@ def test_a_record_of_another_file_is_not_taken_up(tmp: bytes) -> None:
     os.unlink(big + b".old")
     os.chmod(big, st.st_mode & 0o7777)
     os.utime(big, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(big).st_ino != st.st_ino
+    past_mtime(p(src, b"d"))
     res = run(src, dst, tmp)
     assert res is not None and res["exit"] == 0 and res["resumed"] is False, res
     assert res["range_bytes"] == SIZE
@@ -352,6 +360,7 @@ def test_names_no_copy_takes_up_are_removed(tmp: bytes) -> None:
     src, dst = make_src(tmp), p(tmp, b"dst")
     killed_at(src, dst, tmp, 0.5)
     os.unlink(p(src, b"d", b"big"))
+    past_mtime(p(src, b"d"))
     tmp_file, rec = names(dst)
     subprocess.run(
         [sys.executable, "-m", "uringsync", "sync", "-an", src + b"/", dst], env=env(), check=True
