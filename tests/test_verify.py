@@ -315,3 +315,64 @@ def test_cp_manifest(tmp: bytes, engine_name: str, verify_too: bool) -> None:
             n + b": OK" for n in plain
         ), p.stdout
         assert verify(b"--manifest", m, dst) == (0, set(), b"")
+
+
+def dst_files(dst: bytes) -> dict[bytes, bytes]:
+    """Every regular file of DST (path relative to it) and its digest, as
+    xxh128sum computes it (Debian's xxhash), read name by name."""
+    assert XXH128SUM is not None
+    found = {}
+    for top, _dirs, files in os.walk(dst):
+        for n in files:
+            path = os.path.join(top, n)
+            if os.path.islink(path):
+                continue
+            out = subprocess.run([XXH128SUM, b"--", path], capture_output=True, check=True).stdout
+            hexpart = out[1:33] if out.startswith(b"\\") else out[:32]
+            found[os.path.relpath(path, dst)] = bytes.fromhex(hexpart.decode())
+    return found
+
+
+@pytest.mark.skipif(XXH128SUM is None, reason="xxh128sum (Debian's xxhash) checks the manifest")
+def test_sync_manifest(tmp: bytes, engine_name: str) -> None:
+    """sync --manifest: a line per regular file name in DST that the
+    transfer covers (unchanged, metadata-only, copied, hard-linked names
+    alike), its digest xxh128sum's; a catch-up pass writes it whole again,
+    with the changed file's new digest; excluded names have none."""
+    src, dst, m = tmp + b"/src", tmp + b"/dst", tmp + b"/m"
+    os.makedirs(src + b"/sub")
+    for i, n in enumerate(ODD):
+        write_file(src + b"/sub/" + n, rand_bytes(700 * i + 1, n))
+    write_file(src + b"/big", rand_bytes(3 << 20, "big"))
+    write_file(src + b"/skip.tmp", b"excluded")
+    os.link(src + b"/sub/plain", src + b"/linked")
+    os.symlink(b"sub/plain", src + b"/symlink")
+    set_tree_times(src, keep_mtime=False)
+    names = sorted([b"big", b"linked", *(b"sub/" + n for n in ODD)])
+    for step in ("first", "catch-up"):
+        if step == "catch-up":
+            same_content(src + b"/sub/plain", b"changed, linked")
+            os.chmod(src + b"/big", 0o600)  # metadata only
+            set_tree_times(src, keep_mtime=False, seed=1)
+        args = (b"sync", b"-aH", b"--exclude=*.tmp", b"--manifest", m, src + b"/", dst)
+        rc, _out, err = run_cli(*args)
+        assert (rc, err) == (0, b"")
+        with open(m, "rb") as f:
+            got = dict(manifest.parse(f.read()))
+        assert sorted(got) == names
+        files = dst_files(dst)
+        assert {p: files[p] for p in names} == got
+        assert verify(b"--manifest", m, dst) == (0, set(), b"")
+    assert got[b"linked"] == got[b"sub/plain"]
+
+
+def test_sync_manifest_of_one_file_and_refusals(tmp: bytes) -> None:
+    """``sync FILE NEWNAME --manifest M``: one line, NEWNAME's; -n is
+    refused, since nothing would be in DST to list."""
+    write_file(tmp + b"/f", b"one file")
+    m = tmp + b"/m"
+    assert run_cli(b"sync", b"-a", b"--manifest", m, tmp + b"/f", tmp + b"/g")[::2] == (0, b"")
+    with open(m, "rb") as f:
+        assert [p for p, _ in manifest.parse(f.read())] == [b"g"]
+    rc, _out, err = run_cli(b"sync", b"-an", b"--manifest", m, tmp + b"/f", tmp + b"/h")
+    assert rc == 1 and b"--manifest" in err and not os.path.exists(tmp + b"/h")

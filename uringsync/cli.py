@@ -240,8 +240,9 @@ parents).  Options, with rsync's meaning: -a (-rlptgoD), -r -l -p -t -g -o -D
 -I/--ignore-times -u/--update --ignore-existing --existing --inplace --delete
 --delete-after --delete-excluded --max-delete=N --exclude --include
 --exclude-from --include-from --filter ('-' and '+' rules) --files-from=FILE
--0/--from0 --fsync --stats; ours: --verify (each copied file read back from the
-disk and compared), --json, -j N.
+-0/--from0 --fsync --stats; ours: --verify (each copied file read back from
+the disk and compared), --manifest FILE (the xxh128sum line of every regular
+file, checked by xxh128sum -c in DST), --json, -j N.
 Any other rsync option is refused by name.
 
 Exit codes: 0 done; 1 usage or fatal error; 23 some entries failed (each

@@ -10,11 +10,16 @@ binary-mode marker (``<hex> *<path>``) that ``xxh128sum -b`` writes.
 
 from __future__ import annotations
 
+import errno as E
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import BinaryIO
 
+from uringsync import engine
+
 DIGEST_LEN = 16
+CHUNK = 1024  # paths hashed per engine batch (their directories open at once)
+O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 
 class ManifestError(ValueError):
@@ -106,3 +111,72 @@ class Writer:
 
     def close(self) -> None:
         self.f.close()
+
+
+def _open_dir(dst_fd: int, parts: Sequence[bytes], cache: dict[bytes, int]) -> int:
+    """DST's subdirectory ``parts``, opened one name at a time without
+    following a symlink (a manifest never leads outside DST)."""
+    key = b"/".join(parts)
+    fd = cache.get(key)
+    if fd is not None:
+        return fd
+    fd = dst_fd if not parts else _open_dir(dst_fd, parts[:-1], cache)
+    if parts:
+        fd = os.open(parts[-1], O_DIR | os.O_NOFOLLOW, dir_fd=fd)
+        cache[key] = fd
+    return fd
+
+
+def _split(path: bytes) -> tuple[list[bytes], bytes]:
+    """A path's directories and name; ValueError when it would leave DST
+    (absolute, or a ``..``)."""
+    parts = [p for p in path.split(b"/") if p not in (b"", b".")]
+    if path.startswith(b"/") or b".." in parts or not parts:
+        raise ValueError(path)
+    return parts[:-1], parts[-1]
+
+
+Hashed = bytes | engine.JobError | OSError
+
+
+def digests(
+    ring: engine.Ring, dst_fd: int, paths: Iterable[bytes], flags: int = 0
+) -> Iterator[tuple[bytes, Hashed]]:
+    """(path, its digest) for each path relative to ``dst_fd``, in order,
+    hashed on the engine ``CHUNK`` files at a time (``flags``: F_DEVICE reads
+    past the page cache).  A path's directories are opened one name at a
+    time, never following a symlink; a path that cannot be reached gets its
+    OSError (EXDEV: it would leave DST), one that cannot be read the
+    JobError of the failing step."""
+    it = iter(paths)
+    while True:
+        chunk = [p for _, p in zip(range(CHUNK), it, strict=False)]
+        if not chunk:
+            return
+        cache: dict[bytes, int] = {}
+        out: list[tuple[bytes, Hashed]] = []
+        fds: list[int] = []
+        names: list[bytes] = []
+        at: list[int] = []
+        try:
+            for path in chunk:
+                try:
+                    parts, name = _split(path)
+                    fd = _open_dir(dst_fd, parts, cache)
+                except ValueError:
+                    out.append((path, OSError(E.EXDEV, "a path outside DST")))
+                    continue
+                except OSError as e:
+                    out.append((path, e))
+                    continue
+                at.append(len(out))
+                out.append((path, b""))
+                fds.append(fd)
+                names.append(name)
+            got = engine.hash_files(ring, fds, names, flags)
+        finally:
+            for fd in cache.values():
+                os.close(fd)
+        for k, h in zip(at, got, strict=True):
+            out[k] = (out[k][0], h)
+        yield from out

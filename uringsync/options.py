@@ -169,6 +169,9 @@ class SyncOptions:
     itemize: int = 0  # -i given this many times (2: unchanged entries too)
     fsync: bool = False  # --fsync: files flushed before their rename, file systems at the end
     verify: bool = False  # --verify (ours): files hashed as read, read back from the disk
+    # --manifest (ours): every regular file name of the transfer is looked at
+    # (Options.on_name), none passed over unseen by the scan
+    manifest: bool = False
     # -c reads the destination's data from the device, not the page cache
     # (uringsync verify: a check of the disk, not of memory)
     device_reads: bool = False

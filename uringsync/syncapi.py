@@ -12,14 +12,18 @@ import dataclasses
 import errno as E
 import os
 import stat as S
+import tempfile
 import time
 from collections.abc import Callable, Sequence
+from typing import BinaryIO
 
-from uringsync import engine, filters, options
+from uringsync import engine, filters, manifest, options
 from uringsync.api import (
     EXIT_OK,
+    EXIT_PARTIAL,
     PathLike,
     Result,
+    manifest_writer,
     pick_engine,
     result_of,
     run_walker,
@@ -28,7 +32,7 @@ from uringsync.itemize import Change
 from uringsync.options import CopyError, SyncOptions
 from uringsync.pool import Pool, usable_cpus
 from uringsync.syncargs import SyncArgs
-from uringsync.walker import Dir, Event, FileError, Options, Tuning, Walker, fd_budget, join
+from uringsync.walker import Dir, Event, FileError, Options, Tuning, Walker, fd_budget, join, show
 from uringsync.walker.sync import SyncDir, missing_dir_fd
 
 EXIT_MAX_DELETE = 25  # rsync's: --max-delete stopped deletions
@@ -196,6 +200,7 @@ def run_args(
         progress=progress,
         collect=False,
         listed_errors=listed_errors,
+        manifest_file=a.manifest,
     )
 
 
@@ -259,6 +264,7 @@ def run_sync(
     collect: bool = True,
     listed_errors: list[FileError] | None = None,
     on_digest: Callable[[bytes, bytes], None] | None = None,
+    manifest_file: PathLike | None = None,
     _tuning: Tuning | None = None,
 ) -> Result:
     """``collect``: keep the itemized lines in ``Result.changes`` (the
@@ -266,6 +272,8 @@ def run_sync(
     ``listed_errors``: a ``--files-from`` sync (DST is a directory, made
     only when something is sent), with the listed paths that are missing.
     ``on_digest``: -c's files found equal (Options.on_digest).
+    ``manifest_file``: written with the digest of every regular file name of
+    the transfer that is in DST once the sync is done (``--manifest``).
     ``_tuning`` is internal (tests): see :class:`uringsync.walker.Tuning`."""
     started = time.monotonic()
     if not srcs and listed_errors is None:
@@ -281,6 +289,12 @@ def run_sync(
 
     info = on_info or (lambda _msg: None)
     plans = [_plan(s, dst, len(srcs)) for s in srcs]
+    names: BinaryIO | None = None  # --manifest: the names met, NUL-ended
+    if manifest_file is not None:
+        if so.dry_run:
+            raise CopyError("--manifest lists the files written to DST: not with --dry-run")
+        so = dataclasses.replace(so, manifest=True)
+        names = tempfile.TemporaryFile()  # noqa: SIM115 (closed by _write_manifest)
     opts = Options(
         flags=options.sync_flags(so),
         recursive=recursive,
@@ -293,6 +307,7 @@ def run_sync(
         on_itemize=item_cb,
         on_info=info,
         on_digest=on_digest,
+        on_name=_name_writer(names) if names is not None else None,
         tuning=_tuning or Tuning(),
     )
     opts.engine, notice = pick_engine(engine_name, opts.queue_depth)
@@ -304,6 +319,10 @@ def run_sync(
         dst_is_dir, created = _make_dst(dst, plans, so, info, listed_errors is not None)
     else:  # rsync makes no DST for an empty file list
         dst_is_dir, created = True, False
+    # a manifest's paths are relative to DST, or to its directory when DST
+    # names the file itself (its line then has DST's own name)
+    mroot = dst if dst_is_dir else (os.path.dirname(dst.rstrip(b"/")) or b".")
+    writer = manifest_writer(manifest_file, mroot) if manifest_file is not None else None
     budget = fd_budget()
     pool = (
         Pool(
@@ -336,6 +355,9 @@ def run_sync(
     except BaseException:
         if pool is not None:
             pool.stop()
+        if writer is not None and names is not None:
+            writer.close()
+            names.close()
         raise
     t = walker.totals
     res = result_of(
@@ -356,7 +378,60 @@ def run_sync(
         on_error(FileError(b"", "delete", 0, msg))
     if walker.delete_skipped and res.exit_code == EXIT_OK:
         res.exit_code = EXIT_MAX_DELETE
+    if writer is not None and names is not None:
+        _write_manifest(writer, names, mroot, opts.engine, res, on_error)
     return res
+
+
+def _name_writer(f: BinaryIO) -> Callable[[bytes], None]:
+    def put(path: bytes) -> None:
+        f.write(path + b"\0")
+
+    return put
+
+
+def _write_manifest(
+    writer: manifest.Writer,
+    names: BinaryIO,
+    root: bytes,
+    engine_name: str,
+    res: Result,
+    on_error: Callable[[FileError], None] | None,
+) -> None:
+    """sync --manifest: every regular file name the walk met, hashed in DST
+    on the engine now that the sync is done (a copy's data from the page
+    cache it just went through), a line each.  A name not in DST (its copy
+    failed, reported already, or an option skipped it) has no line."""
+    try:
+        names.seek(0)
+        paths = (p for p in names.read().split(b"\0") if p)
+        with engine.Ring(engine=engine_name) as ring:
+            root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                for path, h in manifest.digests(ring, root_fd, paths):
+                    if isinstance(h, bytes):
+                        writer.add(path, h)
+                        continue
+                    if h.errno == E.ENOENT:
+                        continue
+                    full = join(root, path)
+                    why = os.strerror(h.errno or E.EIO)
+                    fe = FileError(
+                        full,
+                        "manifest",
+                        h.errno or E.EIO,
+                        f"cannot hash {show(full)} for the manifest: {why}",
+                    )
+                    res.errors.append(fe)
+                    if on_error is not None:
+                        on_error(fe)
+                    if res.exit_code == EXIT_OK:
+                        res.exit_code = EXIT_PARTIAL
+            finally:
+                os.close(root_fd)
+    finally:
+        names.close()
+        writer.close()
 
 
 class _Plan:

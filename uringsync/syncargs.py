@@ -109,6 +109,7 @@ class SyncArgs:
     stats: bool = False
     fsync: bool = False  # every written file flushed (and, ours, the file systems at the end)
     verify: bool = False  # ours: every copied file read back from the disk and compared
+    manifest: bytes | None = None  # ours: FILE gets the digest of every regular file name
     json: bool = False
     jobs: int | None = None  # None: the engine's default
 
@@ -150,7 +151,7 @@ _FLAGS: dict[str, tuple[str, bool]] = {
 }
 _COUNTS = {"verbose": "verbose", "itemize-changes": "itemize"}
 _SPECIAL = ("archive", "D")
-_VALUED = ("max-delete", "files-from", "jobs", *(o[2:] for o in FILTER_OPTIONS))
+_VALUED = ("max-delete", "files-from", "jobs", "manifest", *(o[2:] for o in FILTER_OPTIONS))
 
 _SHORT: dict[str, str] = {
     "a": "archive",
@@ -300,6 +301,8 @@ def _apply(st: _State, name: str, value: bytes | None, shown: str) -> None:
             st.filters.append(("--" + name, value))
         elif name == "files-from":
             st.set("files_from", value)
+        elif name == "manifest":
+            st.set("manifest", value)
         elif name == "max-delete":
             st.set("max_delete", _int(shown, value, 0))
         elif name == "jobs":
@@ -428,6 +431,8 @@ def parse(argv: Sequence[str | bytes]) -> SyncArgs:
 def _implied(a: SyncArgs, explicit_recursive: bool = False) -> SyncArgs:
     """rsync's implications and the combinations it refuses."""
     delete = a.delete or a.delete_after or a.delete_excluded
+    if a.manifest is not None and a.dry_run:
+        raise _fail("--manifest lists the files written to DST: not with --dry-run (-n)")
     if a.files_from is not None:
         # rsync: -a does not imply -r here, -d (--dirs) is implied, and the
         # list names paths in one SRC

@@ -21,7 +21,7 @@ import errno as E
 import os
 import stat as S
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from uringsync import engine, manifest
 from uringsync.api import (
@@ -36,7 +36,6 @@ from uringsync.options import CopyError, SyncOptions
 from uringsync.walker import FileError, show
 
 EXIT_DIFFER = 1
-CHECK_CHUNK = 1024  # manifest lines hashed per batch (their directories open at once)
 O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 __all__ = ["EXIT_DIFFER", "check_manifest", "verify"]
@@ -110,29 +109,6 @@ def verify(
     return res
 
 
-def _open_dir(dst_fd: int, parts: Sequence[bytes], cache: dict[bytes, int]) -> int:
-    """DST's subdirectory ``parts``, opened one name at a time without
-    following a symlink (a manifest never leads outside DST)."""
-    key = b"/".join(parts)
-    fd = cache.get(key)
-    if fd is not None:
-        return fd
-    fd = dst_fd if not parts else _open_dir(dst_fd, parts[:-1], cache)
-    if parts:
-        fd = os.open(parts[-1], O_DIR | os.O_NOFOLLOW, dir_fd=fd)
-        cache[key] = fd
-    return fd
-
-
-def _split(path: bytes) -> tuple[list[bytes], bytes]:
-    """A manifest path's directories and name; ValueError when it would
-    leave DST (absolute, or a ``..``)."""
-    parts = [p for p in path.split(b"/") if p not in (b"", b".")]
-    if path.startswith(b"/") or b".." in parts or not parts:
-        raise ValueError(path)
-    return parts[:-1], parts[-1]
-
-
 def check_manifest(
     manifest_path: PathLike,
     dst: PathLike,
@@ -180,41 +156,25 @@ def check_manifest(
 
     try:
         with engine.Ring(engine=chosen) as ring:
-            for at in range(0, len(entries), CHECK_CHUNK):
-                cache: dict[bytes, int] = {}
-                fds: list[int] = []
-                names: list[bytes] = []
-                todo: list[tuple[bytes, bytes, bytes]] = []
-                try:
-                    for path, digest in entries[at : at + CHECK_CHUNK]:
-                        full = os.path.join(dst_b, path)
-                        try:
-                            parts, name = _split(path)
-                            fd = _open_dir(dst_fd, parts, cache)
-                        except ValueError:
-                            error(path, full, "open", E.EXDEV, f"{show(path)}: a path outside DST")
-                            continue
-                        except OSError as e:
-                            err = e.errno or E.EIO
-                            msg = f"cannot open directory of {show(full)}: {os.strerror(err)}"
-                            error(path, full, "open", err, msg)
-                            continue
-                        fds.append(fd)
-                        names.append(name)
-                        todo.append((path, full, digest))
-                    got = engine.hash_files(ring, fds, names, engine.F_DEVICE)
-                finally:
-                    for fd in cache.values():
-                        os.close(fd)
-                for (path, full, digest), h in zip(todo, got, strict=True):
-                    if isinstance(h, engine.JobError):
-                        err = h.errno or E.EIO
-                        what = h.step.what(full, full, err, "regular file")
-                        error(path, full, h.step.name, err, f"{what}: {os.strerror(err)}")
+            paths = (path for path, _ in entries)
+            hashed = manifest.digests(ring, dst_fd, paths, engine.F_DEVICE)
+            for (path, h), (_, digest) in zip(hashed, entries, strict=True):
+                full = os.path.join(dst_b, path)
+                if isinstance(h, engine.JobError):
+                    err = h.errno or E.EIO
+                    what = h.step.what(full, full, err, "regular file")
+                    error(path, full, h.step.name, err, f"{what}: {os.strerror(err)}")
+                elif isinstance(h, OSError):
+                    err = h.errno or E.EIO
+                    if err == E.EXDEV:
+                        msg = f"{show(path)}: a path outside DST"
                     else:
-                        res.files += 1
-                        if h != digest:
-                            failed(path)
+                        msg = f"cannot open directory of {show(full)}: {os.strerror(err)}"
+                    error(path, full, "open", err, msg)
+                else:
+                    res.files += 1
+                    if h != digest:
+                        failed(path)
     finally:
         os.close(dst_fd)
     if res.errors:

@@ -87,6 +87,9 @@ class Options:
     # matched (verify --manifest; the path from the transfer root), cp's
     # copies under F_DIGEST (cp --manifest; the destination path)
     on_digest: Callable[[bytes, bytes], None] | None = None
+    # sync --manifest: each regular file name of the transfer (its path from
+    # the transfer root), as the walk meets it
+    on_name: Callable[[bytes], None] | None = None
 
 
 class Walker(Sync, Visit, BigFiles, Links, Dispatch, Dirs, Reporting):

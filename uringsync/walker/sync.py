@@ -530,6 +530,7 @@ class Sync(Below):
             and not so.existing
             and not so.inplace
         )
+        on_name = self.opts.on_name
         for k in range(pair.npicked):
             i = picked[k]
             ent = ents[i]
@@ -540,6 +541,12 @@ class Sync(Below):
                 path = join(d.src_path, name)
                 self.error(path, steps.STAT, -ent.err, steps.STAT.what(path, path))
                 continue  # (its twin, matched, is not deleted)
+            if (
+                on_name is not None
+                and t == engine.T_REG
+                and (rules is None or not rules.excluded(rel + name, False))
+            ):
+                on_name(rel + name)
             if fresh and t == engine.T_REG and (ent.st.nlink == 1 or not so.hard_links):
                 self.totals.created += 1
                 sd.modified = True
@@ -666,7 +673,7 @@ class Sync(Below):
             engine.T_CHR: special | engine.D_RDEV,
             engine.T_BLK: special | engine.D_RDEV,
         }
-        if so.checksum or so.ignore_times:
+        if so.checksum or so.ignore_times or so.manifest:
             del m[engine.T_REG]
         if not so.symlinks:
             del m[engine.T_LNK]  # skipped, with a message
@@ -1589,6 +1596,8 @@ class Sync(Below):
     def sync_file(self, top: Dir, src_name: bytes, dst_name: bytes, st: Stat) -> None:
         """A command-line SRC that is not a directory, into ``top``."""
         assert top.sync is not None
+        if self.opts.on_name is not None and int(st.type) == engine.T_REG:
+            self.opts.on_name(top.sync.rel + dst_name)
         if dst_name != src_name:
             self._sync_renamed(top, src_name, dst_name, st)
             return
