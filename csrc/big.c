@@ -7,7 +7,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 /* The source of a big file, checked to be the file `st` describes (whose
@@ -78,12 +80,48 @@ int us_big_open(int src_dirfd, const char *src_name, int dst_dirfd, const char *
     return big_direct_bits(sfd, dfd);
 }
 
+/* An open file opened again for reading, through /proc (a write-only fd
+ * cannot be read): fd or -errno. */
+static int open_again(int fd)
+{
+    char path[32];
+
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    return fd < 0 ? -errno : fd;
+}
+
 static int clear_direct(int fd)
 {
     int fl = fcntl(fd, F_GETFL);
     if (fl < 0 || ((fl & O_DIRECT) && fcntl(fd, F_SETFL, fl & ~O_DIRECT) < 0))
         return -errno;
     return 0;
+}
+
+/* US_F_VERIFY: the tail [off, size) (under a block: the ranges' O_DIRECT
+ * left it) read back from the disk (flushed, its cached pages dropped) and
+ * compared with the source's.  buf: 2 * XATTR_MAX bytes. */
+static int verify_tail(int sfd, int dfd, uint64_t off, uint64_t size, char *buf)
+{
+    size_t n = (size_t)(size - off);
+    int e;
+
+    if (n > XATTR_MAX)
+        return -EFBIG;
+    if (fdatasync(dfd) < 0)
+        return -errno;
+    if ((e = posix_fadvise(dfd, (off_t)off, (off_t)n, POSIX_FADV_DONTNEED)))
+        return -e;
+    int rfd = open_again(dfd);
+    if (rfd < 0)
+        return rfd;
+    ssize_t a = pread(sfd, buf, n, (off_t)off), b = pread(rfd, buf + XATTR_MAX, n, (off_t)off);
+    e = a < 0 || b < 0 ? -errno : 0;
+    close(rfd);
+    if (e)
+        return e;
+    return a == (ssize_t)n && b == (ssize_t)n && !memcmp(buf, buf + XATTR_MAX, n) ? 0 : -EBADMSG;
 }
 
 int us_big_finish(int sfd, int dfd, uint64_t tail_off, const struct us_stat *st, uint32_t flags,
@@ -128,6 +166,10 @@ int us_big_finish(int sfd, int dfd, uint64_t tail_off, const struct us_stat *st,
                 w += k;
             }
             off += (uint64_t)n;
+        }
+        if ((flags & US_F_VERIFY) && (ret = verify_tail(sfd, dfd, tail_off, st->size, buf)) < 0) {
+            *op = US_OP_VERIFY;
+            goto out;
         }
     }
     m = meta_sync(src, dst, st, flags, mode_mask, buf, false);

@@ -107,15 +107,27 @@ static void maybe_done(struct us_ring *r, struct slot *s)
 {
     if (s->pending)
         return;
-    if (s->range && !s->failed && (s->job->flags & US_F_RESUME)) {
+    if (s->range && !s->failed && (s->job->flags & US_F_VERIFY)) {
+        verify_source_done(r, s, s->hashed);
+        start_readback(r, s); /* then range_complete */
+        return;
+    }
+    if (s->range && !s->failed)
+        range_complete(r, s);
+    else if (s->failed || s->range)
+        finish(r, s);
+    else
+        finish_data(r, s);
+}
+
+void range_complete(struct us_ring *r, struct slot *s)
+{
+    if (!s->failed && (s->job->flags & US_F_RESUME)) {
         int op = US_OP_NONE, ret = record_range(s->dfd, s->job->rec_fd, s->job->rec_idx, &op);
         if (ret < 0)
             fail(s, op, ret);
     }
-    if (s->failed || s->range)
-        finish(r, s);
-    else
-        finish_data(r, s);
+    finish(r, s);
 }
 
 /* Aim chunk `ch` at the next data to read: 1 yes, 0 none left, <0 -errno.
@@ -264,6 +276,10 @@ void start_range(struct us_ring *r, struct slot *s)
     j->path = US_PATH_URING;
     s->next_off = j->off;
     s->eof_off = j->off + j->len;
+    if (hashing(s)) {
+        verify_begin(r, s);
+        s->hashed = j->off; /* the range's digest: its bytes from here */
+    }
     read_chunks(r, s, j->len);
 }
 

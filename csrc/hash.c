@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -101,10 +102,18 @@ static void ord_submit(struct us_ring *r, struct slot *s, int fd, enum tag t, in
     s->pending++;
 }
 
+/* The next buf_size at next_off (whole buffers, also for a range that
+ * ends inside one: O_DIRECT reads whole blocks; what lies past rb_end is
+ * not hashed); a chunk with nothing left to read is parked. */
 static void ord_next(struct us_ring *r, struct slot *s, int fd, enum tag t, int c)
 {
     struct chunk *ch = &s->ch[c];
 
+    if (s->next_off >= s->rb_end) {
+        ch->off = UINT64_MAX;
+        ch->put = 0;
+        return;
+    }
     ch->off = s->next_off;
     ch->len = r->cfg.buf_size;
     ch->got = 0;
@@ -112,13 +121,15 @@ static void ord_next(struct us_ring *r, struct slot *s, int fd, enum tag t, int 
     ord_submit(r, s, fd, t, c);
 }
 
-/* `size`: what the file should hold; no more buffers than it fills (a
- * small file's read-ahead would be reads of nothing) */
-static void ord_start(struct us_ring *r, struct slot *s, int fd, enum tag t, uint64_t size)
+/* Read [start, rb_end) in order.  `size`: what it should hold; no more
+ * buffers than it fills (a small file's read-ahead would be reads of
+ * nothing) */
+static void ord_start(struct us_ring *r, struct slot *s, int fd, enum tag t, uint64_t start,
+                      uint64_t size)
 {
     uint64_t want = size / r->cfg.buf_size + 1;
 
-    s->next_off = s->hashed = 0;
+    s->next_off = s->hashed = start;
     s->eof = false;
     if (want > r->cfg.chunks_per_file)
         want = r->cfg.chunks_per_file;
@@ -147,11 +158,13 @@ static bool ord_done(struct us_ring *r, struct slot *s, int fd, enum tag t, int 
             }
         if (!h)
             break;
+        if (h->got > s->rb_end - h->off)
+            h->got = (uint32_t)(s->rb_end - h->off); /* the next range's bytes */
         XXH3_128bits_update(state_of(r, s), buf_addr(r, h->buf), h->got);
         s->hashed += h->got;
         if (t == T_HASH_READ)
             s->bytes += h->got; /* a hash job's bytes are those read */
-        if (h->got == 0 || (s->direct && (h->got & 4095))) {
+        if (h->got == 0 || (s->direct && (h->got & 4095)) || s->hashed >= s->rb_end) {
             s->eof = true;
         } else if (h->got < h->len) { /* the rest of this chunk */
             h->off += h->got;
@@ -202,7 +215,8 @@ void on_hash_open(struct us_ring *r, struct slot *s, int res)
         hash_done(r, s);
         return;
     }
-    ord_start(r, s, s->sfd, T_HASH_READ, (uint64_t)sb.st_size);
+    s->rb_end = UINT64_MAX;
+    ord_start(r, s, s->sfd, T_HASH_READ, 0, (uint64_t)sb.st_size);
 }
 
 void on_hash_read(struct us_ring *r, struct slot *s, int c, int res)
@@ -266,6 +280,24 @@ void start_readback(struct us_ring *r, struct slot *s)
     XXH3_128bits_reset(state_of(r, s));
     s->direct = true;
     s->vfd = -1;
+    s->rb_end = UINT64_MAX;
+    if (s->range) {
+        /* a range's file is open, not named: opened again through /proc
+         * (a plain open, then as if the ring had made it) */
+        char path[32];
+        int fd;
+
+        snprintf(path, sizeof path, "/proc/self/fd/%d", s->dfd);
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_DIRECT);
+        if (fd < 0 && errno == EINVAL) {
+            s->direct = false;
+            fd = open(path, O_RDONLY | O_CLOEXEC);
+        }
+        s->rb_end = s->hashed;
+        s->pending++;
+        on_readback_open(r, s, fd < 0 ? -errno : fd);
+        return;
+    }
     submit_readback_open(r, s);
 }
 
@@ -281,7 +313,9 @@ static void readback_done(struct us_ring *r, struct slot *s)
         if (h.low64 != j->hash_lo || h.high64 != j->hash_hi)
             fail(s, US_OP_VERIFY, -EBADMSG);
     }
-    if (s->failed)
+    if (s->range)
+        range_complete(r, s);
+    else if (s->failed)
         finish(r, s);
     else
         start_meta(r, s);
@@ -310,7 +344,13 @@ void on_readback_open(struct us_ring *r, struct slot *s, int res)
         readback_done(r, s);
         return;
     }
-    ord_start(r, s, s->vfd, T_VERIFY_READ, s->hashed); /* the size the source hash covered */
+    /* what the source's hash covered: the file (from 0), or the range */
+    if (s->range)
+        ord_start(r, s, s->vfd, T_VERIFY_READ, s->job->off, s->rb_end - s->job->off);
+    else
+        ord_start(r, s, s->vfd, T_VERIFY_READ, 0, s->hashed);
+    if (s->pending == 0) /* an empty range: nothing to read */
+        readback_done(r, s);
 }
 
 void on_readback_read(struct us_ring *r, struct slot *s, int c, int res)

@@ -255,6 +255,7 @@ struct slot {
     uint64_t hashed;         /* US_F_VERIFY: bytes of the source fed to the hash */
     int vfd;                 /* US_F_VERIFY: the destination opened to read back, or -1 */
     bool eof;                /* a hash job, a read-back: the end is read */
+    uint64_t rb_end;         /* a read-back: where it ends (a range's end; else UINT64_MAX) */
     uint32_t old_mode, old_uid, old_gid;
     uint64_t written_end; /* end of the last byte written */
     uint64_t size_end;    /* the size the copy must have (holes at the end) */
@@ -332,10 +333,11 @@ static inline void fail(struct slot *s, int op, int err)
     }
 }
 
-/* US_F_VERIFY or US_F_DIGEST: a regular file's data hashed as it is read */
+/* US_F_VERIFY or US_F_DIGEST: a regular file's data hashed as it is read
+ * (a range's too, under US_F_VERIFY: a range is never given US_F_DIGEST) */
 static inline bool hashing(const struct slot *s)
 {
-    return (s->job->flags & (US_F_VERIFY | US_F_DIGEST)) && !s->range;
+    return (s->job->flags & (US_F_VERIFY | US_F_DIGEST)) != 0;
 }
 
 static inline void record(struct us_job *j, int err, int op)
@@ -372,6 +374,8 @@ void verify_source_done(struct us_ring *r, struct slot *s, uint64_t size);
 void start_readback(struct us_ring *r, struct slot *s);
 void on_readback_open(struct us_ring *r, struct slot *s, int res);
 void on_readback_read(struct us_ring *r, struct slot *s, int c, int res);
+/* data.c: a range is written (and read back): recorded (US_F_RESUME), done */
+void range_complete(struct us_ring *r, struct slot *s);
 
 #pragma GCC visibility pop
 #endif

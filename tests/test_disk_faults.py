@@ -24,6 +24,8 @@ from tests.support.cli import assert_error_lines, run_cli, run_cp
 from tests.support.faultdisk import POISON, FaultDisk, drop_caches, fault_disk
 from tests.support.trees import rand_bytes, write_file
 from uringsync import walker as walker_mod
+from uringsync.options import SyncOptions
+from uringsync.syncapi import run_sync
 
 # root; every fault is met by both engines (conftest.engine_name)
 pytestmark = [root_only, pytest.mark.usefixtures("engine_name")]
@@ -345,6 +347,53 @@ def test_sync_verify_keeps_the_old_file(tmp_path, tmp: bytes, jobs: str | None) 
         )
         with open(p(dst, bad), "rb") as f:
             assert f.read() == b"old version"
+
+
+@pytest.mark.parametrize("tool", ["cp", "sync"])
+def test_verify_per_range_of_a_split_big_file(tmp_path, tmp: bytes, tool: str) -> None:  # type: ignore[no-untyped-def]
+    """--verify on a big file split into ranges: each range is hashed as it
+    passes and read back from the disk on its own.  The range the disk
+    corrupts fails the file: cp removes it; sync keeps its temporary and the
+    record of the ranges that did verify, and the next sync (the disk good
+    again) writes only the range that failed."""
+    bad = b"big.bin"
+    files = source_files(b"sub/ok.bin")
+    files[bad] = poisoned(BIG, 2 * MiB + 256 * KiB, "big")  # the 10th of 17 ranges
+    src = p(tmp, b"src")
+    make_tree(src, files)
+    with fault_disk(tmp_path / "dst") as d:
+        d.corrupt_writes_of()
+        dst = p(d.mnt, b"dst")
+        split, base = split_tuning()
+        written: list[int] = []
+
+        def on_trace(w: walker_mod.Walker, ev: walker_mod.Trace) -> None:
+            assert base.on_trace is not None
+            base.on_trace(w, ev)
+            if ev.kind == "range_done":
+                written.append(ev.bytes)
+
+        tuning = walker_mod.Tuning(base.split_min, base.range_size, on_trace)
+        so = SyncOptions(perms=True, times=True, owner=True, group=True, verify=True)
+        if tool == "cp":
+            res = uringsync.copy(src, dst, archive=True, jobs=2, verify=True, _tuning=tuning)
+            assert split.get(bad), f"not split: {split!r}"
+        else:
+            res = run_sync([src + b"/"], dst, so, jobs=2, _tuning=tuning)
+        assert any(ln.startswith("CORRUPT") for ln in d.injected())
+        assert res.exit_code == 23, res.errors
+        assert [(e.path, e.op) for e in res.errors] == [(p(dst, bad), "verify")], res.errors
+        assert "read back from the disk differs" in res.errors[0].message
+        assert not os.path.exists(p(dst, bad)), "the copy that differs was left"
+        d.clear()
+        if tool == "sync":
+            assert os.path.exists(p(dst, b".big.bin.uringsync-record"))
+            written.clear()
+            res = run_sync([src + b"/"], dst, so, jobs=2, _tuning=tuning)
+            assert res.exit_code == 0, res.errors
+            assert written == [256 * KiB], "only the range that failed is written again"
+        d.remount()  # what the disk holds, not the page cache
+        assert_outcome(src, dst, files, {bad} if tool == "cp" else set())
 
 
 @pytest.mark.parametrize("side", ["source", "destination"])

@@ -110,14 +110,14 @@ class BigFiles(Below):
         """Big files go in ranges to several workers (at least ``workers``
         alive), unless the data path would not read and write them (clones,
         copy_file_range offload), holes must be made of zero runs, or
-        --verify/--manifest hash each file in order (one job: ranges are not
-        hashed yet)."""
+        cp --manifest hashes each file whole, in order (one job).  Under
+        --verify each range is hashed and read back on its own."""
         return (
             self.pool is not None
             and self.pool.alive() >= workers
             and not self.offload
             and not self.job_flags
-            & (engine.F_REFLINK_TRY | engine.F_REFLINK_REQUIRE | engine.F_VERIFY | engine.F_DIGEST)
+            & (engine.F_REFLINK_TRY | engine.F_REFLINK_REQUIRE | engine.F_DIGEST)
             and self.opts.flags.sparse != "always"
             and len(self.bigs) < MAX_BIG_OPEN
         )
