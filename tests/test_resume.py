@@ -31,7 +31,7 @@ from tests.support.trees import rand_bytes, set_tree_times, write_file
 
 STRACE = shutil.which("strace")
 RANGE = 1 * MiB
-SIZE = 48 * MiB + 12345  # an unaligned tail after the ranges
+SIZE = 24 * MiB + 12345  # an unaligned tail after the ranges
 NRANGES = -(-SIZE // RANGE)
 REC_HEAD = 4096  # csrc/resume.c: the range bytes start here
 RUNNER = str(Path(__file__).parent / "support" / "resume_run.py")
