@@ -7,7 +7,7 @@ CSRC := $(wildcard csrc/*.c csrc/*.h)
 # The tests that drive the C engine hardest: run under ASan/UBSan by `make asan`.
 ASAN_TESTS ?= tests/test_engine.py tests/test_buffer_pool.py tests/test_worker_pool.py tests/test_hash.py tests/test_verify.py \
 	tests/test_engine_sync.py tests/test_sync_match.py tests/test_sync_scan.py \
-	tests/test_sync_descend.py tests/test_resume.py
+	tests/test_sync_descend.py tests/test_resume.py::test_killed_at_70_percent_writes_only_the_rest
 ASAN_DIR := build/asan
 ASAN_ENV := LD_PRELOAD="$$($(CC) -print-file-name=libasan.so)" \
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:exitcode=99 \
