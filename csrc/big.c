@@ -80,14 +80,12 @@ int us_big_open(int src_dirfd, const char *src_name, int dst_dirfd, const char *
     return big_direct_bits(sfd, dfd);
 }
 
-/* An open file opened again for reading, through /proc (a write-only fd
- * cannot be read): fd or -errno. */
-static int open_again(int fd)
+int open_again(int fd, int flags)
 {
     char path[32];
 
     snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
+    fd = open(path, O_RDONLY | O_CLOEXEC | flags);
     return fd < 0 ? -errno : fd;
 }
 
@@ -113,7 +111,7 @@ static int verify_tail(int sfd, int dfd, uint64_t off, uint64_t size, char *buf)
         return -errno;
     if ((e = posix_fadvise(dfd, (off_t)off, (off_t)n, POSIX_FADV_DONTNEED)))
         return -e;
-    int rfd = open_again(dfd);
+    int rfd = open_again(dfd, 0);
     if (rfd < 0)
         return rfd;
     ssize_t a = pread(sfd, buf, n, (off_t)off), b = pread(rfd, buf + XATTR_MAX, n, (off_t)off);

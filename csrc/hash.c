@@ -19,7 +19,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdio.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -284,18 +283,15 @@ void start_readback(struct us_ring *r, struct slot *s)
     if (s->range) {
         /* a range's file is open, not named: opened again through /proc
          * (a plain open, then as if the ring had made it) */
-        char path[32];
-        int fd;
+        int fd = open_again(s->dfd, O_DIRECT);
 
-        snprintf(path, sizeof path, "/proc/self/fd/%d", s->dfd);
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_DIRECT);
-        if (fd < 0 && errno == EINVAL) {
+        if (fd == -EINVAL) {
             s->direct = false;
-            fd = open(path, O_RDONLY | O_CLOEXEC);
+            fd = open_again(s->dfd, 0);
         }
         s->rb_end = s->hashed;
         s->pending++;
-        on_readback_open(r, s, fd < 0 ? -errno : fd);
+        on_readback_open(r, s, fd);
         return;
     }
     submit_readback_open(r, s);

@@ -207,6 +207,9 @@ bool same_inode(const struct stat *sb, const struct us_stat *st);
 int big_open_src(int src_dirfd, const char *src_name, struct us_stat *st, int direct, int *op);
 int big_create(int dst_dirfd, const char *dst_name, int direct);
 int big_direct_bits(int sfd, int dfd);
+/* An open file opened again for reading (O_RDONLY | flags), through
+ * /proc/self/fd (a write-only fd cannot be read): fd or -errno */
+int open_again(int fd, int flags);
 #define DIRECT_BLOCK 4096 /* O_DIRECT writes whole blocks: the tail is written without it */
 
 /* resume.c: a US_F_RESUME range is written: flush, then record it.
