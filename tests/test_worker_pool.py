@@ -892,6 +892,35 @@ def test_no_fd_or_process_leak_over_many_copies(tmp: bytes) -> None:
     assert_same_tree(src, p(tmp, b"dst19"))
 
 
+def test_workers_started_with_fds_beyond_1024(tmp: bytes) -> None:
+    """A worker's socket may get a number past 1,023 (the walker can hold
+    that many directories open when the first worker starts): waiting on
+    it must still work (select() refuses such fds; poll does not)."""
+    import resource
+
+    src = p(tmp, b"src")
+    os.makedirs(src)
+    for i in range(40):
+        write_file(p(src, b"f%d" % i), rand_bytes(i * 100, i))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 1200
+    if hard != resource.RLIM_INFINITY and hard < want + 100:
+        pytest.skip(f"RLIMIT_NOFILE's hard limit is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, want + 100), hard))
+    held = []
+    try:
+        while not held or held[-1] < want:
+            held.append(os.open(b"/dev/null", os.O_RDONLY))
+        res = uringsync.copy([src], p(tmp, b"dst"), archive=True, jobs=2)
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert res.exit_code == 0, res.errors
+    assert res.workers == 2
+    rsync_clean(src, p(tmp, b"dst"))
+
+
 def test_batch_pack_and_bind_do_not_leak() -> None:
     """engine.Batch (shared memory) + us_batch_pack_fds + us_batch_bind_fds,
     2,000 rounds: the fds are right every round and RSS stays flat."""

@@ -195,7 +195,7 @@ class Pool:
         that died (their ``held`` batches are still theirs to hand back)."""
         socks = {w.sock.fileno(): w for w in self.workers if w.alive}
         rfds = list(socks) + ([wake_fd] if wake_fd >= 0 else [])
-        ready, _, _ = select.select(rfds, [], [], timeout)
+        ready = _readable(rfds, timeout)
         done: list[int] = []
         died: list[Worker] = []
         for fd in ready:
@@ -306,13 +306,25 @@ def _worker_main(
         os._exit(code)
 
 
+def _readable(fds: list[int], timeout: float | None) -> list[int]:
+    """The fds of ``fds`` ready to read (or at EOF) within ``timeout``
+    seconds (None: until one is).  poll, not select: the walker may hold
+    more than 1,024 directories open when a worker is started, so its
+    socket's number can be beyond what select takes."""
+    p = select.poll()
+    for fd in fds:
+        p.register(fd, select.POLLIN)
+    ms = -1 if timeout is None else max(0, int(timeout * 1000))
+    return [fd for fd, _ in p.poll(ms)]
+
+
 def _serve(sock: socket.socket, batches: list[Batch], ring: Ring, wake_r: int) -> int:
     import socket
 
     while True:
         if engine.stop_requested():
             return EXIT_STOPPED
-        ready, _, _ = select.select([sock.fileno(), wake_r], [], [])
+        ready = _readable([sock.fileno(), wake_r], None)
         if engine.stop_requested():
             return EXIT_STOPPED
         if sock.fileno() not in ready:
