@@ -91,6 +91,11 @@
  * is recorded: byte rec_idx of the record rec_fd set to 1, written with
  * RWF_DSYNC.  Failures: FSYNC, RECORD */
 #define US_F_RESUME 262144
+/* us_sync_scan only (sync -c, verify): a regular file and its twin of one
+ * size are compared by their data's XXH3-128 digests inside the scan, the
+ * twin read as US_F_DEVICE says; US_D_DATA when they differ or were not
+ * compared there (see US_D_DATA) */
+#define US_F_CONTENT 524288
 
 /* ---- what a US_T_META job found different (us_job.changed) ---- */
 #define US_CH_XATTR 1
@@ -317,6 +322,11 @@ void us_scan_free(struct us_scan *sc);
 #define US_D_XATTR 512  /* with US_P_XATTR: names or values (ACLs apart) */
 #define US_D_ACL 1024   /* with US_P_ACL: the access ACL */
 #define US_D_ERR 2048   /* a stat, readlink or xattr read failed on either side */
+/* with US_F_CONTENT, regular files of one size: their data differ, or were
+ * not compared by the scan (a read failed, more than one link, over
+ * US_CONTENT_MAX bytes, or other bits set: the walker hashes them itself) */
+#define US_D_DATA 4096
+#define US_CONTENT_MAX 8388608
 /* Match the entries of two scans of one directory by name (sorted, merged):
  * match[i] = the index in dst of src's entry i, or -1; diff[i] its US_D_*
  * bits; dst_matched[j] = 1 for each dst entry some src entry matched.

@@ -27,10 +27,8 @@ static XXH3_state_t *state_of(struct us_ring *r, struct slot *s)
     return r->hstates[slot_index(r, s)];
 }
 
-/* A file read past the page cache without O_DIRECT: flushed, then its
- * cached pages dropped (plain syscalls: io_uring's FADVISE would only add a
- * round trip).  0 or -errno. */
-static int uncache(int fd)
+/* io_uring's FADVISE would only add a round trip: plain syscalls */
+int uncache(int fd)
 {
     int e = fdatasync(fd) < 0 ? errno : posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
 

@@ -194,9 +194,20 @@ long match_merge(const struct us_scan *src, const struct us_scan *dst, uint32_t 
                  uint32_t skip_xattr, int32_t *match, uint32_t *diff, uint8_t *dst_matched,
                  const struct us_stat **dst_st, uint32_t *todo, uint32_t *ntodo);
 /* diff[i] with what compare_entry found added; buf: NULL, or 4 * XATTR_MAX
- * bytes when flags has US_P_XATTR or US_P_ACL */
+ * bytes when flags has US_P_XATTR or US_P_ACL; data: NULL (US_F_CONTENT's
+ * files are then all US_D_DATA), or CONTENT_BUF bytes aligned to 4096 */
 uint32_t compare_entry(const struct us_scan *src, const struct us_stat *dst_st, int sfd, int dfd,
-                       uint32_t flags, uint32_t i, uint32_t diff, char *buf);
+                       uint32_t flags, uint32_t i, uint32_t diff, char *buf, void *data);
+
+/* content.c: US_F_CONTENT's comparison of a regular file (sfd, name) with
+ * its twin (dfd, name) of the same size: 0 when their data hash the same,
+ * else US_D_DATA.  data: CONTENT_BUF bytes aligned to 4096, or NULL. */
+#define CONTENT_BUF (256u << 10)
+uint32_t content_diff(int sfd, int dfd, const char *name, const struct us_stat *st,
+                      const struct us_stat *dst_st, uint32_t flags, uint32_t diff, void *data);
+/* hash.c: a file read past the page cache without O_DIRECT: flushed, then
+ * its cached pages dropped.  0 or -errno. */
+int uncache(int fd);
 
 /* stat.c */
 void fill_stat(struct us_stat *o, const struct statx *x);

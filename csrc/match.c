@@ -117,8 +117,14 @@ static uint32_t perms_with_acls(const struct us_stat *s, const struct us_stat *d
     return sm == dm ? diff & ~(uint32_t)US_D_PERMS : diff;
 }
 
+/* US_F_CONTENT: a regular file and its twin of one size */
+static bool content_wanted(uint32_t flags, const struct us_stat *st, uint32_t diff)
+{
+    return (flags & US_F_CONTENT) && st->type == US_T_REG && !(diff & (US_D_TYPE | US_D_SIZE));
+}
+
 uint32_t compare_entry(const struct us_scan *src, const struct us_stat *dst_st, int sfd, int dfd,
-                       uint32_t flags, uint32_t i, uint32_t diff, char *buf)
+                       uint32_t flags, uint32_t i, uint32_t diff, char *buf, void *data)
 {
     const char *name = name_at(src, i);
     const struct us_stat *st = &src->ents[i].st;
@@ -129,6 +135,8 @@ uint32_t compare_entry(const struct us_scan *src, const struct us_stat *dst_st, 
         diff |= xattr_diff(sfd, dfd, name, flags, st->type == US_T_DIR, buf);
     if ((diff & US_D_PERMS) && (flags & US_P_ACL) && !(diff & US_D_TYPE))
         diff = perms_with_acls(st, dst_st, sfd, dfd, name, diff);
+    if (content_wanted(flags, st, diff)) /* last: the other bits decide whether to read */
+        diff |= content_diff(sfd, dfd, name, st, dst_st, flags, diff, data);
     return diff;
 }
 
@@ -173,8 +181,9 @@ long match_merge(const struct us_scan *src, const struct us_scan *dst, uint32_t 
             d = US_D_ERR;
         } else {
             d = attr_diff(&se->st, &de->st);
-            if (!(d & US_D_TYPE) && (se->st.type == US_T_LNK || (xattrs && !(d & skip_xattr)) ||
-                                     ((d & US_D_PERMS) && (flags & US_P_ACL))))
+            if (!(d & US_D_TYPE) &&
+                (se->st.type == US_T_LNK || (xattrs && !(d & skip_xattr)) ||
+                 ((d & US_D_PERMS) && (flags & US_P_ACL)) || content_wanted(flags, &se->st, d)))
                 todo[nt++] = i;
         }
         diff[i] = d;
@@ -205,7 +214,7 @@ long us_sync_match(const struct us_scan *src, const struct us_scan *dst, int src
         match_merge(src, dst, flags, skip_xattr, match, diff, dst_matched, dst_st, todo, &ntodo);
     for (uint32_t k = 0; matched >= 0 && k < ntodo; k++) {
         uint32_t i = todo[k];
-        diff[i] = compare_entry(src, dst_st[i], src_dirfd, dst_dirfd, flags, i, diff[i], buf);
+        diff[i] = compare_entry(src, dst_st[i], src_dirfd, dst_dirfd, flags, i, diff[i], buf, NULL);
     }
 out:
     free(buf);

@@ -97,7 +97,8 @@ static struct {
 
 volatile int us_sync_cold_flag; /* atomic: the last call read the disk */
 
-static __thread char *t_buf; /* compare's 4 * XATTR_MAX bytes, per thread */
+static __thread char *t_buf;  /* compare's 4 * XATTR_MAX bytes, per thread */
+static __thread void *t_data; /* compare's CONTENT_BUF bytes (US_F_CONTENT) */
 
 /* What the thread waited on so far: block reads it issued, and the times
  * it slept (a read of the disk, or of a network file system, that another
@@ -356,10 +357,13 @@ static void compare_unit(struct ss_call *c, size_t u)
         }
         buf = t_buf;
     }
+    /* kept for the thread's life; without it, the files are left to the walker */
+    if ((c->flags & US_F_CONTENT) && !t_data && posix_memalign(&t_data, 4096, CONTENT_BUF))
+        t_data = NULL;
     for (uint32_t x = k->start; x < k->end; x++) {
         uint32_t i = t->todo[x];
         p->diff[i] = compare_entry(&p->src, t->dst_st[i], p->src_fd, p->dst_fd, c->flags, i,
-                                   p->diff[i], buf);
+                                   p->diff[i], buf, t_data);
     }
 }
 
@@ -395,7 +399,7 @@ static long scan_pairs(struct ss_call *c, const struct us_pick *k)
     size_t n = c->n, total = 0, nu;
     uint32_t per;
     long ret;
-    bool cold;
+    bool cold, disk;
 
     if (n == 0)
         return 0;
@@ -429,8 +433,10 @@ static long scan_pairs(struct ss_call *c, const struct us_pick *k)
 
     run_phase(c, match_unit, n, false);
 
+    /* reading the twins from the device waits on the disk, cached or not */
+    disk = cold || ((c->flags & US_F_CONTENT) && (c->flags & US_F_DEVICE));
     total = 0;
-    per = cold ? SS_COLD_CHUNK : SS_CHUNK;
+    per = disk ? SS_COLD_CHUNK : SS_CHUNK;
     for (size_t i = 0; i < n; i++)
         total += c->tmp[i].ntodo / per + 1;
     free(c->units);
@@ -443,7 +449,7 @@ static long scan_pairs(struct ss_call *c, const struct us_pick *k)
     for (size_t i = 0; i < n; i++)
         if (!pairs[i]->err)
             nu = chunk(c->units, nu, (uint32_t)i, 0, c->tmp[i].ntodo, per);
-    cold |= run_phase(c, compare_unit, nu, cold);
+    cold |= run_phase(c, compare_unit, nu, disk);
     __atomic_store_n(&us_sync_cold_flag, cold, __ATOMIC_RELAXED);
     if (us_stop_flag)
         goto stopped;

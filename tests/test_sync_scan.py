@@ -506,3 +506,58 @@ def test_fork_while_other_threads_scan(tmp: bytes) -> None:
             t.join(60)
     assert codes == {0: 300}  # -14: a child hung (SIGALRM)
     assert bad == []
+
+
+def _content_pair(tmp: bytes) -> tuple[bytes, bytes, dict[bytes, int]]:
+    """Twins for F_CONTENT, each name with the bits it must get: equal data
+    (a tail off a block, several reads' worth), other data of one size (in
+    the last byte of several reads), and what the scan leaves to the walker
+    unread (D_DATA with other bits, more than one link, over the limit)."""
+    src, dst = tmp + b"/csrc", tmp + b"/cdst"
+    os.makedirs(src)
+    os.makedirs(dst)
+    many = 600_000  # over CONTENT_BUF: read in three
+    files: dict[bytes, tuple[bytes, bytes, int]] = {
+        b"eq": (b"x" * 4196, b"x" * 4196, 0),
+        b"eq-blocks": (b"y" * 8192, b"y" * 8192, 0),
+        b"eq-many": (b"z" * many, b"z" * many, 0),
+        b"empty": (b"", b"", 0),
+        b"ne": (b"a" * 4196, b"a" * 4195 + b"b", engine.D_DATA),
+        b"ne-many": (b"c" * many, b"c" * (many - 1) + b"d", engine.D_DATA),
+        b"size": (b"short", b"longer", engine.D_SIZE),
+        b"eq-mtime": (b"m" * 100, b"m" * 100, engine.D_MTIME | engine.D_DATA),
+        b"eq-perms": (b"p" * 100, b"p" * 100, engine.D_PERMS | engine.D_DATA),
+        b"eq-linked": (b"l" * 100, b"l" * 100, engine.D_DATA),
+        b"eq-over": (b"o" * (engine.lib.US_CONTENT_MAX + 1),) * 2 + (engine.D_DATA,),
+    }
+    for name, (a, b, _) in files.items():
+        write_file(src + b"/" + name, a)
+        write_file(dst + b"/" + name, b)
+    os.link(src + b"/eq-linked", src + b"/linked-twin")
+    write_file(dst + b"/linked-twin", b"l" * 100)
+    os.chmod(dst + b"/eq-perms", 0o600)
+    for side in (src, dst):
+        for name in os.listdir(side):
+            os.utime(side + b"/" + name, ns=(T0, T0))
+    os.utime(dst + b"/eq-mtime", ns=(T0, T0 + 10**9))
+    want = {name: d for name, (_, _, d) in files.items()}
+    want[b"linked-twin"] = engine.D_DATA
+    return src, dst, want
+
+
+@pytest.mark.parametrize("device", [False, True], ids=["cache", "device"])
+def test_content(tmp: bytes, device: bool) -> None:
+    """F_CONTENT (sync -c, verify): same-size regular twins compared by their
+    data inside the scan, read from the device with F_DEVICE; without it,
+    no D_DATA at all.  What it cannot decide cheaply is D_DATA unread."""
+    src, dst, want = _content_pair(tmp)
+    flags = engine.F_CONTENT | (engine.F_DEVICE if device else 0)
+    masks = {engine.T_REG: D_ALL | engine.D_DATA}
+    with opened([Tree(src, dst, {})]) as fds:
+        for fl in (flags, 0):
+            (p,) = engine.sync_scan(fds, fl, 0, engine.sync_pick(masks, False, False))
+            diffs, _ = of_pair(p)
+            got = {name: d for name, (_, d) in diffs.items()}
+            expect = want if fl else {n: d & ~engine.D_DATA for n, d in want.items()}
+            assert got == expect, fl
+            assert sorted(picked_names(p)) == sorted(n for n, d in expect.items() if d)

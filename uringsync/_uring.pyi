@@ -267,6 +267,8 @@ class _Lib:
     US_F_VERIFY: int
     US_F_DIGEST: int
     US_F_RESUME: int
+    US_F_CONTENT: int
+    US_CONTENT_MAX: int
     # what a US_T_META job found different (us_job.changed)
     US_CH_XATTR: int
     US_CH_ACL: int
@@ -283,6 +285,7 @@ class _Lib:
     US_D_XATTR: int
     US_D_ACL: int
     US_D_ERR: int
+    US_D_DATA: int
     # the step that failed (us_job.op): uringsync/steps.py describes each
     US_OP_NONE: int
     US_OP_OPEN_SRC: int

@@ -84,6 +84,7 @@ F_FSYNC: int = lib.US_F_FSYNC  # a file flushed after its metadata, before its c
 F_VERIFY: int = lib.US_F_VERIFY  # a file hashed as read, read back from the disk, compared
 F_DIGEST: int = lib.US_F_DIGEST  # a file hashed as read (its digest for a manifest)
 F_RESUME: int = lib.US_F_RESUME  # T_RANGE: flushed, then recorded for a resume
+F_CONTENT: int = lib.US_F_CONTENT  # sync_scan: same-size regular files compared by their data
 # what a T_META job (or meta_sync_fd) found different
 CH_XATTR: int = lib.US_CH_XATTR
 CH_ACL: int = lib.US_CH_ACL
@@ -100,6 +101,7 @@ D_TARGET: int = lib.US_D_TARGET
 D_XATTR: int = lib.US_D_XATTR
 D_ACL: int = lib.US_D_ACL
 D_ERR: int = lib.US_D_ERR
+D_DATA: int = lib.US_D_DATA  # F_CONTENT: data differ, or left to the walker to hash
 
 # io_uring opcodes probed at ring creation, by name
 IORING_OPS: dict[str, int] = {

@@ -366,7 +366,7 @@ class Sync(Below):
         per_scan = max(1, min(16, self.max_dirs // (4 * _Scans.COLD_THREADS)))
         pick = self._pick()
         pick.root_major, pick.root_minor = self.root_dev
-        scans = _Scans(self.flags & MATCH_FLAGS, pick)
+        scans = _Scans(self.flags & MATCH_FLAGS | self._content_flags(), pick)
         # groups being scanned, in order, and whether they went to a scan
         inflight: deque[tuple[list[Dir], bool]] = deque()
         try:
@@ -635,6 +635,17 @@ class Sync(Below):
                 k.avoid_major, k.avoid_minor = os.major(dev), os.minor(dev)
         return k
 
+    def _content_flags(self) -> int:
+        """-c: the scan compares the data of same-size regular files itself
+        (F_CONTENT), so that files found equal never reach Python; not when
+        every file's digest is wanted (a manifest, ``on_digest``) nor with
+        -I (every file is looked at)."""
+        so = self.so
+        assert so is not None
+        if not so.checksum or so.ignore_times or so.manifest or self.opts.on_digest is not None:
+            return 0
+        return engine.F_CONTENT | (engine.F_DEVICE if so.device_reads else 0)
+
     def _attr_bits(self) -> int:
         """The D_* bits of the metadata the options keep."""
         so = self.so
@@ -673,7 +684,9 @@ class Sync(Below):
             engine.T_CHR: special | engine.D_RDEV,
             engine.T_BLK: special | engine.D_RDEV,
         }
-        if so.checksum or so.ignore_times or so.manifest:
+        if self._content_flags():  # equal data are found in the scan
+            m[engine.T_REG] = base | attrs | engine.D_SIZE | engine.D_DATA
+        elif so.checksum or so.ignore_times or so.manifest:
             del m[engine.T_REG]
         if not so.symlinks:
             del m[engine.T_LNK]  # skipped, with a message
