@@ -99,9 +99,12 @@ static void ord_submit(struct us_ring *r, struct slot *s, int fd, enum tag t, in
     s->pending++;
 }
 
-/* The next buf_size at next_off (whole buffers, also for a range that
+/* The next buf_size at next_off (whole blocks, also for a range that
  * ends inside one: O_DIRECT reads whole blocks; what lies past rb_end is
- * not hashed); a chunk with nothing left to read is parked. */
+ * not hashed); a chunk with nothing left to read is parked.  A direct read
+ * asks for no more blocks than the data should have: past the end of the
+ * file the kernel zeroes the rest of the buffer (most of a buffer, for a
+ * small file's read-back). */
 static void ord_next(struct us_ring *r, struct slot *s, int fd, enum tag t, int c)
 {
     struct chunk *ch = &s->ch[c];
@@ -113,6 +116,8 @@ static void ord_next(struct us_ring *r, struct slot *s, int fd, enum tag t, int 
     }
     ch->off = s->next_off;
     ch->len = r->cfg.buf_size;
+    if (s->direct && s->next_off < s->rb_size && s->rb_size - s->next_off < ch->len)
+        ch->len = (uint32_t)((s->rb_size - s->next_off + 4095) & ~(uint64_t)4095);
     ch->got = 0;
     s->next_off += ch->len;
     ord_submit(r, s, fd, t, c);
@@ -127,6 +132,7 @@ static void ord_start(struct us_ring *r, struct slot *s, int fd, enum tag t, uin
     uint64_t want = size / r->cfg.buf_size + 1;
 
     s->next_off = s->hashed = start;
+    s->rb_size = start + size;
     s->eof = false;
     if (want > r->cfg.chunks_per_file)
         want = r->cfg.chunks_per_file;

@@ -270,6 +270,7 @@ struct slot {
     int vfd;                 /* US_F_VERIFY: the destination opened to read back, or -1 */
     bool eof;                /* a hash job, a read-back: the end is read */
     uint64_t rb_end;         /* a read-back: where it ends (a range's end; else UINT64_MAX) */
+    uint64_t rb_size;        /* ord_start: where the data should end (direct reads stop there) */
     uint32_t old_mode, old_uid, old_gid;
     uint64_t written_end; /* end of the last byte written */
     uint64_t size_end;    /* the size the copy must have (holes at the end) */
