@@ -6,7 +6,8 @@
 #   python3-seccomp, libseccomp's binding for /usr/bin/python3, with which
 #   tests/support/sandbox.py runs commands under a seccomp filter; fuse3
 #   and python3-pyfuse3, for the system python, for the fault disk of
-#   tests/test_disk_faults.py; strace, which shows --fsync's order of flushes),
+#   tests/test_disk_faults.py; strace, which shows --fsync's order of flushes;
+#   fio, the device's own limit in `uringsync bench --workloads bigfile-fio`),
 #   the package itself with its test extra, and the cffi C extension.
 # Then:  bash setup.sh demo   -> copy a built-in sample tree and check it
 #        bash setup.sh test   -> run the whole test suite, then the engine and
@@ -15,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 need=()
-for pkg in liburing-dev libxxhash-dev xxhash rsync acl attr gcc make clang-format xfsprogs btrfs-progs python3-seccomp fuse3 python3-pyfuse3 strace; do
+for pkg in liburing-dev libxxhash-dev xxhash rsync acl attr gcc make clang-format xfsprogs btrfs-progs python3-seccomp fuse3 python3-pyfuse3 strace fio; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if ((${#need[@]})); then

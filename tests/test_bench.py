@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -435,3 +436,44 @@ def test_sync_workload_names_and_commands(tmp_path: Path) -> None:
     assert cmd[-6:] == ["uringsync", "cp", "-a", "--verify", *plain]
     ((cmd,),) = [bench.sync_commands("rsync", s, d, caps, check="cp-verify")]
     assert cmd[:2] == ["sh", "-c"] and "rsync -naHAXc --delete" in cmd[2] and cmd[-2:] == plain
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="bigfile-fio runs cold: dropping caches needs root")
+@pytest.mark.skipif(
+    shutil.which("fio") is None or shutil.which("xxh128sum") is None,
+    reason="fio and xxh128sum are the references (setup.sh installs them)",
+)
+def test_big_file_workloads(tmp_path: Path) -> None:
+    """bigfile-fio (cold only) and hash (warm only) at a tiny size: each row
+    timed and judged against its target; uringsync's copy checked, fio's
+    file (no copy) not."""
+    opts = bench.Options(
+        workloads=(bench.BIG_FIO, bench.HASH),
+        big_size=4 * bench.MiB,
+        rounds=1,
+        cold=True,
+        warm=True,
+        workdir=tmp_path / "work",
+        loop=False,
+        keep=True,
+        settle=0,
+        verify="rsync",
+        json_out=tmp_path / "big.json",
+        plot=tmp_path / "big.png",
+    )
+    bench.run(opts, say=lambda _msg: None)
+    data = json.loads((tmp_path / "big.json").read_text())
+    rows = {(r["workload"], r["cache"]): r for r in data["sync_rows"]}
+    assert set(rows) == {(bench.BIG_FIO, "cold"), (bench.HASH, "warm")}
+    for key, row in rows.items():
+        assert row["failures"] == {bench.SYNC_TOOL: 0, "rsync": 0}, key
+        assert row["ratio"] is not None and row["target"]["ratio"] == bench.SYNC_TARGETS[key][1]
+    runs = {(r["workload"], r["tool"]): r for r in data["runs"]}
+    assert all(r["ok"] for r in runs.values())
+    assert runs[bench.BIG_FIO, bench.SYNC_TOOL]["verified"] is True  # rsync -naHAXc: a copy
+    assert runs[bench.BIG_FIO, "rsync"]["verified"] is None  # fio's file: not a copy
+    fio_file = Path(runs[bench.BIG_FIO, "rsync"]["copy"]) / "big.bin"
+    assert fio_file.stat().st_size == 4 * bench.MiB  # fio wrote it whole
+    assert "fio" in runs[bench.BIG_FIO, "rsync"]["command"]
+    assert "-naHAXc" in runs[bench.HASH, bench.SYNC_TOOL]["command"]
+    assert "xxh128sum" in runs[bench.HASH, "rsync"]["command"]

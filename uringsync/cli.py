@@ -372,7 +372,10 @@ def bench(
             "(sync: those three; uringsync sync against rsync -aHAX on the tree), sync-rss-1m "
             "(uringsync sync's peak RSS, --sync-rss-entries), verify (uringsync verify against "
             "rsync -naHAXc --delete on the tree), cp-verify (uringsync cp -a --verify against "
-            "cp -a && rsync -naHAXc); none: only --rss-entries."
+            "cp -a && rsync -naHAXc), bigfile-fio (uringsync cp -a of one --big-size file, until "
+            "synced, against fio reading and writing it at once, cold), hash (uringsync sync "
+            "-naHAXc of that file and a copy against xxh128sum of both, warm); none: only "
+            "--rss-entries."
         ),
     ] = "tree,bigfile,mixed",
     entries: Annotated[int, typer.Option(min=1, help="Entries of the tree workload.")] = 50_000,

@@ -81,7 +81,9 @@ from uringsync.bench.spec import (
 )
 from uringsync.bench.syncwork import (
     ALL_SYNC,
+    BIG_FIO,
     CP_VERIFY,
+    HASH,
     PERTURB_FRACTION,
     SYNC_RSS,
     SYNC_WORKLOADS,
@@ -120,10 +122,12 @@ from uringsync.bench.workspace import Mount, Workspace, drop_caches, mount_of
 
 __all__ = [
     "ALL_SYNC",
+    "BIG_FIO",
     "BLOCK_SIZE",
     "CACHES",
     "CP_VERIFY",
     "GENERATOR_VERSION",
+    "HASH",
     "MIXED_BIG_FRACTIONS",
     "PAGE",
     "PERTURB_FRACTION",

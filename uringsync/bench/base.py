@@ -76,6 +76,8 @@ PACKAGES = {
     "cp": "coreutils",
     "rsync": "rsync",
     "tar": "tar",
+    "fio": "fio",
+    "xxh128sum": "xxhash",
 }
 
 

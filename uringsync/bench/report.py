@@ -42,6 +42,10 @@ SYNC_TARGETS: dict[tuple[str, str], tuple[str, float]] = {
     ("verify", "cold"): ("rsync", 0.30),
     # uringsync cp -a --verify / (cp -a && rsync -naHAXc --delete)
     ("cp-verify", "cold"): ("rsync", 0.50),
+    # uringsync cp -a && sync / fio read + write (the bigfile-fio workload)
+    ("bigfile-fio", "cold"): ("rsync", 1.10),
+    # uringsync sync -naHAXc / xxh128sum of both files: at least 80 % of its rate
+    ("hash", "warm"): ("rsync", 1.25),
 }
 SYNC_TOOLS_ORDER = (SYNC_TOOL, "uringsync", "rsync")  # in the sync rows and tables
 RSS_TARGET = 200 * 10**6  # bytes, summed over uringsync's processes ...

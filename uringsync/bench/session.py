@@ -34,14 +34,25 @@ from uringsync.bench.report import (
     write_json,
 )
 from uringsync.bench.sources import Source, ensure_source, warm_read
-from uringsync.bench.spec import WORKLOADS, Estimate, TreeSpec, estimate, spec_dict, workload_specs
+from uringsync.bench.spec import (
+    WORKLOADS,
+    BigFileSpec,
+    Estimate,
+    TreeSpec,
+    estimate,
+    spec_dict,
+    workload_specs,
+)
 from uringsync.bench.syncwork import (
     ALL_SYNC,
-    CP_VERIFY,
+    BIG_SOURCE,
+    BIG_TOOLS,
+    ONE_CACHE,
     SYNC_RSS,
     SYNC_RSS_SOURCE,
     SYNC_WORKLOADS,
     SyncPlan,
+    new_dst_per_run,
     run_workload,
     sync_source,
     sync_tools,
@@ -297,6 +308,10 @@ def run(opts: Options, say: Say = say_stderr) -> tuple[int, dict[str, Any]]:
             specs[SYNC_RSS_SOURCE] = TreeSpec(
                 entries=opts.sync_rss_entries, seed=opts.seed, profile="tiny"
             )
+        elif sync_source(name) == BIG_SOURCE:
+            need(*BIG_TOOLS[name])
+            if BIG_SOURCE not in specs:
+                specs[BIG_SOURCE] = BigFileSpec(size=opts.big_size, seed=opts.seed)
         elif "tree" not in specs:
             specs["tree"] = TreeSpec(entries=opts.entries, seed=opts.seed)
     ests = {name: estimate(spec) for name, spec in specs.items()}
@@ -305,10 +320,13 @@ def run(opts: Options, say: Say = say_stderr) -> tuple[int, dict[str, Any]]:
     wl_ests = {n: e for n, e in ests.items() if n != SYNC_RSS_SOURCE}
     for name in sync_names:  # their destinations, as copies of their source, ...
         src_name = sync_source(name)
-        many = name in ("sync-1pct", "sync-first", CP_VERIFY)  # a new DST per run
+        many = new_dst_per_run(name)
         n = len(sync_tools(name)) * opts.rounds * len(caches) if many else 1
         key = f"sync:{src_name}"  # ... all kept: room for every sync workload's at once
         wl_ests[key] = ests[src_name]
+        if name in BIG_TOOLS:  # big files: room for one round's copies, deleted between
+            copies[key] = max(copies.get(key, 1), len(sync_tools(name)) if many else 1)
+            continue
         copies[key] = 1
         nrounds[key] = nrounds.get(key, 0) + n + (name == "sync-1pct")  # and the template
     plan = space_plan(wl_ests, copies, nrounds, sources=ests)
@@ -496,9 +514,10 @@ def _sync_workloads(
     for name in names:
         src = sources[sync_source(name)]
         rss = name == SYNC_RSS
+        one = ONE_CACHE.get(name)
         plan = SyncPlan(
             name=name,
-            caches=["warm"] if rss else caches,
+            caches=caches if one is None else [one] if one in caches or rss else [],
             rounds=1 if rss else opts.rounds,
             verify=opts.verify,
             seed=opts.seed,

@@ -22,6 +22,17 @@ tree and a destination prepared outside the timing.
   complete earlier sync as for ``sync-unchanged``; a run that finds a
   difference (prints one) failed.  The two run in the sync rows' columns:
   "sync" is uringsync verify there, "rsync" rsync -naHAXc.
+- ``bigfile-fio`` (opt-in, cold): one big file (``--big-size``, 4 GiB),
+  ``uringsync cp -a SRC DST && sync`` against the device's own limit: fio
+  reading the source and writing a new file of its size at once (two jobs,
+  ``O_DIRECT``, 1 MiB blocks, queue depth 32, io_uring), then ``sync``.
+  Both timed until their data is on disk.  "sync" is uringsync cp there,
+  "rsync" fio (its file is not a copy: not checked).
+- ``hash`` (opt-in, warm): hashing must not be the limit: ``uringsync sync
+  -naHAXc SRC/ DST/`` (the big file and its copy hashed from the page cache;
+  a line printed is a failure) against ``xxh128sum`` of the same two files.
+  Not ``uringsync verify``: it reads DST from the device on purpose, which
+  would time the disk, not the hash.
 
 Every run is checked as a copy is (the DST must then be SRC's copy).  No
 deletion happens inside a timed region except what the tool under test does:
@@ -58,9 +69,15 @@ SYNC_WORKLOADS = ("sync-unchanged", "sync-1pct", "sync-first")  # ``--workloads 
 SYNC_RSS = "sync-rss-1m"  # opt-in: uringsync sync's peak RSS on a big tree
 VERIFY = "verify"  # opt-in: uringsync verify against rsync -naHAXc
 CP_VERIFY = "cp-verify"  # opt-in: uringsync cp -a --verify against cp -a && rsync -naHAXc
-ALL_SYNC = (*SYNC_WORKLOADS, SYNC_RSS, VERIFY, CP_VERIFY)
-CHECKS = (VERIFY, CP_VERIFY)  # a run that prints a line found a difference: it failed
+BIG_FIO = "bigfile-fio"  # opt-in: uringsync cp -a of one big file against fio (cold)
+HASH = "hash"  # opt-in: uringsync sync -naHAXc of the big file against xxh128sum (warm)
+ALL_SYNC = (*SYNC_WORKLOADS, SYNC_RSS, VERIFY, CP_VERIFY, BIG_FIO, HASH)
+CHECKS = (VERIFY, CP_VERIFY, HASH)  # a run that prints a line found a difference: it failed
 SYNC_RSS_SOURCE = "sync-rss"  # its source (tiny entries); the others use "tree"
+BIG_SOURCE = "bigfile"  # bigfile-fio's and hash's: the bigfile workload's file
+# the one cache each of these is timed in (the others: every cache asked)
+ONE_CACHE = {SYNC_RSS: "warm", BIG_FIO: "cold", HASH: "warm"}
+BIG_TOOLS = {BIG_FIO: ("fio",), HASH: ("xxh128sum",)}  # the reference each one runs
 PERTURB_FRACTION = 0.01  # sync-1pct: this share of SRC's files changed, missing, extra
 EXTRA_PREFIX = b"zz-bench-extra-"  # the extra files' names in DST
 STDOUT_KEPT = 500  # bytes of a check's stdout kept when it found differences
@@ -74,7 +91,14 @@ def sync_tools(name: str) -> tuple[str, ...]:
 
 
 def sync_source(name: str) -> str:
+    if name in (BIG_FIO, HASH):
+        return BIG_SOURCE
     return SYNC_RSS_SOURCE if name == SYNC_RSS else "tree"
+
+
+def new_dst_per_run(name: str) -> bool:
+    """Whether each run writes a new destination (else one DST, prepared once)."""
+    return name in ("sync-1pct", "sync-first", CP_VERIFY, BIG_FIO)
 
 
 def _delete(name: str) -> bool:
@@ -251,7 +275,7 @@ def sync_one(
     checked afterwards; ``expected``: the DST entries the run should change
     (None: DST is new, nothing to compare)."""
     before = snapshot(dst) if expected is not None else None
-    check = plan.name if plan.name in CHECKS else ""
+    check = plan.name if plan.name in CHECKS or plan.name == BIG_FIO else ""
     cmds = sync_commands(
         tool,
         source.path,
@@ -263,6 +287,9 @@ def sync_one(
     )
     is_us = tool == "uringsync" or (tool == SYNC_TOOL and not plan.stand_in)
     has_json = (caps.json if tool == "uringsync" else caps.sync_json) and not check
+    # the reference's output is its own (xxh128sum's digests), and fio's file no copy
+    checked = plan.name in CHECKS and (is_us or plan.name != HASH)
+    verify = "none" if plan.name == BIG_FIO and not is_us else plan.verify
     load = os.getloadavg()
     prepare(cache)
     out = execute(cmds)
@@ -272,7 +299,7 @@ def sync_one(
     }
     if before is not None and expected is not None and os.path.isdir(dst):
         detail["dst_changes"] = changes(before, snapshot(dst), expected, dst)
-    if check and out.exit_code == 0 and out.stdout.strip():
+    if checked and out.exit_code == 0 and out.stdout.strip():
         # rsync -n exits 0 whatever it finds: a line is a difference found
         out.exit_codes = [*out.exit_codes, 1]
         out.stderr += b"differences found: " + out.stdout[:STDOUT_KEPT]
@@ -286,7 +313,7 @@ def sync_one(
         jobs=None,
         source=source,
         copy=dst,
-        verify=plan.verify,
+        verify=verify,
         json_out=is_us and has_json,
         wait4_peak="max" if is_us else "sum",
         detail=detail,
@@ -337,24 +364,24 @@ def run_workload(
         say(f"{name}: prepared {path} in {prep['seconds']:.1f} s: {prep['itemized']}")
         return path
 
-    if name not in ("sync-first", CP_VERIFY):
+    if not new_dst_per_run(name) or name == "sync-1pct":
         ws.make_room(room_b, room_i, f"{name}'s destination")
         base = make_base()
     for cache in plan.caches:
         for r in range(plan.rounds):
-            if name in ("sync-1pct", "sync-first", CP_VERIFY):
+            if new_dst_per_run(name):
                 copies = len(tools)
                 ws.make_room(room_b * copies, room_i * copies, f"{name} {cache} round {r + 1}")
             if base is not None and not base.exists():  # deleted to make room
                 base = make_base()
             if cache == "warm":
                 warm_read(source.path)
-                if name in ("sync-unchanged", SYNC_RSS, VERIFY) and base is not None:
+                if name in ("sync-unchanged", SYNC_RSS, VERIFY, HASH) and base is not None:
                     warm_read(base)
             for tool in _rotate(tools, r):
                 expected: set[bytes] | None = None
                 took = 0.0
-                if name in ("sync-first", CP_VERIFY):
+                if name in ("sync-first", CP_VERIFY, BIG_FIO):
                     dst = ws.destination(f"{name}-{cache}-r{r + 1}-{tool}")
                 elif name == "sync-1pct":
                     assert base is not None

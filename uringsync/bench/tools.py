@@ -32,6 +32,9 @@ CACHES = ("cold", "warm")
 STDERR_KEPT = 2000  # bytes of a run's stderr kept in its record (the end)
 ERRORS_KEPT = 10  # errors kept from uringsync's --json object
 CLEAR_REFS_PEAK_RSS = "5"  # to /proc/self/clear_refs: reset the peak resident size
+BIG_NAME = b"big.bin"  # the bigfile source's one file
+# the device's own limit (bigfile-fio): global options of the two jobs
+FIO_ARGS = ("--ioengine=io_uring", "--direct=1", "--bs=1M", "--iodepth=32", "--minimal")
 
 
 @dataclass
@@ -136,7 +139,11 @@ def sync_commands(
     ``uringsync cp -a SRC DST``.  ``check``: "verify" (the verify workload):
     the sync tool is ``uringsync verify SRC DST``, rsync ``rsync -naHAXc
     --delete``; "cp-verify": ``uringsync cp -a --verify SRC DST``, and
-    ``cp -a SRC DST`` followed by ``rsync -naHAXc --delete SRC/ DST/``."""
+    ``cp -a SRC DST`` followed by ``rsync -naHAXc --delete SRC/ DST/``;
+    "bigfile-fio": ``uringsync cp -a SRC DST`` then ``sync``, and fio reading
+    SRC's ``big.bin`` while it writes DST's (``FIO_ARGS``) then ``sync``;
+    "hash": ``uringsync sync -naHAXc SRC/ DST/``, and ``xxh128sum`` of both
+    ``big.bin``."""
     if tool == "uringsync":
         return tool_commands("uringsync", src, dst, caps)[0]
     s, d = os.fsencode(src) + b"/", os.fsencode(dst) + b"/"
@@ -145,6 +152,21 @@ def sync_commands(
         if tool == SYNC_TOOL:
             return [[sys.executable, "-m", "uringsync", "verify", s, d]]
         return [["rsync", "-naHAXc", "--delete", s, d]]
+    if check == "bigfile-fio":
+        plain_s, plain_d = os.fsencode(src), os.fsencode(dst)
+        if tool == SYNC_TOOL:
+            script = '"$0" -m uringsync cp -a "$1" "$2" && sync'
+            return [["sh", "-c", script, sys.executable, plain_s, plain_d]]
+        size = os.stat(os.path.join(plain_s, BIG_NAME)).st_size
+        fio: Argv = ["fio", *FIO_ARGS, f"--size={size}"]
+        fio += ["--name=read", "--rw=read", b"--filename=" + os.path.join(plain_s, BIG_NAME)]
+        fio += ["--name=write", "--rw=write", b"--filename=" + os.path.join(plain_d, BIG_NAME)]
+        script = 'mkdir "$0" && "$@" >/dev/null && sync'
+        return [["sh", "-c", script, plain_d, *fio]]
+    if check == "hash":
+        if tool == SYNC_TOOL:
+            return [[sys.executable, "-m", "uringsync", "sync", "-naHAXc", s, d]]
+        return [["xxh128sum", s + BIG_NAME, d + BIG_NAME]]
     if check == "cp-verify":
         plain_s, plain_d = os.fsencode(src), os.fsencode(dst)
         if tool == SYNC_TOOL:
