@@ -24,7 +24,7 @@
 #include <stdbool.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <xxhash.h>
+#include "xxh.h"
 
 #define CONTENT_OTHER                                                                              \
     (US_D_MTIME | US_D_PERMS | US_D_UID | US_D_GID | US_D_ERR | US_D_XATTR | US_D_ACL)

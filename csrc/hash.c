@@ -20,7 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <unistd.h>
-#include <xxhash.h>
+#include "xxh.h"
 
 static XXH3_state_t *state_of(struct us_ring *r, struct slot *s)
 {

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <xxhash.h>
+#include "xxh.h"
 
 void us_ring_free(struct us_ring *r)
 {
