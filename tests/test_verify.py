@@ -413,3 +413,46 @@ def test_verify_of_split_big_files(tmp: bytes, engine_name: str, direct: bool) -
     subprocess.run([b"rsync", b"-a", src + b"/", tmp + b"/ref"], check=True)
     assert_same_tree(tmp + b"/ref", tmp + b"/sync", atime=False)
     assert_same_tree(tmp + b"/ref", tmp + b"/cp", atime=False)
+
+
+def test_big_pairs_are_hashed_by_two_workers(tmp: bytes) -> None:
+    """-c on a big pair (split_min and up): each side's digest is a batch of
+    its own, so two workers hash the two sides at once; the lines are
+    rsync's all the same."""
+    from uringsync import engine
+    from uringsync.options import SyncOptions
+    from uringsync.syncapi import run_sync
+    from uringsync.walker import Trace, Tuning, Walker
+
+    src, dst = tmp + b"/src", tmp + b"/dst"
+    os.makedirs(src)
+    size = 2 * (1 << 20) + 5
+    for name in (b"same", b"other", b"small"):
+        write_file(src + b"/" + name, rand_bytes(size if name != b"small" else 5000, name.decode()))
+    set_tree_times(src, keep_mtime=False)
+    subprocess.run([b"rsync", b"-aHAX", src + b"/", dst + b"/"], check=True)
+    same_content(dst + b"/other", b"\0" * 16)
+    sent: list[tuple[int, list[bytes]]] = []
+
+    def trace(_w: Walker, t: Trace) -> None:
+        if t.kind == "batch_sent" and t.jobs:
+            sent.append((t.worker, [n for typ, n, _ in t.jobs if typ == engine.T_HASH]))
+
+    so = SyncOptions(
+        perms=True, times=True, owner=True, group=True, dry_run=True, checksum=True, itemize=1
+    )
+    lines: list[bytes] = []
+    res = run_sync(
+        [src + b"/"],
+        dst,
+        so,
+        jobs=2,
+        on_itemize=lines.append,
+        _tuning=Tuning(split_min=1 << 20, range_size=1 << 20, on_trace=trace),
+    )
+    assert res.exit_code == 0, res.errors
+    assert set(lines) == {b">fc........ other"} == rsync_check(src, dst) - {b".d..t...... ./"}
+    for name in (b"other",):  # "same" the scan found equal: it never reached the walker
+        batches = [(w, names) for w, names in sent if name in names]
+        assert len(batches) == 2 and all(names == [name] for _, names in batches), sent
+        assert {w for w, _ in batches} == {0, 1}, "both digests went to one worker"

@@ -1333,17 +1333,26 @@ class Sync(Below):
         return self._queue_resumable(d, name, st, Resume(tmp, rec, final))
 
     def _queue_hash_pair(self, d: Dir, name: bytes, st: Stat, dst_st: Stat, v: int | None) -> None:
-        """-c: both sides' digests, in the same batch."""
+        """-c: both sides' digests, in the same batch (a big file's apart)."""
         task = Task("hash", d, name, engine.copy_stat(st), engine.copy_stat(dst_st))
         task.v = v
         task.left = 2
         twin = Task("hashdst", d, name, task.st)
         twin.pair = task
         d.pending += 3  # two digests, and the decision they lead to
+        # a big pair: each digest a batch of its own, so that two workers hash
+        # the two sides at once (hashing is CPU-bound: one core per digest)
+        apart = int(st.size) >= self.split_min and self.pool is not None and self.pool.alive() > 1
+        if apart:
+            self.flush()
         self._queue(d, name, name, st, engine.T_HASH, 0, None, None, 0, task)
+        if apart:
+            self.flush()
         # link_to=d: the job's "source" directory is d's destination twin
         dev = engine.F_DEVICE if self.so is not None and self.so.device_reads else 0
         self._queue(d, name, name, st, engine.T_HASH, dev, None, d, 0, twin)
+        if apart:
+            self.flush()
 
     def _task_done(self, task: Task, j: engine.UsJob, d: Dir) -> bool:
         """A sync job of directory ``d`` is back (called by
