@@ -102,6 +102,8 @@ static int try_resume(int dst_dirfd, const char *tmp, const char *rec, const cha
     if (rfd < 0)
         return 0;
     tfd = open_regular(dst_dirfd, tmp, O_WRONLY | ((direct & 2) ? O_DIRECT : 0), &tsb);
+    if (tfd == -EINVAL && (direct & 2)) /* no O_DIRECT here: as big_create */
+        tfd = open_regular(dst_dirfd, tmp, O_WRONLY, &tsb);
     if (tfd < 0)
         goto no;
     end = body_end_of(tfd, st->size);

@@ -47,6 +47,16 @@ EXIT_VANISHED = 24
 DIRECT_DEFAULT = 0
 DIRECT_BOTH = 3  # --direct: O_DIRECT on the source (1) and the destination (2)
 
+
+def direct_default(flushed: bool) -> int:
+    """O_DIRECT for split big files unless asked: buffered when the copy may
+    end before its data is on disk (it ends sooner, as cp's does); O_DIRECT
+    both ends when every byte must reach the disk before the run ends anyway
+    (--fsync, --verify, sync's resumable ranges, each flushed): the page
+    cache's write-back then only adds to the time (docs/benchmarks.md, "One
+    4 GiB file")."""
+    return DIRECT_BOTH if flushed else DIRECT_DEFAULT
+
 __all__ = [
     "EXIT_FATAL",
     "EXIT_OK",
@@ -135,7 +145,8 @@ def copy(
     ``jobs``: worker processes, each pinned to a CPU with its own ring
     (None: one per usable CPU; 0: copy in this process).  ``direct``:
     O_DIRECT for big files split across workers (None: the measured
-    default, see docs/benchmarks.md).
+    default: buffered, but O_DIRECT under ``fsync`` or ``verify``, see
+    docs/benchmarks.md).
 
     SIGINT and SIGTERM stop the copy (workers stopped, partial files
     removed) and raise :class:`Stopped`, a KeyboardInterrupt.
@@ -182,7 +193,7 @@ def copy(
         one_file_system=one_file_system,
         queue_depth=queue_depth,
         jobs=len(usable_cpus()) if jobs is None else max(0, jobs),
-        direct=DIRECT_DEFAULT if direct is None else (DIRECT_BOTH if direct else 0),
+        direct=direct_default(fsync or verify) if direct is None else DIRECT_BOTH * direct,
         progress=progress,
         on_error=on_error,
         on_verbose=on_verbose if verbose else None,

@@ -130,8 +130,9 @@ def cp(
         bool | None,
         typer.Option(
             "--direct/--no-direct",
-            help="O_DIRECT for big files split across workers "
-            "(default: what measured faster, see docs/benchmarks.md).",
+            help="O_DIRECT for big files split across workers (default: only with "
+            "--fsync or --verify, where the data must reach the disk before the copy "
+            "ends; what measured faster, see docs/benchmarks.md).",
             show_default=False,
         ),
     ] = None,

@@ -23,6 +23,7 @@ from uringsync.api import (
     EXIT_PARTIAL,
     PathLike,
     Result,
+    direct_default,
     manifest_writer,
     pick_engine,
     result_of,
@@ -300,6 +301,8 @@ def run_sync(
         recursive=recursive,
         one_file_system=one_file_system,
         jobs=len(usable_cpus()) if jobs is None else max(0, jobs),
+        # a big file's ranges are each flushed before they are recorded
+        direct=direct_default(True),
         on_error=on_error,
         progress=progress,
         sync=so,
