@@ -21,7 +21,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include "xxh.h"
@@ -29,7 +31,33 @@
 #define CONTENT_OTHER                                                                              \
     (US_D_MTIME | US_D_PERMS | US_D_UID | US_D_GID | US_D_ERR | US_D_XATTR | US_D_ACL)
 
-static __thread XXH3_state_t *t_state; /* kept for the thread's life */
+/* The thread's hash state, kept for its life and freed when it exits. */
+static pthread_key_t state_key;
+static pthread_once_t state_once = PTHREAD_ONCE_INIT;
+
+static void state_free(void *st)
+{
+    XXH3_freeState(st);
+}
+
+static void state_init(void)
+{
+    if (pthread_key_create(&state_key, state_free))
+        abort(); /* only with PTHREAD_KEYS_MAX keys taken */
+}
+
+static XXH3_state_t *state(void)
+{
+    XXH3_state_t *st;
+
+    pthread_once(&state_once, state_init);
+    st = pthread_getspecific(state_key);
+    if (!st && (st = XXH3_createState()) && pthread_setspecific(state_key, st)) {
+        XXH3_freeState(st);
+        st = NULL;
+    }
+    return st;
+}
 
 /* An open regular file of `size` bytes, or -errno (-ESTALE: another file
  * than the scan saw, or one that changed size since). */
@@ -62,11 +90,12 @@ static int open_file(int dirfd, const char *name, bool device, bool *direct, uin
  * left (rounded up to a block under O_DIRECT): a direct read past the end
  * zeroes the rest of the buffer in the kernel, 250 KiB of zeros for a
  * small file. */
-static bool digest(int fd, bool direct, uint64_t size, void *buf, XXH128_hash_t *out)
+static bool digest(XXH3_state_t *st, int fd, bool direct, uint64_t size, void *buf,
+                   XXH128_hash_t *out)
 {
     uint64_t off = 0;
 
-    if (XXH3_128bits_reset(t_state) == XXH_ERROR)
+    if (XXH3_128bits_reset(st) == XXH_ERROR)
         return false;
     while (off < size) {
         uint64_t want = size - off;
@@ -83,42 +112,43 @@ static bool digest(int fd, bool direct, uint64_t size, void *buf, XXH128_hash_t 
             continue;
         if (n <= 0 || (uint64_t)n > size - off)
             return false; /* shorter or longer than the scan saw: the walker's */
-        XXH3_128bits_update(t_state, buf, (size_t)n);
+        XXH3_128bits_update(st, buf, (size_t)n);
         off += (uint64_t)n;
         if (direct && n % 4096 && off < size)
             return false; /* a short direct read inside the file */
     }
-    *out = XXH3_128bits_digest(t_state);
+    *out = XXH3_128bits_digest(st);
     return true;
 }
 
-static bool hash_of(int dirfd, const char *name, bool device, uint64_t size, void *buf,
-                    XXH128_hash_t *out)
+static bool hash_of(XXH3_state_t *st, int dirfd, const char *name, bool device, uint64_t size,
+                    void *buf, XXH128_hash_t *out)
 {
     bool direct, ok;
     int fd = open_file(dirfd, name, device, &direct, size);
 
     if (fd < 0)
         return false;
-    ok = digest(fd, direct, size, buf, out);
+    ok = digest(st, fd, direct, size, buf, out);
     close(fd);
     return ok;
 }
 
-uint32_t content_diff(int sfd, int dfd, const char *name, const struct us_stat *st,
+uint32_t content_diff(int sfd, int dfd, const char *name, const struct us_stat *src,
                       const struct us_stat *dst_st, uint32_t flags, uint32_t diff, void *data)
 {
     XXH128_hash_t a, b;
+    XXH3_state_t *st;
 
-    if (st->size == 0)
+    if (src->size == 0)
         return 0; /* one size: both empty */
-    if (!data || (diff & CONTENT_OTHER) || st->nlink > 1 || dst_st->nlink > 1 ||
-        st->size > US_CONTENT_MAX)
+    if (!data || (diff & CONTENT_OTHER) || src->nlink > 1 || dst_st->nlink > 1 ||
+        src->size > US_CONTENT_MAX)
         return US_D_DATA;
-    if (!t_state && !(t_state = XXH3_createState()))
+    if (!(st = state()))
         return US_D_DATA;
-    if (!hash_of(sfd, name, false, st->size, data, &a) ||
-        !hash_of(dfd, name, (flags & US_F_DEVICE) != 0, st->size, data, &b))
+    if (!hash_of(st, sfd, name, false, src->size, data, &a) ||
+        !hash_of(st, dfd, name, (flags & US_F_DEVICE) != 0, src->size, data, &b))
         return US_D_DATA;
     return XXH128_isEqual(a, b) ? 0 : US_D_DATA;
 }

@@ -203,7 +203,7 @@ uint32_t compare_entry(const struct us_scan *src, const struct us_stat *dst_st, 
  * its twin (dfd, name) of the same size: 0 when their data hash the same,
  * else US_D_DATA.  data: CONTENT_BUF bytes aligned to 4096, or NULL. */
 #define CONTENT_BUF (256u << 10)
-uint32_t content_diff(int sfd, int dfd, const char *name, const struct us_stat *st,
+uint32_t content_diff(int sfd, int dfd, const char *name, const struct us_stat *src,
                       const struct us_stat *dst_st, uint32_t flags, uint32_t diff, void *data);
 /* hash.c: a file read past the page cache without O_DIRECT: flushed, then
  * its cached pages dropped.  0 or -errno. */

@@ -97,8 +97,43 @@ static struct {
 
 volatile int us_sync_cold_flag; /* atomic: the last call read the disk */
 
-static __thread char *t_buf;  /* compare's 4 * XATTR_MAX bytes, per thread */
-static __thread void *t_data; /* compare's CONTENT_BUF bytes (US_F_CONTENT) */
+/* compare's buffers, per thread, kept for the thread's life and freed when
+ * it exits (the walker's scan threads come and go with each sync) */
+struct ss_bufs {
+    char *xattr; /* 4 * XATTR_MAX bytes */
+    void *data;  /* CONTENT_BUF bytes, aligned (US_F_CONTENT) */
+};
+static pthread_key_t bufs_key;
+static pthread_once_t bufs_once = PTHREAD_ONCE_INIT;
+
+static void bufs_free(void *arg)
+{
+    struct ss_bufs *b = arg;
+
+    free(b->xattr);
+    free(b->data);
+    free(b);
+}
+
+static void bufs_init(void)
+{
+    if (pthread_key_create(&bufs_key, bufs_free))
+        abort(); /* only with PTHREAD_KEYS_MAX keys taken */
+}
+
+/* This thread's buffers (NULL: out of memory) */
+static struct ss_bufs *bufs(void)
+{
+    struct ss_bufs *b;
+
+    pthread_once(&bufs_once, bufs_init);
+    b = pthread_getspecific(bufs_key);
+    if (!b && (b = calloc(1, sizeof *b)) && pthread_setspecific(bufs_key, b)) {
+        free(b);
+        b = NULL;
+    }
+    return b;
+}
 
 /* What the thread waited on so far: block reads it issued, and the times
  * it slept (a read of the disk, or of a network file system, that another
@@ -346,24 +381,25 @@ static void compare_unit(struct ss_call *c, size_t u)
     const struct ss_unit *k = &c->units[u];
     struct us_pair *p = c->pairs[k->pair];
     struct ss_tmp *t = &c->tmp[k->pair];
+    struct ss_bufs *b = c->flags & (US_P_XATTR | US_P_ACL | US_F_CONTENT) ? bufs() : NULL;
     char *buf = NULL;
 
     if (c->flags & (US_P_XATTR | US_P_ACL)) {
-        if (!t_buf)
-            t_buf = malloc(4 * (size_t)XATTR_MAX); /* kept for the thread's life */
-        if (!t_buf) {
+        if (b && !b->xattr)
+            b->xattr = malloc(4 * (size_t)XATTR_MAX);
+        if (!b || !b->xattr) {
             p->err = -ENOMEM;
             return;
         }
-        buf = t_buf;
+        buf = b->xattr;
     }
-    /* kept for the thread's life; without it, the files are left to the walker */
-    if ((c->flags & US_F_CONTENT) && !t_data && posix_memalign(&t_data, 4096, CONTENT_BUF))
-        t_data = NULL;
+    /* without it, the files are left to the walker */
+    if ((c->flags & US_F_CONTENT) && b && !b->data && posix_memalign(&b->data, 4096, CONTENT_BUF))
+        b->data = NULL;
     for (uint32_t x = k->start; x < k->end; x++) {
         uint32_t i = t->todo[x];
         p->diff[i] = compare_entry(&p->src, t->dst_st[i], p->src_fd, p->dst_fd, c->flags, i,
-                                   p->diff[i], buf, t_data);
+                                   p->diff[i], buf, b ? b->data : NULL);
     }
 }
 
