@@ -279,25 +279,34 @@ def tiny_sync(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, dict
     """One tiny run of every sync workload (warm, one round), kept.  Where this
     uringsync has no sync yet, rsync stands in for it: the plumbing is the same."""
     d = tmp_path_factory.mktemp("bench-sync")
-    opts = bench.Options(
+    code, data = _small_run(
+        d,
+        "sync",
         workloads=(*bench.SYNC_WORKLOADS, bench.SYNC_RSS, bench.VERIFY, bench.CP_VERIFY),
         entries=300,
         sync_rss_entries=200,
-        rounds=1,
         cold=False,
-        warm=True,
+        sync_stand_in=() if bench.probe_uringsync().sync else ("rsync",),
+    )
+    return d, code, data
+
+
+def _small_run(d: Path, name: str, **kw: Any) -> tuple[int, dict[str, Any]]:
+    """One round of a small bench run in ``d`` (kept, every copy checked
+    with rsync): its exit code and its JSON (``d/out/NAME.json``)."""
+    opts = bench.Options(
+        rounds=1,
         workdir=d / "work",
         loop=False,
         keep=True,
         settle=0,
         verify="rsync",
-        json_out=d / "out" / "sync.json",
-        plot=d / "out" / "sync.png",
-        sync_stand_in=() if bench.probe_uringsync().sync else ("rsync",),
+        json_out=d / "out" / f"{name}.json",
+        plot=d / "out" / f"{name}.png",
+        **kw,
     )
     code, _ = bench.run(opts, say=lambda _msg: None)
-    data = json.loads((d / "out" / "sync.json").read_text())
-    return d, code, data
+    return code, json.loads((d / "out" / f"{name}.json").read_text())
 
 
 def test_sync_rows_record_the_ratios(tiny_sync: tuple[Path, int, dict[str, Any]]) -> None:
@@ -447,22 +456,9 @@ def test_big_file_workloads(tmp_path: Path) -> None:
     """bigfile-fio (cold only) and hash (warm only) at a tiny size: each row
     timed and judged against its target; uringsync's copy checked, fio's
     file (no copy) not."""
-    opts = bench.Options(
-        workloads=(bench.BIG_FIO, bench.HASH),
-        big_size=4 * bench.MiB,
-        rounds=1,
-        cold=True,
-        warm=True,
-        workdir=tmp_path / "work",
-        loop=False,
-        keep=True,
-        settle=0,
-        verify="rsync",
-        json_out=tmp_path / "big.json",
-        plot=tmp_path / "big.png",
+    _code, data = _small_run(
+        tmp_path, "big", workloads=(bench.BIG_FIO, bench.HASH), big_size=4 * bench.MiB
     )
-    bench.run(opts, say=lambda _msg: None)
-    data = json.loads((tmp_path / "big.json").read_text())
     rows = {(r["workload"], r["cache"]): r for r in data["sync_rows"]}
     assert set(rows) == {(bench.BIG_FIO, "cold"), (bench.HASH, "warm")}
     for key, row in rows.items():

@@ -53,9 +53,10 @@ def direct_default(flushed: bool) -> int:
     end before its data is on disk (it ends sooner, as cp's does); O_DIRECT
     both ends when every byte must reach the disk before the run ends anyway
     (--fsync, --verify, sync's resumable ranges, each flushed): the page
-    cache's write-back then only adds to the time (docs/benchmarks.md, "One
-    4 GiB file")."""
+    cache's write-back then only adds to the time (docs/benchmarks.md, "4 GiB
+    until synced")."""
     return DIRECT_BOTH if flushed else DIRECT_DEFAULT
+
 
 __all__ = [
     "EXIT_FATAL",
