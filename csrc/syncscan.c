@@ -105,6 +105,7 @@ struct ss_bufs {
 };
 static pthread_key_t bufs_key;
 static pthread_once_t bufs_once = PTHREAD_ONCE_INIT;
+static bool bufs_keyed; /* the key was made (else: out of memory) */
 
 static void bufs_free(void *arg)
 {
@@ -117,8 +118,7 @@ static void bufs_free(void *arg)
 
 static void bufs_init(void)
 {
-    if (pthread_key_create(&bufs_key, bufs_free))
-        abort(); /* only with PTHREAD_KEYS_MAX keys taken */
+    bufs_keyed = pthread_key_create(&bufs_key, bufs_free) == 0;
 }
 
 /* This thread's buffers (NULL: out of memory) */
@@ -127,6 +127,8 @@ static struct ss_bufs *bufs(void)
     struct ss_bufs *b;
 
     pthread_once(&bufs_once, bufs_init);
+    if (!bufs_keyed)
+        return NULL;
     b = pthread_getspecific(bufs_key);
     if (!b && (b = calloc(1, sizeof *b)) && pthread_setspecific(bufs_key, b)) {
         free(b);
