@@ -142,6 +142,29 @@ def test_source_read_eio_mid_file(src_disk: FaultDisk, tmp: bytes, jobs: str | N
     assert_outcome(src, cp_dst, files, {bad})
 
 
+def test_verify_reports_a_source_read_error(src_disk: FaultDisk, tmp: bytes) -> None:
+    """verify (the scan compares same-size files itself): a read of SRC that
+    fails leaves the file to the walker, which reads it again and reports
+    the path, the step and the error: exit 23, no difference invented, the
+    other files found equal."""
+    bad = b"sub/bad.bin"
+    files = source_files(bad)
+    src = p(src_disk.mnt, b"src")
+    make_tree(src, files)
+    dst = p(tmp, b"dst")
+    rc, _out, err = run_cli("cp", "-a", src, dst)
+    assert rc == 0, err
+    src_disk.fail_reads(p(src, bad), 512 * KiB)
+    src_disk.remount()
+    drop_caches()
+    rc, out, err = run_cli("verify", src, dst)
+    assert any(ln.startswith("EIO read") for ln in src_disk.injected())
+    assert rc == 23, err
+    error_for(err, p(src, bad), b"read", EIO_TEXT)
+    assert len(assert_error_lines(err)) == 1, err
+    assert out == b"", out
+
+
 def split_tuning() -> tuple[dict[bytes, bool], walker_mod.Tuning]:
     """Files of 1 MiB and more split in 256 KiB ranges (the command line
     splits at 64 MiB), and which files were split."""
