@@ -21,44 +21,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdbool.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include "xxh.h"
 
 #define CONTENT_OTHER                                                                              \
     (US_D_MTIME | US_D_PERMS | US_D_UID | US_D_GID | US_D_ERR | US_D_XATTR | US_D_ACL)
-
-/* The thread's hash state, kept for its life and freed when it exits. */
-static pthread_key_t state_key;
-static pthread_once_t state_once = PTHREAD_ONCE_INIT;
-static bool state_keyed; /* the key was made (else every file is the walker's) */
-
-static void state_free(void *st)
-{
-    XXH3_freeState(st);
-}
-
-static void state_init(void)
-{
-    state_keyed = pthread_key_create(&state_key, state_free) == 0;
-}
-
-static XXH3_state_t *state(void)
-{
-    XXH3_state_t *st;
-
-    pthread_once(&state_once, state_init);
-    if (!state_keyed)
-        return NULL;
-    st = pthread_getspecific(state_key);
-    if (!st && (st = XXH3_createState()) && pthread_setspecific(state_key, st)) {
-        XXH3_freeState(st);
-        st = NULL;
-    }
-    return st;
-}
 
 /* An open regular file of `size` bytes, or -errno (-ESTALE: another file
  * than the scan saw, or one that changed size since). */
@@ -136,20 +104,18 @@ static bool hash_of(XXH3_state_t *st, int dirfd, const char *name, bool device, 
 }
 
 uint32_t content_diff(int sfd, int dfd, const char *name, const struct us_stat *src,
-                      const struct us_stat *dst_st, uint32_t flags, uint32_t diff, void *data)
+                      const struct us_stat *dst_st, uint32_t flags, uint32_t diff,
+                      const struct content_buf *cb)
 {
     XXH128_hash_t a, b;
-    XXH3_state_t *st;
 
     if (src->size == 0)
         return 0; /* one size: both empty */
-    if (!data || (diff & CONTENT_OTHER) || src->nlink > 1 || dst_st->nlink > 1 ||
-        src->size > US_CONTENT_MAX)
+    if (!cb || !cb->data || !cb->hash || (diff & CONTENT_OTHER) || src->nlink > 1 ||
+        dst_st->nlink > 1 || src->size > US_CONTENT_MAX)
         return US_D_DATA;
-    if (!(st = state()))
-        return US_D_DATA;
-    if (!hash_of(st, sfd, name, false, src->size, data, &a) ||
-        !hash_of(st, dfd, name, (flags & US_F_DEVICE) != 0, src->size, data, &b))
+    if (!hash_of(cb->hash, sfd, name, false, src->size, cb->data, &a) ||
+        !hash_of(cb->hash, dfd, name, (flags & US_F_DEVICE) != 0, src->size, cb->data, &b))
         return US_D_DATA;
     return XXH128_isEqual(a, b) ? 0 : US_D_DATA;
 }

@@ -28,6 +28,7 @@
 #include <sys/types.h>
 
 #include "engine.h"
+#include "xxh.h"
 
 #pragma GCC visibility push(hidden)
 
@@ -193,18 +194,27 @@ uint64_t now_ns(void);
 long match_merge(const struct us_scan *src, const struct us_scan *dst, uint32_t flags,
                  uint32_t skip_xattr, int32_t *match, uint32_t *diff, uint8_t *dst_matched,
                  const struct us_stat **dst_st, uint32_t *todo, uint32_t *ntodo);
+/* What US_F_CONTENT's comparison reads into and hashes with, per thread:
+ * CONTENT_BUF bytes aligned to 4096, and an XXH3 state (NULL: none). */
+#define CONTENT_BUF (256u << 10)
+struct content_buf {
+    void *data;
+    XXH3_state_t *hash;
+};
+
 /* diff[i] with what compare_entry found added; buf: NULL, or 4 * XATTR_MAX
- * bytes when flags has US_P_XATTR or US_P_ACL; data: NULL (US_F_CONTENT's
- * files are then all US_D_DATA), or CONTENT_BUF bytes aligned to 4096 */
+ * bytes when flags has US_P_XATTR or US_P_ACL; cb: NULL, or incomplete
+ * (US_F_CONTENT's files are then all US_D_DATA) */
 uint32_t compare_entry(const struct us_scan *src, const struct us_stat *dst_st, int sfd, int dfd,
-                       uint32_t flags, uint32_t i, uint32_t diff, char *buf, void *data);
+                       uint32_t flags, uint32_t i, uint32_t diff, char *buf,
+                       const struct content_buf *cb);
 
 /* content.c: US_F_CONTENT's comparison of a regular file (sfd, name) with
  * its twin (dfd, name) of the same size: 0 when their data hash the same,
- * else US_D_DATA.  data: CONTENT_BUF bytes aligned to 4096, or NULL. */
-#define CONTENT_BUF (256u << 10)
+ * else US_D_DATA. */
 uint32_t content_diff(int sfd, int dfd, const char *name, const struct us_stat *src,
-                      const struct us_stat *dst_st, uint32_t flags, uint32_t diff, void *data);
+                      const struct us_stat *dst_st, uint32_t flags, uint32_t diff,
+                      const struct content_buf *cb);
 /* hash.c: a file read past the page cache without O_DIRECT: flushed, then
  * its cached pages dropped.  0 or -errno. */
 int uncache(int fd);

@@ -124,7 +124,8 @@ static bool content_wanted(uint32_t flags, const struct us_stat *st, uint32_t di
 }
 
 uint32_t compare_entry(const struct us_scan *src, const struct us_stat *dst_st, int sfd, int dfd,
-                       uint32_t flags, uint32_t i, uint32_t diff, char *buf, void *data)
+                       uint32_t flags, uint32_t i, uint32_t diff, char *buf,
+                       const struct content_buf *cb)
 {
     const char *name = name_at(src, i);
     const struct us_stat *st = &src->ents[i].st;
@@ -136,7 +137,7 @@ uint32_t compare_entry(const struct us_scan *src, const struct us_stat *dst_st, 
     if ((diff & US_D_PERMS) && (flags & US_P_ACL) && !(diff & US_D_TYPE))
         diff = perms_with_acls(st, dst_st, sfd, dfd, name, diff);
     if (content_wanted(flags, st, diff)) /* last: the other bits decide whether to read */
-        diff |= content_diff(sfd, dfd, name, st, dst_st, flags, diff, data);
+        diff |= content_diff(sfd, dfd, name, st, dst_st, flags, diff, cb);
     return diff;
 }
 

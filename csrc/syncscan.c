@@ -100,8 +100,8 @@ volatile int us_sync_cold_flag; /* atomic: the last call read the disk */
 /* compare's buffers, per thread, kept for the thread's life and freed when
  * it exits (the walker's scan threads come and go with each sync) */
 struct ss_bufs {
-    char *xattr; /* 4 * XATTR_MAX bytes */
-    void *data;  /* CONTENT_BUF bytes, aligned (US_F_CONTENT) */
+    char *xattr;                /* 4 * XATTR_MAX bytes */
+    struct content_buf content; /* US_F_CONTENT */
 };
 static pthread_key_t bufs_key;
 static pthread_once_t bufs_once = PTHREAD_ONCE_INIT;
@@ -112,7 +112,8 @@ static void bufs_free(void *arg)
     struct ss_bufs *b = arg;
 
     free(b->xattr);
-    free(b->data);
+    free(b->content.data);
+    XXH3_freeState(b->content.hash);
     free(b);
 }
 
@@ -395,13 +396,17 @@ static void compare_unit(struct ss_call *c, size_t u)
         }
         buf = b->xattr;
     }
-    /* without it, the files are left to the walker */
-    if ((c->flags & US_F_CONTENT) && b && !b->data && posix_memalign(&b->data, 4096, CONTENT_BUF))
-        b->data = NULL;
+    /* without them, the files are left to the walker */
+    if ((c->flags & US_F_CONTENT) && b) {
+        if (!b->content.data && posix_memalign(&b->content.data, 4096, CONTENT_BUF))
+            b->content.data = NULL;
+        if (!b->content.hash)
+            b->content.hash = XXH3_createState();
+    }
     for (uint32_t x = k->start; x < k->end; x++) {
         uint32_t i = t->todo[x];
         p->diff[i] = compare_entry(&p->src, t->dst_st[i], p->src_fd, p->dst_fd, c->flags, i,
-                                   p->diff[i], buf, b ? b->data : NULL);
+                                   p->diff[i], buf, b ? &b->content : NULL);
     }
 }
 
