@@ -13,7 +13,6 @@ source byte for byte and with rsync -a's copy stat for stat."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -28,6 +27,7 @@ import pytest
 from tests.support.base import REPO_DIR, MiB, p, root_only
 from tests.support.compare import assert_same_tree
 from tests.support.synctrees import temp_names
+from tests.support.system import takes_o_direct
 from tests.support.trees import rand_bytes, set_tree_times, write_file
 
 STRACE = shutil.which("strace")
@@ -40,14 +40,8 @@ def body_end(dst: bytes, size: int = SIZE) -> int:
     """Where the ranges end: sync writes them O_DIRECT where DST's file
     system takes it, and then the unaligned tail is the finish's, not a
     range's."""
-    probe = os.path.join(os.path.dirname(dst.rstrip(b"/")), b".odirect-probe")  # beside DST
-    try:
-        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o600))
-    except OSError:
+    if not takes_o_direct(os.path.dirname(dst.rstrip(b"/"))):  # beside DST
         return size
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(probe)
     return size - size % 4096
 
 

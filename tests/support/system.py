@@ -118,3 +118,17 @@ class Dirs:
     def close(self) -> None:
         os.close(self.sfd)
         os.close(self.dfd)
+
+
+def takes_o_direct(directory: bytes) -> bool:
+    """Whether the file system of ``directory`` opens files O_DIRECT (a
+    probe file made and removed there)."""
+    probe = os.path.join(directory, b".odirect-probe")
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o600))
+    except OSError:
+        return False
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(probe)
+    return True
