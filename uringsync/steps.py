@@ -19,12 +19,15 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
+from uringsync.quote import quote
+
 Side = Literal["source", "destination", "none"]
 
 
 def show(path: bytes) -> str:
-    """A path for a message: bytes that are not UTF-8 become \\xNN escapes."""
-    return "'" + path.decode("utf-8", "backslashreplace") + "'"
+    """A path for a message, quoted as GNU cp quotes it (uringsync/quote.py):
+    one line whatever its bytes."""
+    return quote(path)
 
 
 def join(a: bytes, b: bytes) -> bytes:
@@ -134,6 +137,8 @@ STEPS: tuple[Step, ...] = (
     _step("syncfs", DST, "cannot flush the file system of {dst} to disk"),
     # the reason is in the words (which worker, how it died)
     _step("worker", NONE, "{dst} not copied: its workers died", with_reason=False),
+    # cp -L: a symlink whose target cannot be stat'ed (dangling: not "vanished")
+    _step("follow", NONE, "cannot stat {src}"),
     # a code C does not know of (never expected)
     _step("copy", DST, "copy {dst}"),
     _step("meta", DST, "meta {dst}"),
@@ -153,6 +158,7 @@ TYPE = BY_NAME["type"]
 NONE_STEP = BY_NAME["none"]
 CLOSE = BY_NAME["close"]
 SRC_CHANGED = BY_NAME["src_changed"]
+FOLLOW = BY_NAME["follow"]
 UNLINK = BY_NAME["unlink"]
 READLINK = BY_NAME["readlink"]
 UNKNOWN_JOB = BY_NAME["copy"]  # a job's code missing from the table
