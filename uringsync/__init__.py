@@ -17,9 +17,10 @@ from uringsync.api import (
     Result,
     copy,
 )
+from uringsync.options import ArgumentError, PartialCopyError
 from uringsync.syncapi import EXIT_MAX_DELETE, sync
 from uringsync.verifyapi import EXIT_DIFFER, check_manifest, verify
-from uringsync.walker import Event, FileError
+from uringsync.walker import Event, FileError, Stopped
 
 __all__ = [
     "EXIT_DIFFER",
@@ -28,10 +29,13 @@ __all__ = [
     "EXIT_OK",
     "EXIT_PARTIAL",
     "EXIT_VANISHED",
+    "ArgumentError",
     "CopyError",
     "Event",
     "FileError",
+    "PartialCopyError",
     "Result",
+    "Stopped",
     "__version__",
     "check_manifest",
     "copy",

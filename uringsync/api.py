@@ -11,13 +11,14 @@ import builtins
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from uringsync import engine, manifest, options
+from uringsync import apiargs, engine, manifest, options
+from uringsync.apiargs import EngineName, When
 from uringsync.engine import F_DIGEST, F_FSYNC, F_VERIFY, Ring
-from uringsync.options import CopyError
+from uringsync.options import ArgumentError, CopyError
 from uringsync.pool import Pool, peak_rss_self, usable_cpus
 from uringsync.walker import (
     Dir,
@@ -105,8 +106,8 @@ def copy(
     preserve: str | None = None,
     one_file_system: bool = False,
     verbose: bool = False,
-    sparse: str = "auto",
-    reflink: str = "auto",
+    sparse: When = "auto",
+    reflink: When = "auto",
     queue_depth: int = engine.DEFAULT_QUEUE_DEPTH,
     jobs: int | None = None,
     progress: Callable[[Event], None] | None = None,
@@ -114,11 +115,14 @@ def copy(
     on_verbose: Callable[[str], None] | None = None,
     copy_range_min: int | None = None,
     direct: bool | None = None,
-    engine: str | None = None,
+    engine: EngineName | None = None,
     on_notice: Callable[[str], None] | None = None,
     fsync: bool = False,
     verify: bool = False,
     manifest_file: PathLike | None = None,
+    ignore: Callable[[str, list[str]], Iterable[str]] | None = None,
+    check: bool = False,
+    _on_special: Callable[[bytes, bytes], None] | None = None,
     _tuning: Tuning | None = None,
 ) -> Result:
     """Copy like ``cp``: ``archive=True`` is ``cp -a``.
@@ -163,15 +167,33 @@ def copy(
     also ``Result.notice``.  None: ``$URINGSYNC_ENGINE``, else "auto".  An
     engine that cannot run is a CopyError.
 
+    ``ignore``: shutil.copytree's ``ignore`` (``shutil.ignore_patterns(...)``
+    is one): called once per source directory with its path and the names
+    of its entries (str; bytes that are not UTF-8 as ``os.fsdecode`` gives
+    them); the names it returns are not copied (nor, for a directory,
+    anything under it).
+
+    ``check``: when some entries failed, raise :class:`PartialCopyError`
+    (a CopyError, so an OSError) after the run, its ``errors`` and
+    ``result`` holding what the Result would; by default the Result is
+    returned and its ``errors`` must be looked at.
+
+    Arguments are checked before anything is read or written: TypeError for
+    a wrong type, ValueError (an ArgumentError, also a CopyError) for a
+    value an option cannot take.
+
     ``_tuning`` is internal (tests): see :class:`uringsync.walker.Tuning`.
+    ``_on_special`` is internal (copytree): FIFOs, sockets and device nodes
+    inside a tree are handed to it, not made in DST.
     """
+    apiargs.check(locals())  # first: only the arguments are local yet
     from uringsync.cpargs import plan  # cp's path rules: sync's start-up does without them
 
     started = time.monotonic()
     flags = options.copy_flags(archive, preserve, sparse, reflink)
     hashed = verify or manifest_file is not None
-    if hashed and reflink == "always":
-        raise CopyError(
+    if hashed and reflink == "always":  # the command line's words: cp has no check of its own
+        raise ArgumentError(
             "--verify and --manifest read the data through their buffers: not with --reflink=always"
         )
     extra = (F_FSYNC if fsync else 0) | (F_VERIFY if verify else 0)
@@ -199,6 +221,8 @@ def copy(
         on_error=on_error,
         on_verbose=on_verbose if verbose else None,
         tuning=_tuning or Tuning(),
+        ignore=apiargs.ignore_in_bytes(ignore) if ignore is not None else None,
+        on_special=_on_special,
     )
     # decided once, before the workers are forked: they all run the same one
     opts.engine, notice = pick_engine(engine, queue_depth)
@@ -223,7 +247,10 @@ def copy(
     finally:
         if writer is not None:
             writer.close()
-    return result_of(walker, opts, pool, started, notice)
+    res = result_of(walker, opts, pool, started, notice)
+    if check:
+        apiargs.raise_on_errors(res)
+    return res
 
 
 def manifest_writer(path: PathLike, dst: bytes) -> manifest.Writer:

@@ -201,15 +201,15 @@ def cp(
                 preserve=preserve,
                 one_file_system=one_file_system,
                 verbose=verbose,
-                sparse=sparse,
-                reflink=reflink,
+                sparse=sparse,  # type: ignore[arg-type]  # the API checks it
+                reflink=reflink,  # type: ignore[arg-type]  # the API checks it
                 queue_depth=queue_depth,
                 jobs=jobs,
                 direct=direct,
                 progress=bar.progress if bar is not None else None,
                 on_error=bar.error if bar is not None else _report,
                 on_verbose=on_verbose,
-                engine=engine_name,
+                engine=engine_name,  # type: ignore[arg-type]  # the API checks it
                 on_notice=(lambda m: bar.print(f"uringsync: {m}")) if bar is not None else err,
                 fsync=fsync,
                 verify=verify,
@@ -321,7 +321,7 @@ def verify(
                 dst,
                 manifest_file=manifest,
                 jobs=jobs,
-                engine=engine_name,
+                engine=engine_name,  # type: ignore[arg-type]  # the API checks it
                 on_itemize=line,
                 on_error=_report,
                 on_notice=err,
@@ -330,7 +330,7 @@ def verify(
             res = verifyapi.check_manifest(
                 manifest,
                 os.fsencode(paths[0]),
-                engine_name=engine_name,
+                engine_name=engine_name,  # type: ignore[arg-type]  # the API checks it
                 on_failed=line,
                 on_error=_report,
                 on_notice=err,

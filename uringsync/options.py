@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from uringsync import engine
+
+if TYPE_CHECKING:
+    from uringsync.api import Result
+    from uringsync.walker.errors import FileError
 
 PRESERVE_NAMES = ("mode", "ownership", "timestamps", "links", "context", "xattr", "all")
 ARCHIVE = frozenset(PRESERVE_NAMES[:-1])  # -a: --preserve=all
@@ -23,8 +28,32 @@ DIR_MODE = 0o1777  # ... and a directory keeps its sticky bit
 _SPARSE = {"auto": engine.F_SPARSE_AUTO, "always": engine.F_SPARSE_ALWAYS, "never": 0}
 
 
-class CopyError(Exception):
-    """A usage or fatal error: nothing was copied.  ``str()`` is the message."""
+class CopyError(OSError):
+    """A usage or fatal error: nothing was copied.  ``str()`` is the message.
+
+    An :class:`OSError`, as :mod:`shutil`'s errors are, so ``except OSError``
+    catches it too; its ``errno`` is None (the message says what failed)."""
+
+
+class ArgumentError(CopyError, ValueError):
+    """An API argument with a value it cannot take (raised before anything
+    is read or written): a :class:`ValueError` and a :class:`CopyError`."""
+
+
+class PartialCopyError(CopyError):
+    """Raised by ``copy(..., check=True)`` and ``sync(..., check=True)``
+    after the run when some entries failed.  ``errors`` holds each failure
+    (:class:`~uringsync.FileError`: path, step, errno, message) and
+    ``result`` the run's :class:`~uringsync.Result`; ``str()`` is the first
+    failure's message and their count.  Everything else was copied."""
+
+    def __init__(self, message: str, result: Result | None = None) -> None:
+        super().__init__(message)
+        self.result = result
+        self.errors: list[FileError] = list(result.errors) if result is not None else []
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.result))
 
 
 def parse_preserve(spec: str) -> set[str]:

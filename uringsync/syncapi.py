@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import BinaryIO
 
-from uringsync import engine, filters, manifest, options
+from uringsync import apiargs, engine, filters, manifest, options
 from uringsync.api import (
     EXIT_OK,
     EXIT_PARTIAL,
@@ -29,6 +29,7 @@ from uringsync.api import (
     result_of,
     run_walker,
 )
+from uringsync.apiargs import EngineName
 from uringsync.itemize import Change
 from uringsync.options import CopyError, SyncOptions
 from uringsync.pool import Pool, usable_cpus
@@ -69,11 +70,12 @@ def sync(
     fsync: bool = False,
     verify: bool = False,
     jobs: int | None = None,
-    engine: str | None = None,
+    engine: EngineName | None = None,
     on_itemize: Callable[[bytes], None] | None = None,
     on_info: Callable[[str], None] | None = None,
     on_error: Callable[[FileError], None] | None = None,
     on_notice: Callable[[str], None] | None = None,
+    check: bool = False,
 ) -> Result:
     """Make ``dst`` like ``srcs`` as ``rsync -a`` does (``archive``; with
     ``hard_links``, ``acls``, ``xattrs``: ``-aHAX``).  A SRC ending in ``/``
@@ -81,7 +83,24 @@ def sync(
     includes first (rsync's first-match rule: list order matters; use
     :func:`run_args` for full control).  ``Result.changes`` holds the
     itemized changes (rsync's ``-i`` lines), ``Result.created`` etc. the
-    counts."""
+    counts.
+
+    ``dry_run``: nothing is changed; ``Result.changes`` says what would be.
+    ``delete``: entries only DST has are removed (``delete_after``: once
+    the transfer is done; ``delete_excluded``: excluded ones too;
+    ``max_delete``: at most this many).  ``checksum``, ``size_only``,
+    ``ignore_times``, ``update``, ``ignore_existing``, ``existing``,
+    ``inplace``, ``one_file_system``: rsync's options of those names.
+    ``fsync``, ``verify``, ``jobs``, ``engine``, ``on_error``,
+    ``on_notice``: as :func:`uringsync.copy`'s.  ``on_itemize`` gets each
+    itemized line as it is made, ``on_info`` rsync's informational lines.
+
+    Arguments are checked before anything is read or written (TypeError,
+    or ValueError for a value an option cannot take); usage errors raise
+    CopyError, nothing changed.  Per-file failures are in ``Result.errors``
+    (exit code 23), or with ``check=True`` raise PartialCopyError after the
+    run."""
+    apiargs.check(locals())  # first: only the arguments are local yet
     src_list = [srcs] if isinstance(srcs, (str, bytes, os.PathLike)) else list(srcs)
     so = SyncOptions(
         perms=archive,
@@ -114,7 +133,7 @@ def sync(
         so = dataclasses.replace(so, owner=False, group=False)
     items = [("--include", os.fsencode(p)) for p in include]
     items += [("--exclude", os.fsencode(p)) for p in exclude]
-    return run_sync(
+    res = run_sync(
         [os.fsencode(s) for s in src_list],
         os.fsencode(dst),
         so,
@@ -128,6 +147,9 @@ def sync(
         on_error=on_error,
         on_notice=on_notice,
     )
+    if check:
+        apiargs.raise_on_errors(res, "synced")
+    return res
 
 
 def _rules(items: Sequence[tuple[str, bytes]], from0: bool = False) -> filters.Rules | None:

@@ -23,7 +23,7 @@ import stat as S
 import time
 from collections.abc import Callable
 
-from uringsync import engine, manifest
+from uringsync import apiargs, engine, manifest
 from uringsync.api import (
     EXIT_OK,
     EXIT_PARTIAL,
@@ -32,6 +32,7 @@ from uringsync.api import (
     manifest_writer,
     pick_engine,
 )
+from uringsync.apiargs import EngineName
 from uringsync.options import CopyError, SyncOptions
 from uringsync.walker import FileError, show
 
@@ -54,7 +55,7 @@ def verify(
     *,
     manifest_file: PathLike | None = None,
     jobs: int | None = None,
-    engine: str | None = None,
+    engine: EngineName | None = None,
     on_itemize: Callable[[bytes], None] | None = None,
     on_error: Callable[[FileError], None] | None = None,
     on_notice: Callable[[str], None] | None = None,
@@ -63,7 +64,12 @@ def verify(
     ``Result.changes`` holds a line per difference (rsync's ``-i`` format);
     exit code 0 only when there is none and every file could be read.
     ``manifest_file``: written with the digest of each regular file name in
-    DST whose data matched SRC's (a difference is reported instead)."""
+    DST whose data matched SRC's (a difference is reported instead).
+    ``jobs``, ``engine``, ``on_error``, ``on_notice``: as
+    :func:`uringsync.copy`'s; ``on_itemize`` gets each difference's line
+    as it is found.  TypeError or ValueError for a bad argument, CopyError
+    when SRC or DST is not a directory."""
+    apiargs.check(locals())  # first: only the arguments are local yet
     from uringsync import syncapi  # the sync machinery runs the comparison
 
     src_b, dst_b = os.fsencode(src), os.fsencode(dst)
@@ -113,7 +119,7 @@ def check_manifest(
     manifest_path: PathLike,
     dst: PathLike,
     *,
-    engine_name: str | None = None,
+    engine_name: EngineName | None = None,
     on_failed: Callable[[bytes], None] | None = None,
     on_error: Callable[[FileError], None] | None = None,
     on_notice: Callable[[str], None] | None = None,
@@ -122,7 +128,10 @@ def check_manifest(
     DST would, but reading each file from the device on the engine, many in
     flight.  ``on_failed`` gets ``PATH: FAILED`` for a file whose digest
     differs (``PATH: FAILED open or read`` for one that cannot be read, also
-    an error).  Exit code: 0 all match; 1 a mismatch; 23 a file unreadable."""
+    an error).  Exit code: 0 all match; 1 a mismatch; 23 a file unreadable.
+    ``engine_name``, ``on_error``, ``on_notice``: as :func:`uringsync.copy`'s
+    ``engine``, ``on_error``, ``on_notice``."""
+    apiargs.check(locals())  # first: only the arguments are local yet
     started = time.monotonic()
     mpath, dst_b = os.fsencode(manifest_path), os.fsencode(dst)
     try:

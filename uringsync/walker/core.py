@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import functools
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from uringsync import engine, filters, options
@@ -90,6 +90,13 @@ class Options:
     # sync --manifest: each regular file name of the transfer (its path from
     # the transfer root), as the walk meets it
     on_name: Callable[[bytes], None] | None = None
+    # api.copy's ``ignore`` (shutil.copytree's): called once per source
+    # directory with its path and the names listed in it; the names it
+    # returns are not copied
+    ignore: Callable[[bytes, list[bytes]], Iterable[bytes]] | None = None
+    # copytree: a FIFO, socket or device node met in the walk is not made
+    # in DST but handed here as (source path, destination path)
+    on_special: Callable[[bytes, bytes], None] | None = None
 
 
 class Walker(Sync, Visit, BigFiles, Links, Dispatch, Dirs, Reporting):

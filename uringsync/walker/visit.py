@@ -21,6 +21,7 @@ else:
 SCAN_GROUP = 16  # directories listed and stat'ed together
 SCAN_SHARE = 4  # ... holding at most this part of the directory budget open
 UNSENT_SHARE = 2  # flush when unsent jobs pin this part of the directory budget
+_SPECIAL = frozenset({engine.T_FIFO, engine.T_CHR, engine.T_BLK, engine.T_SOCK})
 _COPYABLE = frozenset(
     {engine.T_REG, engine.T_LNK, engine.T_FIFO, engine.T_CHR, engine.T_BLK, engine.T_SOCK}
 )
@@ -81,7 +82,11 @@ class Visit(Below):
         split = self._can_split()
         split_min = self.split_min
         total = 0
+        ignored = self._ignored(d, sc) if self.opts.ignore is not None else None
+        on_special = self.opts.on_special
         for i, ent in enumerate(sc):
+            if ignored and sc.name(i) in ignored:
+                continue
             if ent.err:
                 path = join(d.src_path, sc.name(i))
                 self.error(path, steps.STAT, -ent.err, steps.STAT.what(path, path))
@@ -101,6 +106,9 @@ class Visit(Below):
                 child.skip_contents = one_fs and (st.dev_major, st.dev_minor) != root_dev
                 d.pending += 1
                 subdirs.append(child)
+            elif on_special is not None and t in _SPECIAL:
+                name = sc.name(i)
+                on_special(join(d.src_path, name), join(d.dst_path, name))
             elif t in _COPYABLE:
                 group = None
                 if t == engine.T_REG:
@@ -128,6 +136,12 @@ class Visit(Below):
         sc.free()  # the batches hold copies of the names and stats
         self._finish_dir(d)
         return subdirs
+
+    def _ignored(self, d: Dir, sc: Scan) -> frozenset[bytes]:
+        """The names of ``d`` that ``Options.ignore`` leaves out (asked once
+        per directory, with every name listed, as shutil.copytree asks)."""
+        assert self.opts.ignore is not None
+        return frozenset(self.opts.ignore(d.src_path, [sc.name(i) for i in range(sc.n)]))
 
     def _unknown_type(self, path: bytes) -> None:
         what = steps.TYPE.what(path, path) + ": unknown type"
