@@ -96,10 +96,51 @@
  * twin read as US_F_DEVICE says; US_D_DATA when they differ or were not
  * compared there (see US_D_DATA) */
 #define US_F_CONTENT 524288
+/* cp's rules for a destination name that is taken (T_REG, T_LNK, specials,
+ * T_HARDLINK; never with a final_name): without them (sync's temporaries,
+ * tests) whatever is there is unlinked and made again.  With US_F_CP_DEST:
+ * a directory there is an error (OPEN_DST, -EISDIR); US_F_NO_CLOBBER skips
+ * the job (US_CH_SKIPPED in `changed`), US_F_UPDATE skips it unless the
+ * source's mtime is later than the entry's; a backup (US_F_BACKUP_*) renames
+ * the entry away, US_F_REMOVE_DST unlinks it (UNLINK), and the name is made
+ * anew; otherwise a T_REG job whose source is a regular file and finds a
+ * regular file there opens it O_WRONLY|O_TRUNC|O_NOFOLLOW and writes in
+ * place (inode, links, owner, ACLs kept; without US_P_MODE its mode is left
+ * alone), unless US_F_KEEP_LINKS and it has more than one link (cp -a
+ * unlinks it then); an open that fails is OPEN_WRITE, or with US_F_FORCE
+ * the entry is unlinked and made anew.  A job that fails after the in-place
+ * open leaves the file empty (truncated to 0): never a partial file that
+ * could pass for the copy.  Anything else there (a symlink: never written
+ * through; a special file) is unlinked and made anew.  T_HARDLINK and T_LNK
+ * with US_F_LINK_EXCL (cp -l, cp -s): a taken name is an error (LINK_TO,
+ * SYMLINK_TO, -EEXIST) unless US_F_FORCE or US_F_REMOVE_DST. */
+#define US_F_CP_DEST 1048576
+#define US_F_FORCE 2097152
+#define US_F_REMOVE_DST 4194304
+#define US_F_NO_CLOBBER 8388608
+#define US_F_UPDATE 16777216
+/* backups (cp -b): the taken name renamed to NAME + suffix (simple), to
+ * NAME.~N~ with N one more than the largest there (numbered), or both
+ * flags: numbered when NAME has numbered backups, else simple (existing).
+ * The suffix is in final_name (a cp job is never renamed).  Failure: BACKUP */
+#define US_F_BACKUP_SIMPLE 33554432
+#define US_F_BACKUP_NUMBERED 67108864
+/* T_LNK: src_name is the link's value itself (cp -s): nothing is read */
+#define US_F_SYMLINK_SRC 134217728
+/* T_REG: no data: the file made (or an existing one opened, not
+ * truncated) and given the metadata only (cp --attributes-only) */
+#define US_F_ATTR_ONLY 268435456
+#define US_F_LINK_EXCL 536870912
+/* cp -a (links kept): a taken regular file with more than one link is
+ * unlinked and made anew, not written in place */
+#define US_F_KEEP_LINKS 1073741824
 
 /* ---- what a US_T_META job found different (us_job.changed) ---- */
 #define US_CH_XATTR 1
 #define US_CH_ACL 2
+/* a copy job (US_F_CP_DEST) left the existing entry alone: US_F_NO_CLOBBER,
+ * or US_F_UPDATE and the entry is not older */
+#define US_CH_SKIPPED 4
 
 /* ---- the step that failed (us_job.op) ---- */
 #define US_OP_NONE 0
@@ -137,6 +178,13 @@
 #define US_OP_VERIFY 27
 /* recording a finished range in a resumable big file's record (US_F_RESUME) */
 #define US_OP_RECORD 28
+/* US_F_CP_DEST: opening an existing file to write it in place */
+#define US_OP_OPEN_WRITE 29
+/* renaming an existing entry to its backup name (US_F_BACKUP_*) */
+#define US_OP_BACKUP 30
+/* cp -l, cp -s (US_F_LINK_EXCL): making the link to the source */
+#define US_OP_LINK_TO 31
+#define US_OP_SYMLINK_TO 32
 
 /* ---- how far a job got (us_job.state): a dead worker's jobs in state
  *      QUEUED or STARTED are copied again by another worker ---- */
@@ -289,6 +337,8 @@ int us_ring_has_op(struct us_ring *r, int op);
  * RENAMEAT, UNLINKAT): its step then
  * runs as the plain syscall, as on an older kernel.  For tests. */
 void us_ring_forget_op(struct us_ring *r, int op);
+/* us_scan_dirs stats the target of a symlink entry, not the link (cp -L). */
+void us_ring_set_scan_follow(struct us_ring *r, int follow);
 /* Files at least this big use copy_file_range (UINT64_MAX: never). */
 void us_ring_set_copy_range_min(struct us_ring *r, uint64_t n);
 /* The file system type (statfs f_type magic) of an open fd, or -errno. */

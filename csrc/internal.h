@@ -148,6 +148,7 @@ struct meta_seq {
     uint32_t mode;            /* to apply: meta_first may drop set-id bits */
     bool link;                /* a symlink: no mode, no ACLs */
     bool is_dir;              /* ACLs: the default one too */
+    bool keep_mode;           /* a file written in place without US_P_MODE: no chmod */
     char *list, *val;         /* XATTR_MAX bytes each: names, one value */
     uint32_t n, pos;          /* bytes of names in list; the next one */
     struct meta m, xm;        /* first failure; first among plain xattrs */
@@ -273,6 +274,9 @@ struct slot {
     int pending; /* ops of this slot not yet completed */
     bool failed, dst_created, dst_retried, need_replace, emfile;
     bool replaced;           /* an existing file was replaced: old_* are its */
+    bool in_place;           /* US_F_CP_DEST: dfd is an existing file opened O_TRUNC */
+    bool opening_in_place;   /* the in-place OPENAT is in flight */
+    bool skipped;            /* US_F_NO_CLOBBER / US_F_UPDATE left the entry alone */
     bool sparse, zero_holes; /* seek over the source's holes; skip zero runs */
     bool range;              /* US_T_RANGE: the fds are the caller's */
     bool direct;             /* US_T_HASH, read-back: opened O_DIRECT (US_F_DEVICE) */
@@ -315,6 +319,7 @@ struct us_ring {
     long failed_jobs;
     unsigned closes_pending; /* fire-and-forget CLOSEs not yet reaped */
     bool broken;             /* a backend failure left work in flight */
+    bool scan_follow;        /* us_scan_dirs stats symlinks' targets (cp -L) */
     int uring_err;           /* io_uring's set-up failed so (AUTO fell back) */
     struct statx *sx;
     unsigned *freesx;

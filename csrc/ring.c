@@ -173,6 +173,11 @@ void us_ring_forget_op(struct us_ring *r, int op)
     }
 }
 
+void us_ring_set_scan_follow(struct us_ring *r, int follow)
+{
+    r->scan_follow = follow != 0;
+}
+
 void us_ring_set_copy_range_min(struct us_ring *r, uint64_t n)
 {
     r->cfg.copy_range_min = n;

@@ -131,13 +131,19 @@ static void list_all(size_t n, const int *dirfds, struct us_scan **scans, long *
         pthread_join(tid[t], NULL);
 }
 
-void stat_inline(int dirfd, struct us_entry *e, const char *name)
+static void stat_entry(int dirfd, struct us_entry *e, const char *name, int follow)
 {
     struct statx x;
-    if (statx(dirfd, name, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT, STATX_BASIC_STATS, &x) < 0)
+    int fl = AT_NO_AUTOMOUNT | (follow ? 0 : AT_SYMLINK_NOFOLLOW);
+    if (statx(dirfd, name, fl, STATX_BASIC_STATS, &x) < 0)
         e->err = -errno;
     else
         fill_stat(&e->st, &x);
+}
+
+void stat_inline(int dirfd, struct us_entry *e, const char *name)
+{
+    stat_entry(dirfd, e, name, 0);
 }
 
 /* The STATX ops of one us_scan_dirs call; udata: directory << 48 | entry
@@ -194,7 +200,7 @@ long us_scan_dirs(struct us_ring *r, size_t n, const int *dirfds, struct us_scan
                 continue;
             }
             struct us_entry *e = &scans[k]->ents[i];
-            stat_inline(dirfds[k], e, scans[k]->names + e->name_off);
+            stat_entry(dirfds[k], e, scans[k]->names + e->name_off, r->scan_follow);
             i++;
             probes++;
         }
@@ -202,7 +208,7 @@ long us_scan_dirs(struct us_ring *r, size_t n, const int *dirfds, struct us_scan
             for (; k < n; k++, i = 0)
                 for (; rets[k] >= 0 && i < scans[k]->n; i++) {
                     struct us_entry *e = &scans[k]->ents[i];
-                    stat_inline(dirfds[k], e, scans[k]->names + e->name_off);
+                    stat_entry(dirfds[k], e, scans[k]->names + e->name_off, r->scan_follow);
                 }
         }
     }
@@ -222,7 +228,8 @@ long us_scan_dirs(struct us_ring *r, size_t n, const int *dirfds, struct us_scan
             unsigned s = r->freesx[--w.nfree];
             struct us_entry *e = &scans[k]->ents[i];
             r->be->statx(r, ((uint64_t)k << 48) | ((uint64_t)i << 16) | s, dirfds[k],
-                         scans[k]->names + e->name_off, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT,
+                         scans[k]->names + e->name_off,
+                         (r->scan_follow ? 0 : AT_SYMLINK_NOFOLLOW) | AT_NO_AUTOMOUNT,
                          STATX_BASIC_STATS, &r->sx[s]);
             i++;
             w.inflight++;

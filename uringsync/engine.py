@@ -370,17 +370,41 @@ def uring_unavailable(err: int) -> str:
     return f"io_uring unavailable ({reason})"
 
 
-def choose_engine(requested: str, queue_depth: int = DEFAULT_QUEUE_DEPTH) -> tuple[str, int]:
+_SPARE: list[tuple[int, Ring]] = []  # choose_engine(keep=True)'s ring, for ring_for
+
+
+def choose_engine(
+    requested: str, queue_depth: int = DEFAULT_QUEUE_DEPTH, keep: bool = False
+) -> tuple[str, int]:
     """Which engine a copy asked for as ``requested`` will run, found by
     setting up a ring of the copy's size (so a low RLIMIT_MEMLOCK that
     refuses its rings refuses this one too): ("io_uring" | "threads", errno
     of io_uring's failure or 0).  Raises OSError when io_uring was asked
-    for and cannot be set up."""
+    for and cannot be set up.  ``keep``: an io_uring ring is kept for this
+    process's next :func:`ring_for` (a copy without workers: one ring set
+    up, not two; each costs milliseconds, docs/benchmarks.md "Start-up")."""
     if requested == "threads":
         return "threads", 0
-    with Ring(queue_depth=queue_depth, engine=requested, threads=1) as ring:
-        info = ring.info()
+    ring = Ring(queue_depth=queue_depth, engine=requested, threads=1)
+    info = ring.info()
+    while _SPARE:
+        _SPARE.pop()[1].close()
+    if keep and info.engine == "io_uring":
+        _SPARE.append((queue_depth, ring))
+    else:
+        ring.close()
     return info.engine, info.uring_err
+
+
+def ring_for(queue_depth: int, engine: str) -> Ring:
+    """The ring a walk runs on: the one choose_engine(keep=True) set up when
+    it fits, else a new one."""
+    while _SPARE:
+        depth, ring = _SPARE.pop()
+        if depth == queue_depth and engine == "io_uring":
+            return ring
+        ring.close()
+    return Ring(queue_depth=queue_depth, engine=engine)
 
 
 class Scan:
@@ -761,6 +785,10 @@ class Ring:
         """Run this io_uring opcode's step as a plain syscall from now on, as
         on a kernel without it (tests: SYMLINKAT, LINKAT, FGETXATTR, FSETXATTR)."""
         lib.us_ring_forget_op(self.ptr, IORING_OPS[opcode])
+
+    def set_scan_follow(self, follow: bool) -> None:
+        """Scans stat a symlink entry's target, not the link (cp -L)."""
+        lib.us_ring_set_scan_follow(self.ptr, int(follow))
 
     def set_copy_range_min(self, n: int) -> None:
         lib.us_ring_set_copy_range_min(self.ptr, n)

@@ -33,6 +33,7 @@ its place in that line.
 from __future__ import annotations
 
 import functools
+import os
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -41,7 +42,7 @@ from uringsync import engine, filters, options
 from uringsync.engine import Batch, Ring
 from uringsync.pool import Pool
 from uringsync.walker.bigfiles import RANGE, SPLIT_MIN, BigFile, BigFiles
-from uringsync.walker.dirs import Dirs, fd_budget
+from uringsync.walker.dirs import O_DIR, Dirs, fd_budget
 from uringsync.walker.dispatch import Dispatch, Slot
 from uringsync.walker.errors import Event, FileError, Reporting, Totals, Trace
 from uringsync.walker.links import InodeKey, LinkGroup, Links
@@ -97,6 +98,8 @@ class Options:
     # copytree: a FIFO, socket or device node met in the walk is not made
     # in DST but handed here as (source path, destination path)
     on_special: Callable[[bytes, bytes], None] | None = None
+    # cp -L: symlinks in the source are followed (scans stat their targets)
+    follow_links: bool = False
 
 
 class Walker(Sync, Visit, BigFiles, Links, Dispatch, Dirs, Reporting):
@@ -138,6 +141,10 @@ class Walker(Sync, Visit, BigFiles, Links, Dispatch, Dirs, Reporting):
         self.flush_fds = {}
         self.max_dirs, inflight = budget or fd_budget()
         ring.set_max_inflight(min(inflight, opts.queue_depth))
+        # cp -L: source directories are opened through symlinks, scans stat targets
+        self.o_src_dir = O_DIR & ~os.O_NOFOLLOW if opts.follow_links else O_DIR
+        if opts.follow_links:
+            ring.set_scan_follow(True)
         # hard links (links.py), big files (bigfiles.py)
         self.inodes: dict[InodeKey, LinkGroup] = {}
         self.link_digests = {}
@@ -173,7 +180,7 @@ class Walker(Sync, Visit, BigFiles, Links, Dispatch, Dirs, Reporting):
         path (--fsync flushes its file system at the end)."""
         self.note_written(dst_fd, name)
         path = options.data_path(self.opts.flags, engine.fs_type(dst_fd), copy_range_min)
-        self.job_flags = path.job_flags
+        self.job_flags = path.job_flags | (engine.F_FOLLOW_SRC if self.opts.follow_links else 0)
         copy_range_min = path.copy_range_min
         self.flush()  # the batch so far goes to the previous destination
         self.copy_range_min = copy_range_min

@@ -118,6 +118,7 @@ class Dirs(Below):
 
     lru: OrderedDict[Dir, None]
     max_dirs: int
+    o_src_dir: int  # how source directories are opened (O_NOFOLLOW unless cp -L)
     pinned: int  # directories pinned by batches not yet sent
     flags: int
     dir_mode_mask: int
@@ -192,7 +193,7 @@ class Dirs(Below):
             if node.dst_fd < 0:
                 node.dst_fd = self._open_dst(node, parent)
             if need_src and node.src_fd < 0 and not node.no_src:
-                node.src_fd = os.open(node.src_name, O_DIR, dir_fd=parent.src_fd)
+                node.src_fd = os.open(node.src_name, self.o_src_dir, dir_fd=parent.src_fd)
             self.lru[node] = None
         if not d.top:
             self.lru.move_to_end(d)
@@ -228,7 +229,7 @@ class Dirs(Below):
             return False
         self._evict(keep=parent)
         try:
-            src_fd = os.open(d.src_name, O_DIR, dir_fd=psrc)
+            src_fd = os.open(d.src_name, self.o_src_dir, dir_fd=psrc)
         except OSError as e:
             self.dir_error(d.src_path, steps.OPENDIR, e)
             if e.errno == E.ENOENT:

@@ -11,7 +11,7 @@ from uringsync import engine, steps
 from uringsync.engine import Scan, Stat, ffi  # ffi: see _visit
 from uringsync.walker.bigfiles import SECTOR
 from uringsync.walker.dirs import Dir
-from uringsync.walker.errors import Event, Stopped, join
+from uringsync.walker.errors import Event, Stopped, join, show
 
 if TYPE_CHECKING:
     from uringsync.walker.bigfiles import BigFiles as Below  # for mypy: the roles after it
@@ -89,12 +89,19 @@ class Visit(Below):
                 continue
             if ent.err:
                 path = join(d.src_path, sc.name(i))
-                self.error(path, steps.STAT, -ent.err, steps.STAT.what(path, path))
+                step = steps.FOLLOW if self.opts.follow_links else steps.STAT
+                self.error(path, step, -ent.err, step.what(path, path))
                 continue
             st = ent.st
             t = st.type
             if t == engine.T_DIR:
                 name = sc.name(i)
+                if self.opts.follow_links and _cyclic(d, st.ino, st.dev_major, st.dev_minor):
+                    path = join(d.src_path, name)
+                    self.error(
+                        path, steps.STAT, E.ELOOP, f"cannot copy cyclic symbolic link {show(path)}"
+                    )
+                    continue
                 child = Dir(
                     d,
                     name,
@@ -163,3 +170,15 @@ class Visit(Below):
         flags = self.job_flags | (engine.F_FOLLOW_SRC if follow else 0)
         top.pending += 1
         self._queue(top, src_name, dst_name, st, st.type, flags, group)
+
+
+def _cyclic(d: Dir, ino: int, major: int, minor: int) -> bool:
+    """cp -L: the directory (ino, dev) is ``d`` or one of its ancestors
+    (a symlink back up the tree): copying it would never end."""
+    node: Dir | None = d
+    while node is not None:
+        st = node.st
+        if st is not None and (st.ino, st.dev_major, st.dev_minor) == (ino, major, minor):
+            return True
+        node = node.parent
+    return False
