@@ -19,6 +19,9 @@ LAYERS = {
     "cli": 0,
     "entry": -1,  # picks synccli or the typer app (cli)
     "synccli": 0.5,  # sync's command line, without typer
+    "cpcli": 0.5,  # cp's command line, without typer
+    "config": 0.9,  # site defaults (TOML) for the commands
+    "shutilapi": 1.5,  # copytree and friends, over api.copy
     "jsonout": 0.8,  # the --json object of cp and sync
     "__main__": -2,
     "demo": 1,
@@ -27,7 +30,9 @@ LAYERS = {
     "api": 2,
     "syncapi": 1.5,  # the sync API, over api.py's run_walker and Result
     "verifyapi": 1.4,  # verify: sync's dry run with -c, and manifests checked
+    "apiargs": 2.5,  # the API's argument checks
     "cpargs": 3,
+    "cpargv": 3,  # cp's options (GNU getopt), pure
     "syncargs": 3,
     "walker": 4,
     "options": 5,
@@ -37,6 +42,7 @@ LAYERS = {
     "pool": 6,
     "engine": 7,
     "steps": 8,
+    "quote": 8.5,  # names quoted as cp quotes them (steps.show)
     "_version": 8,
     "_uring": 9,
 }

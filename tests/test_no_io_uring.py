@@ -128,9 +128,9 @@ def test_forced_io_uring_fails_cleanly(tmp: bytes, jobs: str) -> None:
 def test_unknown_engine_is_a_usage_error(tmp: bytes) -> None:
     rc, _out, err = run_cli("cp", "-a", "--engine", "uring", "/usr/share/doc", tmp + b"/us")
     assert rc == 1
-    assert assert_error_lines(err) == [
-        b"uringsync: invalid engine 'uring': use one of auto, io_uring, threads"
-    ]
+    (line,) = assert_error_lines(err)
+    assert line.startswith(b"uringsync: invalid argument "), line
+    assert b"uring" in line and b"--engine" in line and b"io_uring" in line, line
     assert not os.path.lexists(tmp + b"/us")
 
 

@@ -8,16 +8,18 @@ do not raise: they are collected in :attr:`Result.errors` and the copy goes on.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import os
+import stat as S
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from uringsync import apiargs, engine, manifest, options
 from uringsync.apiargs import EngineName, When
-from uringsync.engine import F_DIGEST, F_FSYNC, F_VERIFY, Ring
+from uringsync.engine import F_DIGEST, F_FSYNC, F_VERIFY
 from uringsync.options import ArgumentError, CopyError
 from uringsync.pool import Pool, peak_rss_self, usable_cpus
 from uringsync.walker import (
@@ -120,12 +122,27 @@ def copy(
     fsync: bool = False,
     verify: bool = False,
     manifest_file: PathLike | None = None,
+    dereference: Literal["auto", "never", "command-line", "always"] = "auto",
+    no_preserve: str | None = None,
+    parents: bool = False,
+    target_is_dir: bool | None = None,
     ignore: Callable[[str, list[str]], Iterable[str]] | None = None,
     check: bool = False,
     _on_special: Callable[[bytes, bytes], None] | None = None,
     _tuning: Tuning | None = None,
 ) -> Result:
     """Copy like ``cp``: ``archive=True`` is ``cp -a``.
+
+    ``dereference``: which symbolic links in SRC are followed: "never"
+    (cp -P), "command-line" (cp -H: the SRC operands themselves), "always"
+    (cp -L), "auto" (cp's default: "never" when recursive, else "always").
+    A SRC written with a trailing slash is followed in every case, as the
+    kernel resolves ``link/``.  ``no_preserve``: attributes taken away from
+    ``archive``/``preserve``'s (cp --no-preserve=LIST).  ``parents``: each
+    SRC goes to DST/SRC, its missing directories made (cp --parents; DST must
+    be a directory).  ``target_is_dir``: True: DST must be a directory that
+    receives every SRC (cp -t); False: DST is the copy itself even if it is a
+    directory (cp -T); None: cp's rule (DST is a directory if it is one).
 
     ``verify``: each file's data is hashed (XXH3-128) as it is read, then
     read back from the device once written and compared; a file that
@@ -190,7 +207,7 @@ def copy(
     from uringsync.cpargs import plan  # cp's path rules: sync's start-up does without them
 
     started = time.monotonic()
-    flags = options.copy_flags(archive, preserve, sparse, reflink)
+    flags = options.copy_flags(archive, preserve, sparse, reflink, no_preserve)
     hashed = verify or manifest_file is not None
     if hashed and reflink == "always":  # the command line's words: cp has no check of its own
         raise ArgumentError(
@@ -204,7 +221,16 @@ def copy(
     src_b = [os.fsencode(s) for s in src_list]
     dst_b = os.fsencode(dst)
     recursive = recursive or archive
-    plans = plan(src_b, dst_b, recursive, deref_top=not recursive)
+    if dereference == "auto":
+        dereference = "always" if not recursive else "never"
+    plans = plan(
+        src_b,
+        dst_b,
+        recursive,
+        deref_top=dereference != "never",
+        target_is_dir=target_is_dir,
+        parents=parents,
+    )
     if verbose and on_verbose is None:
 
         def on_verbose(line: str) -> None:
@@ -215,7 +241,7 @@ def copy(
         recursive=recursive,
         one_file_system=one_file_system,
         queue_depth=queue_depth,
-        jobs=len(usable_cpus()) if jobs is None else max(0, jobs),
+        jobs=_default_jobs(plans) if jobs is None else max(0, jobs),
         direct=direct_default(fsync or verify) if direct is None else DIRECT_BOTH * direct,
         progress=progress,
         on_error=on_error,
@@ -223,9 +249,10 @@ def copy(
         tuning=_tuning or Tuning(),
         ignore=apiargs.ignore_in_bytes(ignore) if ignore is not None else None,
         on_special=_on_special,
+        follow_links=dereference == "always" and recursive,
     )
     # decided once, before the workers are forked: they all run the same one
-    opts.engine, notice = pick_engine(engine, queue_depth)
+    opts.engine, notice = pick_engine(engine, queue_depth, keep=opts.jobs == 0)
     if notice is not None and on_notice is not None:
         on_notice(notice)
     budget = fd_budget()  # raises RLIMIT_NOFILE before the workers are forked
@@ -239,7 +266,11 @@ def copy(
         if manifest_file is not None:
             writer = manifest_writer(manifest_file, dst_b)
             opts.on_digest = writer.add
-        walker = _run(plans, opts, pool, budget, not recursive, copy_range_min)
+        made = _make_parents(plans, flags)
+        walker = _run(plans, opts, pool, budget, copy_range_min)
+        _finish_parents(made, flags)
+        if no_preserve and "mode" in options.parse_preserve(no_preserve, "--no-preserve"):
+            _default_modes(plans)
     except BaseException:
         if pool is not None:
             pool.stop()  # whatever failed, no worker outlives the call
@@ -300,16 +331,17 @@ def result_of(
 
 
 def pick_engine(
-    requested: str | None, queue_depth: int = engine.DEFAULT_QUEUE_DEPTH
+    requested: str | None, queue_depth: int = engine.DEFAULT_QUEUE_DEPTH, keep: bool = False
 ) -> tuple[str, str | None]:
     """The engine a copy asked to run with ``requested`` runs with, and the
     notice when "auto" could not use io_uring.  CopyError when the engine
-    asked for cannot run."""
+    asked for cannot run.  ``keep``: the walk runs in this process (no
+    workers): the ring set up to find out is kept for it (engine.ring_for)."""
     requested = requested or engine.default_engine()
     if requested not in engine.ENGINES:
         raise CopyError(f"invalid engine {requested!r}: use one of {', '.join(engine.ENGINES)}")
     try:
-        chosen, uring_err = engine.choose_engine(requested, queue_depth)
+        chosen, uring_err = engine.choose_engine(requested, queue_depth, keep)
     except OSError as e:
         why = engine.uring_unavailable(e.errno or 0) if requested == "io_uring" else str(e)
         hint = "; --engine=threads copies without it" if requested == "io_uring" else ""
@@ -324,14 +356,13 @@ def _run(
     opts: Options,
     pool: Pool | None,
     budget: tuple[int, int],
-    follow: bool,
     copy_range_min: int | None,
 ) -> Walker:
     """Walk and copy every command-line SRC; stop cleanly on SIGINT/SIGTERM."""
 
     def body(walker: Walker, tops: list[Dir]) -> None:
         for p in plans:
-            _copy_one_arg(walker, p, follow, copy_range_min, tops)
+            _copy_one_arg(walker, p, copy_range_min, tops)
 
     return run_walker(opts, pool, budget, body)
 
@@ -353,7 +384,7 @@ def run_walker(
         engine.check(engine.catch_stop(wake_w), "sigaction")
     ok = False
     try:
-        with Ring(queue_depth=opts.queue_depth, engine=opts.engine) as ring:
+        with engine.ring_for(opts.queue_depth, opts.engine) as ring:
             walker = Walker(ring, opts, pool, budget, wake_r)
             try:
                 body(walker, tops)
@@ -385,9 +416,7 @@ def run_walker(
     return walker
 
 
-def _copy_one_arg(
-    walker: Walker, p: Plan, follow: bool, copy_range_min: int | None, tops: list[Dir]
-) -> None:
+def _copy_one_arg(walker: Walker, p: Plan, copy_range_min: int | None, tops: list[Dir]) -> None:
     """Start copying one command-line SRC.  The pseudo-directory that holds
     the parents' fds goes into ``tops`` as soon as they are open (the caller
     closes them after the run, however it ends)."""
@@ -400,7 +429,7 @@ def _copy_one_arg(
     try:
         top.src_fd = os.open(p.src_parent, o_dir)
         top.dst_fd = os.open(p.dst_parent, o_dir)
-        st = engine.stat_at(top.src_fd, p.src_name, follow=follow)
+        st = engine.stat_at(top.src_fd, p.src_name, follow=p.follow)
         top.acl_default = has_default_acl(top.dst_fd)
     except OSError as e:
         for fd in (top.src_fd, top.dst_fd):
@@ -420,4 +449,104 @@ def _copy_one_arg(
         )
         walker.copy_dir(top, root)
     else:
-        walker.copy_one(top, p.src_name, p.dst_name, st, follow=follow)
+        walker.copy_one(top, p.src_name, p.dst_name, st, follow=p.follow)
+
+
+def _make_parents(plans: list[Plan], cf: options.CopyFlags) -> list[tuple[bytes, bytes]]:
+    """cp --parents: make each SRC's missing directories under DST, as cp
+    does (mode as a new directory's, attributes after the copy); the ones
+    made, for :func:`_finish_parents`."""
+    made: list[tuple[bytes, bytes]] = []
+    for p in plans:
+        for src_dir, dst_dir in p.parents:
+            try:
+                st = os.stat(src_dir)
+            except OSError as e:
+                raise CopyError(f"cannot stat {show(src_dir)}: {e.strerror}") from None
+            try:
+                os.mkdir(dst_dir, (st.st_mode & cf.dir_mode_mask) | 0o700)
+            except FileExistsError:
+                if not os.path.isdir(dst_dir):
+                    raise CopyError(f"{show(dst_dir)} exists but is not a directory") from None
+                continue
+            except OSError as e:
+                raise CopyError(f"cannot make directory {show(dst_dir)}: {e.strerror}") from None
+            made.append((src_dir, dst_dir))
+    return made
+
+
+def _finish_parents(made: list[tuple[bytes, bytes]], cf: options.CopyFlags) -> None:
+    """The attributes cp gives the directories --parents made: the source
+    directory's mode (less umask unless kept), owner and times when kept."""
+    for src_dir, dst_dir in reversed(made):
+        st = os.stat(src_dir)
+        if cf.flags & engine.P_OWNER:
+            with contextlib.suppress(OSError):
+                os.chown(dst_dir, st.st_uid, st.st_gid)
+        os.chmod(dst_dir, st.st_mode & cf.dir_mode_mask)
+        if cf.flags & engine.P_TIMES:
+            os.utime(dst_dir, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+# A copy smaller than this runs in the calling process: forking and pinning
+# the workers (tens of ms) would cost more than they save
+# (docs/benchmarks.md, "Start-up").
+SMALL_ENTRIES = 1000
+SMALL_BYTES = 64 << 20
+
+
+def _default_jobs(plans: list[Plan]) -> int:
+    """Workers for a copy that did not say (``jobs=None``): none when a
+    bounded look at the sources finds less work than SMALL_ENTRIES entries
+    and SMALL_BYTES bytes, else one per usable CPU."""
+    entries = 0
+    size = 0
+    stack = []
+    for p in plans:
+        if p.is_dir:
+            stack.append(p.src)
+            continue
+        entries += 1
+        with contextlib.suppress(OSError):
+            size += os.stat(p.src, follow_symlinks=p.follow).st_size
+    while stack and entries < SMALL_ENTRIES and size < SMALL_BYTES:
+        try:
+            with os.scandir(stack.pop()) as it:
+                for e in it:
+                    entries += 1
+                    if e.is_dir(follow_symlinks=False):
+                        stack.append(e.path)
+                    elif e.is_file(follow_symlinks=False):
+                        size += e.stat(follow_symlinks=False).st_size
+        except OSError:
+            continue  # the copy reports it
+    if entries < SMALL_ENTRIES and size < SMALL_BYTES:
+        return 0
+    return len(usable_cpus())
+
+
+def _default_modes(plans: list[Plan]) -> None:
+    """cp --no-preserve=mode: what was copied gets the default permissions
+    (0666, directories 0777, less umask), not the source's less umask.  A
+    pass over each copied tree after the copy: entries that were already in
+    DST when a directory was merged into it get them too (cp leaves those)."""
+    mask = options.umask()
+
+    def fix(dirfd: int | None, name: bytes) -> None:
+        st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+        if S.S_ISLNK(st.st_mode):
+            return
+        if S.S_ISDIR(st.st_mode):
+            os.chmod(name, 0o777 & ~mask, dir_fd=dirfd, follow_symlinks=False)
+            fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dirfd)
+            try:
+                for child in os.listdir(fd):
+                    fix(fd, os.fsencode(child))
+            finally:
+                os.close(fd)
+        else:
+            os.chmod(name, 0o666 & ~mask, dir_fd=dirfd, follow_symlinks=False)
+
+    for p in plans:
+        with contextlib.suppress(OSError):
+            fix(None, join(p.dst_parent, p.dst_name))

@@ -9,8 +9,6 @@ Exit codes (rsync's conventions):
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import signal
 import sys
@@ -18,8 +16,7 @@ from typing import Annotated
 
 import typer
 
-from uringsync import api, cpargs, engine, options
-from uringsync.jsonout import result_json
+from uringsync import api, cpcli
 from uringsync.walker import FileError
 
 EXIT_STOPPED = 130  # SIGINT or SIGTERM, as a shell reports a Ctrl-C
@@ -31,9 +28,36 @@ EXIT_HELP = """Exit codes: 0 all copied; 1 usage or fatal error; 23 some files f
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
+    # click's plain help: wrapped at word boundaries to the terminal (80
+    # columns through a pipe), never cut; types as cp's help shows them
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
     help="Copy trees like cp -a, with many files in flight on io_uring.\n\n" + EXIT_HELP,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from uringsync._version import __version__
+
+        print(f"uringsync {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            is_eager=True,
+            callback=_version,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Copy trees like cp -a, with many files in flight on io_uring."""
 
 
 def err(message: str) -> None:
@@ -71,166 +95,15 @@ EngineOption = Annotated[
 
 @app.command(
     "cp",
-    help="Copy SRC to DST, or several SRCs into directory DST.\n\n"
-    "When stderr is a terminal (and without -v), a progress bar shows there: files "
-    "done/found, bytes, rate and time left; totals grow as directories are listed. "
-    "Otherwise only errors are printed.\n\n" + EXIT_HELP,
+    help=cpcli.help_text(80),
+    short_help="Copy SOURCE to DEST, or SOURCEs into DIRECTORY, as GNU cp does.",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
 )
-def cp(
-    paths: Annotated[
-        list[str],
-        typer.Argument(
-            metavar="SRC... DST", show_default=False, help="Sources, then the destination."
-        ),
-    ],
-    archive: Annotated[
-        bool, typer.Option("-a", "--archive", help="Same as -dR --preserve=all.")
-    ] = False,
-    recursive: Annotated[
-        bool, typer.Option("-r", "-R", "--recursive", help="Copy directories recursively.")
-    ] = False,
-    keep: Annotated[
-        bool, typer.Option("-p", help="Same as --preserve=mode,ownership,timestamps.")
-    ] = False,
-    preserve: Annotated[
-        str | None,
-        typer.Option(
-            "--preserve",
-            metavar="LIST",
-            help="Preserve these attributes: mode,ownership,timestamps,links,context,xattr,all.",
-        ),
-    ] = None,
-    one_file_system: Annotated[
-        bool, typer.Option("-x", "--one-file-system", help="Stay on the source file systems.")
-    ] = False,
-    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Explain what is done.")] = False,
-    sparse: Annotated[
-        str,
-        typer.Option(
-            "--sparse",
-            metavar="WHEN",
-            help="auto: keep the source's holes; always: also make holes of zero runs; "
-            "never: write every byte.",
-        ),
-    ] = "auto",
-    reflink: Annotated[
-        str,
-        typer.Option(
-            "--reflink",
-            metavar="WHEN",
-            help="auto: clone where the file system can (btrfs, xfs), else copy; "
-            "always: clone or fail; never: always copy the data.",
-        ),
-    ] = "auto",
-    queue_depth: Annotated[
-        int,
-        typer.Option("--queue-depth", min=1, max=1024, help="Files in flight at once."),
-    ] = engine.DEFAULT_QUEUE_DEPTH,
-    direct: Annotated[
-        bool | None,
-        typer.Option(
-            "--direct/--no-direct",
-            help="O_DIRECT for big files split across workers (default: only with "
-            "--fsync or --verify, where the data must reach the disk before the copy "
-            "ends; what measured faster, see docs/benchmarks.md).",
-            show_default=False,
-        ),
-    ] = None,
-    jobs: JobsOption = None,
-    engine_name: EngineOption = None,
-    fsync: Annotated[
-        bool,
-        typer.Option(
-            "--fsync",
-            help="When the copy returns, everything it wrote is on stable storage: each file "
-            "flushed after its metadata, each destination file system once at the end.",
-        ),
-    ] = False,
-    verify: Annotated[
-        bool,
-        typer.Option(
-            "--verify",
-            help="Hash each file's data (XXH3-128) as it is read, read it back from the disk "
-            "(not the page cache) once written, and compare: a file that differs is an error "
-            "(exit 23) and is removed. Data goes through the buffers: no reflinks or "
-            "copy_file_range; big files are not split.",
-        ),
-    ] = False,
-    manifest: Annotated[
-        str | None,
-        typer.Option(
-            "--manifest",
-            metavar="FILE",
-            show_default=False,
-            help="Write FILE: one line per regular file name copied, its XXH3-128 digest "
-            "taken as the data passed and its path relative to DST, in xxh128sum's format "
-            "(xxh128sum -c FILE in DST checks the copy; so does uringsync verify --manifest).",
-        ),
-    ] = None,
-    json_out: Annotated[
-        bool,
-        typer.Option(
-            "--json",
-            help="At the end, print one JSON object with the counts, rates and errors on "
-            "stdout. Errors are still reported on stderr as they happen, and the progress "
-            "bar still shows when stderr is a terminal; -v lines go to stderr.",
-        ),
-    ] = False,
-) -> None:
-    try:
-        srcs, dst = cpargs.operands(paths)
-    except cpargs.CopyError as e:
-        err(str(e))
-        raise typer.Exit(api.EXIT_FATAL) from None
-    if keep:
-        preserve = options.with_p(preserve)
-    # -v lines go to stdout, so no bar with -v; with --json stdout is the JSON's
-    on_verbose = _verbose_to_stderr if json_out else None
-    bar = None
-    if sys.stderr.isatty() and not verbose:
-        from uringsync.progress import ProgressBar  # rich only when it is needed
-
-        bar = ProgressBar()
-    try:
-        with bar if bar is not None else contextlib.nullcontext():
-            res = api.copy(
-                srcs,
-                dst,
-                archive=archive,
-                recursive=recursive,
-                preserve=preserve,
-                one_file_system=one_file_system,
-                verbose=verbose,
-                sparse=sparse,  # type: ignore[arg-type]  # the API checks it
-                reflink=reflink,  # type: ignore[arg-type]  # the API checks it
-                queue_depth=queue_depth,
-                jobs=jobs,
-                direct=direct,
-                progress=bar.progress if bar is not None else None,
-                on_error=bar.error if bar is not None else _report,
-                on_verbose=on_verbose,
-                engine=engine_name,  # type: ignore[arg-type]  # the API checks it
-                on_notice=(lambda m: bar.print(f"uringsync: {m}")) if bar is not None else err,
-                fsync=fsync,
-                verify=verify,
-                manifest_file=manifest,
-            )
-    except api.CopyError as e:
-        err(str(e))
-        raise typer.Exit(api.EXIT_FATAL) from None
-    except KeyboardInterrupt:  # api.Stopped: SIGINT or SIGTERM, workers stopped
-        err("stopped: the copy is incomplete (partial files were removed)")
-        raise typer.Exit(EXIT_STOPPED) from None
-    except OSError as e:
-        err(f"{e.strerror}" + (f": {e.filename!r}" if e.filename else ""))
-        raise typer.Exit(api.EXIT_FATAL) from None
-    if json_out:
-        print(json.dumps(result_json(res)), flush=True)
-    raise typer.Exit(res.exit_code)
-
-
-def _verbose_to_stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+def cp(ctx: typer.Context) -> None:
+    """cp's options are GNU cp's, parsed by cpargv.py (entry.py runs this
+    without typer; ``uringsync cp --help`` prints cpcli's help)."""
+    raise typer.Exit(cpcli.main(ctx.args))
 
 
 SYNC_HELP = """Make DST like SRC, as rsync does: uringsync sync [OPTIONS] SRC... DST.
@@ -248,7 +121,14 @@ Any other rsync option is refused by name.
 
 Exit codes: 0 done; 1 usage or fatal error; 23 some entries failed (each
 reported on stderr); 24 only vanished source files; 25 --max-delete stopped
-deletions; 130 stopped by Ctrl-C or SIGTERM."""
+deletions; 130 stopped by Ctrl-C or SIGTERM.
+
+Examples:
+
+\b
+  uringsync sync -aHAX src/ /mnt/new/            a catch-up pass
+  uringsync sync -aHAX --delete -i src/ /mnt/new/  the final pass, itemized
+  uringsync sync -naHAXci src/ /mnt/new/         what differs, by content"""
 
 
 @app.command(

@@ -56,12 +56,12 @@ class PartialCopyError(CopyError):
         return (type(self), (str(self), self.result))
 
 
-def parse_preserve(spec: str) -> set[str]:
+def parse_preserve(spec: str, option: str = "--preserve") -> set[str]:
     """``--preserve=mode,ownership,...`` as cp takes it."""
     out: set[str] = set()
     for word in filter(None, (w.strip() for w in spec.split(","))):
         if word not in PRESERVE_NAMES:
-            raise CopyError(f"invalid argument {word!r} for '--preserve'")
+            raise CopyError(f"invalid argument {word!r} for {option!r}")
         out.update(ARCHIVE if word == "all" else (word,))
     return out
 
@@ -111,12 +111,18 @@ def umask() -> int:
 
 
 def copy_flags(
-    archive: bool, preserve: str | None, sparse: str = "auto", reflink: str = "auto"
+    archive: bool,
+    preserve: str | None,
+    sparse: str = "auto",
+    reflink: str = "auto",
+    no_preserve: str | None = None,
 ) -> CopyFlags:
     """-a, --preserve=LIST, --sparse and --reflink (checked here) to the
     engine's flag word and mode masks, for this user and umask."""
     check_when(sparse=sparse, reflink=reflink)
     keep = preserved(archive, preserve)
+    if no_preserve:
+        keep -= parse_preserve(no_preserve, "--no-preserve")
     mode = "mode" in keep
     flags = (
         (engine.P_OWNER if "ownership" in keep else 0)

@@ -69,8 +69,12 @@ def check_cli(*args: PathLike, **kw: Any) -> tuple[bytes, bytes]:
     return out, err
 
 
+TRY_HELP = b"Try 'uringsync cp --help' for more information."
+
+
 def stderr_lines(err: bytes) -> list[bytes]:
-    return [ln for ln in err.splitlines() if ln.strip()]
+    """The messages on stderr (cp's usage hint after a usage error left out)."""
+    return [ln for ln in err.splitlines() if ln.strip() and ln != TRY_HELP]
 
 
 def assert_error_lines(err: bytes, n: int | None = None) -> list[bytes]:
