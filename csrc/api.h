@@ -103,11 +103,12 @@
  * the job (US_CH_SKIPPED in `changed`), US_F_UPDATE skips it unless the
  * source's mtime is later than the entry's; a backup (US_F_BACKUP_*) renames
  * the entry away, US_F_REMOVE_DST unlinks it (UNLINK), and the name is made
- * anew; otherwise a T_REG job whose source is a regular file and finds a
- * regular file there opens it O_WRONLY|O_TRUNC|O_NOFOLLOW and writes in
- * place (inode, links, owner, ACLs kept; without US_P_MODE its mode is left
- * alone), unless US_F_KEEP_LINKS and it has more than one link (cp -a
- * unlinks it then); an open that fails is OPEN_WRITE, or with US_F_FORCE
+ * anew; otherwise a T_REG job that finds a regular file there opens it
+ * O_WRONLY|O_TRUNC|O_NOFOLLOW and writes in place (inode, links, owner,
+ * ACLs kept; without US_P_MODE its mode is left alone), unless
+ * US_F_KEEP_LINKS and it has more than one link (cp -a unlinks it then,
+ * unless US_F_ATTR_ONLY), or it is the source itself (SAME_FILE, -EEXIST);
+ * an open that fails is OPEN_DST (cp's "cannot create"), or with US_F_FORCE
  * the entry is unlinked and made anew.  A job that fails after the in-place
  * open leaves the file empty (truncated to 0): never a partial file that
  * could pass for the copy.  Anything else there (a symlink: never written
@@ -178,13 +179,14 @@
 #define US_OP_VERIFY 27
 /* recording a finished range in a resumable big file's record (US_F_RESUME) */
 #define US_OP_RECORD 28
-/* US_F_CP_DEST: opening an existing file to write it in place */
-#define US_OP_OPEN_WRITE 29
 /* renaming an existing entry to its backup name (US_F_BACKUP_*) */
-#define US_OP_BACKUP 30
+#define US_OP_BACKUP 29
 /* cp -l, cp -s (US_F_LINK_EXCL): making the link to the source */
-#define US_OP_LINK_TO 31
-#define US_OP_SYMLINK_TO 32
+#define US_OP_LINK_TO 30
+#define US_OP_SYMLINK_TO 31
+/* US_F_CP_DEST: the file to be written in place is the source itself (a
+ * hard link of it met in DST): err -EEXIST, nothing written */
+#define US_OP_SAME_FILE 32
 
 /* ---- how far a job got (us_job.state): a dead worker's jobs in state
  *      QUEUED or STARTED are copied again by another worker ---- */

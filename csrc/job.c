@@ -17,14 +17,20 @@
  * copy with a final_name is made under its temporary dst_name and renamed
  * over the final name (RENAMEAT) only when all of it succeeded.  A
  * destination that could not be written completely is unlinked, so nothing
- * is left that looks complete.  Every
+ * is left that looks complete.  A name found taken (EEXIST) follows cp's
+ * rules under US_F_CP_DEST (api.h; "destination exists" below): an
+ * existing regular file is opened again O_TRUNC and written in place (and
+ * emptied if that fails), or -n/-u skip it, a backup renames it away,
+ * -f/--remove-destination unlink it.  Every
  * failure is kept in the job as -errno and the step (US_OP_*), and the run
  * goes on with the other jobs.
  */
 #include "internal.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/sysmacros.h>
@@ -41,12 +47,33 @@ static void release_slot(struct us_ring *r, struct slot *s)
     r->inflight--;
 }
 
+/* A file being written in place failed: truncate it to 0 bytes, by its fd
+ * or (closed already) by name, never following. */
+static void empty_in_place(struct slot *s)
+{
+    struct us_job *j = s->job;
+    int fd = s->dfd;
+
+    if (fd < 0)
+        fd = openat(j->dst_dirfd, j->dst_name, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    struct stat sb;
+    if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode))
+        (void)ftruncate(fd, 0);
+    if (fd != s->dfd)
+        close(fd);
+}
+
 /* The job is over, one way or the other. */
 void finish(struct us_ring *r, struct slot *s)
 {
     struct us_job *j = s->job;
 
     if (s->failed) {
+        /* written in place: left empty, not partial (api.h, US_F_CP_DEST) */
+        if (s->in_place && !(j->flags & US_F_ATTR_ONLY))
+            empty_in_place(s);
         if (s->sfd >= 0 && !s->range)
             close(s->sfd);
         if (s->dfd >= 0 && !s->range)
@@ -139,29 +166,197 @@ static int clear_dst(struct slot *s)
     return 0;
 }
 
-/* `*res` is a step's result.  true: it was EEXIST, the first time, and the
- * name is now clear: issue the step again.  false: report *res (maybe now
- * the clearing's error) with dst_fail. */
-static bool clear_for_retry(struct slot *s, int *res)
+/* ------------------------------------------ destination exists: cp's rules
+ * (US_F_CP_DEST, api.h).  Plain syscalls, as clear_dst's: fstatat, then
+ * maybe a rename (backup) or an unlink. */
+
+enum taken { TAKEN_FAIL, TAKEN_RETRY, TAKEN_SKIP, TAKEN_IN_PLACE };
+
+#define BACKUP_FLAGS (US_F_BACKUP_SIMPLE | US_F_BACKUP_NUMBERED)
+
+/* The largest N of the entries NAME.~N~ in dirfd (0: none; -errno). */
+static long max_backup(int dirfd, const char *name)
+{
+    size_t len = strlen(name);
+    long best = 0;
+    int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d;
+    struct dirent *e;
+
+    if (fd < 0)
+        return -errno;
+    if (!(d = fdopendir(fd))) {
+        close(fd);
+        return -errno;
+    }
+    while ((e = readdir(d))) {
+        const char *p = e->d_name;
+        if (strncmp(p, name, len) != 0 || p[len] != '.' || p[len + 1] != '~')
+            continue;
+        p += len + 2;
+        if (*p < '1' || *p > '9') /* gnulib's backupfile: no leading zero */
+            continue;
+        long v = 0;
+        while (*p >= '0' && *p <= '9' && v < 100000000)
+            v = v * 10 + (*p++ - '0');
+        if (p[0] == '~' && p[1] == '\0' && v > best)
+            best = v;
+    }
+    closedir(d);
+    return best;
+}
+
+/* Rename the taken name to its backup name, as cp -b names it. */
+static int make_backup(const struct us_job *j)
+{
+    const char *suffix = j->final_name ? j->final_name : "~";
+    char bak[4096];
+    int n;
+
+    if ((j->flags & BACKUP_FLAGS) == US_F_BACKUP_SIMPLE) {
+        n = snprintf(bak, sizeof bak, "%s%s", j->dst_name, suffix);
+    } else {
+        long v = max_backup(j->dst_dirfd, j->dst_name);
+        if (v < 0)
+            return (int)v;
+        if (v == 0 && (j->flags & US_F_BACKUP_SIMPLE)) /* existing/nil: none yet */
+            n = snprintf(bak, sizeof bak, "%s%s", j->dst_name, suffix);
+        else
+            n = snprintf(bak, sizeof bak, "%s.~%ld~", j->dst_name, v + 1);
+    }
+    if (n < 0 || (size_t)n >= sizeof bak)
+        return -ENAMETOOLONG;
+    if (renameat(j->dst_dirfd, j->dst_name, j->dst_dirfd, bak) < 0)
+        return errno == ENOENT ? 0 : -errno;
+    return 0;
+}
+
+static bool newer(const struct us_stat *src, const struct stat *sb)
+{
+    return src->mtime_sec > sb->st_mtim.tv_sec ||
+           (src->mtime_sec == sb->st_mtim.tv_sec && src->mtime_nsec > sb->st_mtim.tv_nsec);
+}
+
+static enum taken unlink_taken(const struct us_job *j, int *res, int *op)
+{
+    if (unlinkat(j->dst_dirfd, j->dst_name, 0) < 0 && errno != ENOENT) {
+        *res = -errno;
+        *op = US_OP_UNLINK;
+        return TAKEN_FAIL;
+    }
+    return TAKEN_RETRY;
+}
+
+static enum taken cp_taken(struct slot *s, int *res, int *op)
+{
+    struct us_job *j = s->job;
+    uint32_t f = j->flags;
+    struct stat sb;
+    int ret;
+
+    if (fstatat(j->dst_dirfd, j->dst_name, &sb, AT_SYMLINK_NOFOLLOW) < 0) {
+        if (errno == ENOENT)
+            return TAKEN_RETRY; /* gone meanwhile */
+        *res = -errno;
+        *op = US_OP_OPEN_DST;
+        return TAKEN_FAIL;
+    }
+    if (S_ISDIR(sb.st_mode)) {
+        *res = -EISDIR;
+        return TAKEN_FAIL;
+    }
+    if ((f & US_F_NO_CLOBBER) || ((f & US_F_UPDATE) && !newer(&s->st, &sb)))
+        return TAKEN_SKIP;
+    if (f & BACKUP_FLAGS) {
+        if ((ret = make_backup(j)) < 0) {
+            *res = ret;
+            *op = US_OP_BACKUP;
+            return TAKEN_FAIL;
+        }
+        return TAKEN_RETRY;
+    }
+    if (f & US_F_REMOVE_DST)
+        return unlink_taken(j, res, op);
+    if (f & US_F_LINK_EXCL) {
+        if (f & US_F_FORCE)
+            return unlink_taken(j, res, op);
+        *op = j->type == US_T_HARDLINK ? US_OP_LINK_TO : US_OP_SYMLINK_TO;
+        return TAKEN_FAIL;
+    }
+    if (j->type == US_T_REG && S_ISREG(sb.st_mode) && same_inode(&sb, &s->st)) {
+        *res = -EEXIST; /* truncating it would lose the source: cp refuses too */
+        *op = US_OP_SAME_FILE;
+        return TAKEN_FAIL;
+    }
+    /* cp -a replaces a file of several links, unless no data is copied */
+    if (j->type == US_T_REG && S_ISREG(sb.st_mode) &&
+        !((f & US_F_KEEP_LINKS) && !(f & US_F_ATTR_ONLY) && sb.st_nlink > 1))
+        return TAKEN_IN_PLACE;
+    /* a symlink (never written through), a special file, a hard link
+     * under cp -a, or a non-regular source: made anew */
+    return unlink_taken(j, res, op);
+}
+
+/* `*res` is a making step's result.  TAKEN_RETRY: it was EEXIST, the first
+ * time, and the name is now clear: issue the step again.  TAKEN_SKIP: leave
+ * the entry (-n, -u).  TAKEN_IN_PLACE: open the regular file there.
+ * TAKEN_FAIL: report *res (maybe now the clearing's error) with dst_fail and
+ * *op (US_OP_NONE: the caller's step). */
+static enum taken on_taken(struct slot *s, int *res, int *op)
 {
     int ret;
 
+    *op = US_OP_NONE;
     if (*res != -EEXIST || s->dst_retried)
-        return false;
+        return TAKEN_FAIL;
     s->dst_retried = true;
+    if (s->job->flags & US_F_CP_DEST)
+        return cp_taken(s, res, op);
     ret = clear_dst(s);
     if (ret < 0) {
         *res = ret;
-        return false;
+        return TAKEN_FAIL;
     }
-    return true;
+    return TAKEN_RETRY;
+}
+
+/* -n, -u: nothing done, nothing wrong */
+static void skip_job(struct us_ring *r, struct slot *s)
+{
+    if (s->sfd >= 0 && !s->range) {
+        close(s->sfd);
+        s->sfd = -1;
+    }
+    s->job->changed |= US_CH_SKIPPED;
+    finish(r, s);
 }
 
 /* A step making the destination failed: a directory in the way is reported
  * as the open of the destination, anything else as the step `op`. */
 static void dst_fail(struct slot *s, int res, int op)
 {
-    fail(s, res == -EISDIR ? US_OP_OPEN_DST : op, res);
+    fail(s, res == -EISDIR && op != US_OP_BACKUP ? US_OP_OPEN_DST : op, res);
+}
+
+/* what a making step does with on_taken's answer: true when it is dealt
+ * with (retried by `again`, skipped, or failed and finished) */
+static bool taken(struct us_ring *r, struct slot *s, int *res, int op,
+                  void (*again)(struct us_ring *, struct slot *))
+{
+    int why;
+
+    switch (on_taken(s, res, &why)) {
+    case TAKEN_RETRY: again(r, s); return true;
+    case TAKEN_SKIP: skip_job(r, s); return true;
+    case TAKEN_IN_PLACE: /* only a T_REG job gets it: not here */
+    case TAKEN_FAIL:
+        if (*res >= 0)
+            return false;
+        dst_fail(s, *res, why != US_OP_NONE ? why : op);
+        finish(r, s);
+        return true;
+    }
+    return false;
 }
 
 /* ------------------------------------------------------ regular files */
@@ -172,6 +367,18 @@ static void submit_open_dst(struct us_ring *r, struct slot *s)
 
     r->be->openat(r, udata(slot_index(r, s), 0, T_OPEN_DST), j->dst_dirfd, j->dst_name,
                   O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600, 0);
+    s->pending++;
+}
+
+/* US_F_CP_DEST: the regular file there, written in place (cp's open) */
+static void submit_open_in_place(struct us_ring *r, struct slot *s)
+{
+    struct us_job *j = s->job;
+    int trunc = (j->flags & US_F_ATTR_ONLY) ? 0 : O_TRUNC;
+
+    s->opening_in_place = true;
+    r->be->openat(r, udata(slot_index(r, s), 0, T_OPEN_DST), j->dst_dirfd, j->dst_name,
+                  O_WRONLY | trunc | O_NOFOLLOW | O_CLOEXEC, 0, 0);
     s->pending++;
 }
 
@@ -191,19 +398,25 @@ static void after_open(struct us_ring *r, struct slot *s)
         finish(r, s);
         return;
     }
-    if (s->need_replace) {
-        int res = -EEXIST;
-        s->need_replace = false;
-        if (clear_for_retry(s, &res)) {
-            submit_open_dst(r, s);
-            return;
-        }
-        dst_fail(s, res, US_OP_UNLINK);
+    if (refresh_stat(s) < 0) {
         finish(r, s);
         return;
     }
-    if (refresh_stat(s) < 0) {
+    if (s->need_replace) {
+        int res = -EEXIST, op;
+        s->need_replace = false;
+        switch (on_taken(s, &res, &op)) {
+        case TAKEN_RETRY: submit_open_dst(r, s); return;
+        case TAKEN_IN_PLACE: submit_open_in_place(r, s); return;
+        case TAKEN_SKIP: skip_job(r, s); return;
+        case TAKEN_FAIL: break;
+        }
+        dst_fail(s, res, op != US_OP_NONE ? op : US_OP_UNLINK);
         finish(r, s);
+        return;
+    }
+    if (s->job->flags & US_F_ATTR_ONLY) {
+        start_meta(r, s); /* no data */
         return;
     }
     start_data(r, s);
@@ -219,6 +432,24 @@ static void on_open(struct us_ring *r, struct slot *s, enum tag t, int res)
             s->emfile = true;
         else
             fail(s, US_OP_OPEN_SRC, res);
+    } else if (s->opening_in_place) {
+        s->opening_in_place = false;
+        if (res >= 0) {
+            s->dfd = res;
+            s->in_place = true;
+        } else if (is_emfile(res)) {
+            s->emfile = true;
+        } else if (s->job->flags & US_F_FORCE) {
+            /* cp -f: cannot be opened, so removed and made anew */
+            int op;
+            if (unlink_taken(s->job, &res, &op) == TAKEN_RETRY) {
+                submit_open_dst(r, s);
+                return;
+            }
+            fail(s, op, res);
+        } else {
+            fail(s, US_OP_OPEN_DST, res); /* cp: "cannot create regular file" */
+        }
     } else {
         if (res >= 0) {
             s->dfd = res;
@@ -252,6 +483,18 @@ static void start_symlink(struct us_ring *r, struct slot *s)
 {
     struct us_job *j = s->job;
     char *target = buf_addr(r, s->ch[0].buf);
+
+    if (j->flags & US_F_SYMLINK_SRC) { /* cp -s: the value is given */
+        size_t len = strlen(j->src_name);
+        if (len >= r->cfg.buf_size) {
+            fail(s, US_OP_SYMLINK_TO, -ENAMETOOLONG);
+            finish(r, s);
+            return;
+        }
+        memcpy(target, j->src_name, len + 1);
+        submit_symlink(r, s);
+        return;
+    }
     ssize_t n = readlinkat(j->src_dirfd, j->src_name, target, r->cfg.buf_size - 1);
 
     if (n < 0 || (size_t)n >= r->cfg.buf_size - 1) {
@@ -268,13 +511,12 @@ static void on_symlink(struct us_ring *r, struct slot *s, int res)
     struct us_job *j = s->job;
 
     s->pending--;
-    if (clear_for_retry(s, &res)) {
-        submit_symlink(r, s);
+    if (taken(r, s, &res, (j->flags & US_F_SYMLINK_SRC) ? US_OP_SYMLINK_TO : US_OP_SYMLINK,
+              submit_symlink))
         return;
-    }
     if (res < 0) {
         dst_fail(s, res, US_OP_SYMLINK);
-    } else {
+    } else if (!(j->flags & US_F_SYMLINK_SRC)) {
         int op = US_OP_NONE;
         /* two statements: an argument `op` could be read before meta_at set it */
         int err = meta_at(j, buf_addr(r, s->ch[0].buf), &op);
@@ -296,10 +538,20 @@ static void do_special(struct us_ring *r, struct slot *s)
     mode_t mode = (mode_t)((st->mode & S_IFMT) | 0600);
     dev_t dev = makedev(st->rdev_major, st->rdev_minor);
     int op = US_OP_NONE;
-    int ret = mknod_dst(j, mode, dev);
+    int ret = mknod_dst(j, mode, dev), why = US_OP_NONE;
 
-    if (clear_for_retry(s, &ret))
-        ret = mknod_dst(j, mode, dev);
+    switch (ret == -EEXIST ? on_taken(s, &ret, &why) : TAKEN_FAIL) {
+    case TAKEN_RETRY: ret = mknod_dst(j, mode, dev); break;
+    case TAKEN_SKIP: skip_job(r, s); return;
+    case TAKEN_IN_PLACE:
+    case TAKEN_FAIL:
+        if (ret < 0 && why != US_OP_NONE) {
+            dst_fail(s, ret, why);
+            finish(r, s);
+            return;
+        }
+        break;
+    }
     if (ret < 0) {
         dst_fail(s, ret, US_OP_MKNOD);
     } else {
@@ -315,20 +567,22 @@ static void submit_link(struct us_ring *r, struct slot *s)
 {
     struct us_job *j = s->job;
 
+    /* cp -l of a command-line SRC that is followed: link the target */
+    int fl = ((j->flags & US_F_LINK_EXCL) && (j->flags & US_F_FOLLOW_SRC)) ? AT_SYMLINK_FOLLOW : 0;
+
     r->be->linkat(r, udata(slot_index(r, s), 0, T_LINK), j->src_dirfd, j->src_name, j->dst_dirfd,
-                  j->dst_name, 0);
+                  j->dst_name, fl);
     s->pending++;
 }
 
 static void on_link(struct us_ring *r, struct slot *s, int res)
 {
     s->pending--;
-    if (clear_for_retry(s, &res)) {
-        submit_link(r, s);
+    if (taken(r, s, &res, (s->job->flags & US_F_LINK_EXCL) ? US_OP_LINK_TO : US_OP_LINK,
+              submit_link))
         return;
-    }
     if (res < 0)
-        dst_fail(s, res, US_OP_LINK);
+        dst_fail(s, res, (s->job->flags & US_F_LINK_EXCL) ? US_OP_LINK_TO : US_OP_LINK);
     finish(r, s);
 }
 
@@ -418,6 +672,8 @@ static void start_job(struct us_ring *r, struct us_job *j)
         s->ch[c].buf = -1;
     j->err = 0;
     j->op = US_OP_NONE;
+    if (j->type != US_T_META)
+        j->changed = 0;
     j->bytes = 0;
     j->path = US_PATH_NONE;
     j->state = US_JOB_STARTED;
@@ -465,7 +721,7 @@ static void on_cqe(struct us_ring *r, uint64_t d, int res, void *arg)
         s->dfd = -1;
         if (res < 0)
             fail(s, US_OP_CLOSE, res);
-        if (s->job->final_name) {
+        if (s->job->final_name && !(s->job->flags & BACKUP_FLAGS)) {
             start_rename(r, s);
             break;
         }

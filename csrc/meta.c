@@ -104,6 +104,7 @@ void meta_init(struct meta_seq *q, struct target src, struct target dst, const s
     q->mode = st->mode & mode_mask & 07777;
     q->link = S_ISLNK(st->mode);
     q->is_dir = is_dir;
+    q->keep_mode = false;
     q->list = buf;
     q->val = buf ? buf + XATTR_MAX : NULL;
     q->n = q->pos = 0;
@@ -145,7 +146,7 @@ void meta_last(struct meta_seq *q)
     /* Linux refuses user.* on symlinks, so the source has none either */
     if (!(q->link && q->xm.err == -EPERM))
         note(&q->m, q->xm.err, q->xm.op);
-    if (!q->link)
+    if (!q->link && !q->keep_mode)
         do_mode(q->dst, q->mode, &q->m);
     if ((q->flags & US_P_ACL) && !q->link)
         copy_acls(q->src, q->dst, q->list, (ssize_t)q->n, q->val, q->is_dir,
@@ -375,7 +376,12 @@ void start_meta(struct us_ring *r, struct slot *s)
         s->st.gid = s->old_gid;
         flags |= US_P_OWNER;
     }
+    if (s->in_place) {
+        /* cp: an existing file keeps its ACLs, and its mode without -p */
+        flags &= ~(uint32_t)US_F_CLEAR_ACL;
+    }
     meta_init(&s->meta, src, dst, &s->st, flags, mask, buf_addr(r, s->ch[0].buf), false);
+    s->meta.keep_mode = s->in_place && !(flags & US_P_MODE);
     meta_first(&s->meta);
     next_xattr(r, s);
 }

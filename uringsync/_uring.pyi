@@ -268,10 +268,22 @@ class _Lib:
     US_F_DIGEST: int
     US_F_RESUME: int
     US_F_CONTENT: int
+    US_F_CP_DEST: int
+    US_F_FORCE: int
+    US_F_REMOVE_DST: int
+    US_F_NO_CLOBBER: int
+    US_F_UPDATE: int
+    US_F_BACKUP_SIMPLE: int
+    US_F_BACKUP_NUMBERED: int
+    US_F_SYMLINK_SRC: int
+    US_F_ATTR_ONLY: int
+    US_F_LINK_EXCL: int
+    US_F_KEEP_LINKS: int
     US_CONTENT_MAX: int
     # what a US_T_META job found different (us_job.changed)
     US_CH_XATTR: int
     US_CH_ACL: int
+    US_CH_SKIPPED: int
     # what differs between a source entry and its destination twin (us_sync_match)
     US_D_MISSING: int
     US_D_TYPE: int
@@ -316,6 +328,10 @@ class _Lib:
     US_OP_FSYNC: int
     US_OP_VERIFY: int
     US_OP_RECORD: int
+    US_OP_BACKUP: int
+    US_OP_LINK_TO: int
+    US_OP_SYMLINK_TO: int
+    US_OP_SAME_FILE: int
     # how far a job got (us_job.state)
     US_JOB_QUEUED: int
     US_JOB_STARTED: int

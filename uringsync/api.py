@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from uringsync import apiargs, engine, manifest, options
-from uringsync.apiargs import EngineName, When
+from uringsync.apiargs import Backup, EngineName, When
 from uringsync.engine import F_DIGEST, F_FSYNC, F_VERIFY
 from uringsync.options import ArgumentError, CopyError
 from uringsync.pool import Pool, peak_rss_self, usable_cpus
@@ -128,6 +128,15 @@ def copy(
     target_is_dir: bool | None = None,
     ignore: Callable[[str, list[str]], Iterable[str]] | None = None,
     check: bool = False,
+    no_clobber: bool = False,
+    update: bool = False,
+    force: bool = False,
+    remove_destination: bool = False,
+    backup: Backup | None = None,
+    suffix: str = "~",
+    link: bool = False,
+    symbolic_link: bool = False,
+    attributes_only: bool = False,
     _on_special: Callable[[bytes, bytes], None] | None = None,
     _tuning: Tuning | None = None,
 ) -> Result:
@@ -199,6 +208,29 @@ def copy(
     a wrong type, ValueError (an ArgumentError, also a CopyError) for a
     value an option cannot take.
 
+    What happens where a destination name is taken (cp's rules): a regular
+    file there is opened and truncated in place, so its inode, other hard
+    links, owner and ACLs stay (its mode too, unless the mode is preserved);
+    if it cannot be opened (write-protected, as a non-root user) that is an
+    error, or with ``force`` it is removed and made anew;
+    ``remove_destination`` removes every taken name first.  A symbolic link
+    met inside DST is never written through: it is replaced (uringsync's one
+    difference from cp).  A file that fails while written in place is left
+    empty (0 bytes; cp leaves it partial), never looking complete.
+    ``no_clobber``: a taken name is left alone (no error).  ``update``: it is
+    left alone unless the source's mtime is later.  ``backup``: it is first
+    renamed to its backup name (cp's CONTROL words: "simple"/"never": NAME +
+    ``suffix``; "numbered"/"t": NAME.~N~; "existing"/"nil": numbered if
+    NAME has numbered backups, else simple; "none"/"off": no backup).
+    ``link``: hard links to the source entries instead of copies;
+    ``symbolic_link``: symbolic links whose value is the source's path as
+    given (relative ones only into the current directory, as cp);
+    with either, a taken name is an error unless ``force`` or
+    ``remove_destination``.  ``attributes_only``: files are made (or
+    existing ones kept, not truncated) with the attributes asked for and no
+    data.  A big file whose destination exists is copied as one job, in
+    place, not split into ranges.
+
     ``_tuning`` is internal (tests): see :class:`uringsync.walker.Tuning`.
     ``_on_special`` is internal (copytree): FIFOs, sockets and device nodes
     inside a tree are handed to it, not made in DST.
@@ -250,6 +282,18 @@ def copy(
         ignore=apiargs.ignore_in_bytes(ignore) if ignore is not None else None,
         on_special=_on_special,
         follow_links=dereference == "always" and recursive,
+        dest_flags=dest_flags(
+            no_clobber=no_clobber,
+            update=update,
+            force=force,
+            remove_destination=remove_destination,
+            backup=backup,
+            link=link,
+            symbolic_link=symbolic_link,
+            attributes_only=attributes_only,
+            keep_links=flags.links,
+        ),
+        backup_suffix=os.fsencode(suffix) if backup not in (None, "none", "off") else None,
     )
     # decided once, before the workers are forked: they all run the same one
     opts.engine, notice = pick_engine(engine, queue_depth, keep=opts.jobs == 0)
@@ -282,6 +326,54 @@ def copy(
     if check:
         apiargs.raise_on_errors(res)
     return res
+
+
+# cp's version-control words (argmatch's) to the engine's backup flags
+_BACKUP_FLAGS: dict[str, int] = {
+    "none": 0,
+    "off": 0,
+    "numbered": engine.F_BACKUP_NUMBERED,
+    "t": engine.F_BACKUP_NUMBERED,
+    "existing": engine.F_BACKUP_NUMBERED | engine.F_BACKUP_SIMPLE,
+    "nil": engine.F_BACKUP_NUMBERED | engine.F_BACKUP_SIMPLE,
+    "simple": engine.F_BACKUP_SIMPLE,
+    "never": engine.F_BACKUP_SIMPLE,
+}
+
+
+def default_backup() -> str:
+    """cp -b without CONTROL: $VERSION_CONTROL, else "existing" (the caller
+    checks the word, as cp refuses a bad one)."""
+    return os.environ.get("VERSION_CONTROL") or "existing"
+
+
+def dest_flags(
+    *,
+    no_clobber: bool = False,
+    update: bool = False,
+    force: bool = False,
+    remove_destination: bool = False,
+    backup: str | None = None,
+    link: bool = False,
+    symbolic_link: bool = False,
+    attributes_only: bool = False,
+    keep_links: bool = False,
+) -> int:
+    """cp's rules for a destination name that is taken, and its per-entry
+    alternatives to copying data, as the engine's job flags (csrc/api.h,
+    US_F_CP_DEST): an existing regular file is written in place (O_TRUNC),
+    and the flags say otherwise."""
+    f = engine.F_CP_DEST
+    f |= engine.F_NO_CLOBBER if no_clobber else 0
+    f |= engine.F_UPDATE if update else 0
+    f |= engine.F_FORCE if force else 0
+    f |= engine.F_REMOVE_DST if remove_destination else 0
+    f |= _BACKUP_FLAGS[backup] if backup is not None else 0
+    f |= engine.F_LINK_EXCL if link or symbolic_link else 0
+    f |= engine.F_SYMLINK_SRC if symbolic_link else 0
+    f |= engine.F_ATTR_ONLY if attributes_only else 0
+    f |= engine.F_KEEP_LINKS if keep_links else 0
+    return f
 
 
 def manifest_writer(path: PathLike, dst: bytes) -> manifest.Writer:

@@ -85,9 +85,23 @@ F_VERIFY: int = lib.US_F_VERIFY  # a file hashed as read, read back from the dis
 F_DIGEST: int = lib.US_F_DIGEST  # a file hashed as read (its digest for a manifest)
 F_RESUME: int = lib.US_F_RESUME  # T_RANGE: flushed, then recorded for a resume
 F_CONTENT: int = lib.US_F_CONTENT  # sync_scan: same-size regular files compared by their data
+# cp's rules for a destination name that is taken (csrc/api.h): in place, -f,
+# --remove-destination, -n, -u, -b, -l, -s, --attributes-only, -a's links
+F_CP_DEST: int = lib.US_F_CP_DEST
+F_FORCE: int = lib.US_F_FORCE
+F_REMOVE_DST: int = lib.US_F_REMOVE_DST
+F_NO_CLOBBER: int = lib.US_F_NO_CLOBBER
+F_UPDATE: int = lib.US_F_UPDATE
+F_BACKUP_SIMPLE: int = lib.US_F_BACKUP_SIMPLE
+F_BACKUP_NUMBERED: int = lib.US_F_BACKUP_NUMBERED
+F_SYMLINK_SRC: int = lib.US_F_SYMLINK_SRC  # T_LNK: src_name is the link's value
+F_ATTR_ONLY: int = lib.US_F_ATTR_ONLY
+F_LINK_EXCL: int = lib.US_F_LINK_EXCL
+F_KEEP_LINKS: int = lib.US_F_KEEP_LINKS
 # what a T_META job (or meta_sync_fd) found different
 CH_XATTR: int = lib.US_CH_XATTR
 CH_ACL: int = lib.US_CH_ACL
+CH_SKIPPED: int = lib.US_CH_SKIPPED  # a cp job left the existing entry alone (-n, -u)
 # what differs between a source entry and its destination twin (sync_match)
 D_MISSING: int = lib.US_D_MISSING
 D_TYPE: int = lib.US_D_TYPE

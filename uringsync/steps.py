@@ -127,6 +127,14 @@ STEPS: tuple[Step, ...] = (
           by_errno={E.EBADMSG: "verifying {dst}: the data read back from the disk differs "
                                "from what was read from {src}"}),
     _step("record", DST, "cannot record the progress of {dst} for a resume", "US_OP_RECORD"),
+    _step("backup", DST, "cannot backup {dst}", "US_OP_BACKUP"),
+    _step("link_to", DST, "cannot create hard link {dst} to {src}", "US_OP_LINK_TO"),
+    _step("symlink_to", DST, "cannot create symbolic link {dst} to {src}", "US_OP_SYMLINK_TO"),
+    _step("same_file", DST, "{src} and {dst} are the same file", "US_OP_SAME_FILE",
+          with_reason=False),
+    # cp -s with a relative SRC: the reason is in the words (cp quotes the name only if it must)
+    _step("symlink_relative", DST, "{dst}: can make relative symbolic links only in current "
+          "directory", with_reason=False),
     # ---- the walker's steps (one path: pass it as both src and dst)
     _step("opendir", SRC, "cannot open directory {src}"),
     _step("readdir", SRC, "cannot read directory {src}"),
@@ -161,6 +169,7 @@ SRC_CHANGED = BY_NAME["src_changed"]
 FOLLOW = BY_NAME["follow"]
 UNLINK = BY_NAME["unlink"]
 READLINK = BY_NAME["readlink"]
+SYMLINK_RELATIVE = BY_NAME["symlink_relative"]
 UNKNOWN_JOB = BY_NAME["copy"]  # a job's code missing from the table
 UNKNOWN_META = BY_NAME["meta"]  # a metadata call's code missing from the table
 

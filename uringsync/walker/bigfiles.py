@@ -29,6 +29,8 @@ MAX_BIG_OPEN = 4  # big files open at once (two fds each)
 RANGES_PER_BATCH = 8
 DIRECT_BLOCK = 4096  # O_DIRECT writes whole blocks: the tail is copied without it
 SECTOR = 512  # st_blocks unit
+# whole-file jobs: clones, cp --manifest's in-order hash, --attributes-only (no data)
+_NO_SPLIT = engine.F_REFLINK_TRY | engine.F_REFLINK_REQUIRE | engine.F_DIGEST | engine.F_ATTR_ONLY
 # us_big_open's return: bit 2 when the destination got O_DIRECT
 DIRECT_DST = 2
 
@@ -116,8 +118,7 @@ class BigFiles(Below):
             self.pool is not None
             and self.pool.alive() >= workers
             and not self.offload
-            and not self.job_flags
-            & (engine.F_REFLINK_TRY | engine.F_REFLINK_REQUIRE | engine.F_DIGEST)
+            and not self.job_flags & _NO_SPLIT
             and self.opts.flags.sparse != "always"
             and len(self.bigs) < MAX_BIG_OPEN
         )

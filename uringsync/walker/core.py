@@ -100,6 +100,11 @@ class Options:
     on_special: Callable[[bytes, bytes], None] | None = None
     # cp -L: symlinks in the source are followed (scans stat their targets)
     follow_links: bool = False
+    # cp: what happens where a destination name is taken, and -l/-s/
+    # --attributes-only (engine.F_CP_DEST and the flags after it, csrc/api.h),
+    # added to every job; the backup suffix (F_BACKUP_*) each job carries
+    dest_flags: int = 0
+    backup_suffix: bytes | None = None
 
 
 class Walker(Sync, Visit, BigFiles, Links, Dispatch, Dirs, Reporting):
@@ -181,6 +186,7 @@ class Walker(Sync, Visit, BigFiles, Links, Dispatch, Dirs, Reporting):
         self.note_written(dst_fd, name)
         path = options.data_path(self.opts.flags, engine.fs_type(dst_fd), copy_range_min)
         self.job_flags = path.job_flags | (engine.F_FOLLOW_SRC if self.opts.follow_links else 0)
+        self.job_flags |= self.opts.dest_flags
         copy_range_min = path.copy_range_min
         self.flush()  # the batch so far goes to the previous destination
         self.copy_range_min = copy_range_min

@@ -147,6 +147,8 @@ class Dispatch(Below):
         if self.inherits_acl(d):
             flags |= engine.F_CLEAR_ACL  # remove what the entry inherits
         idx = self.batch.add(src_fd, src_name, dst_fd, dst_name, st, ftype, flags, self.mode_mask)
+        if final is None and self.opts.backup_suffix is not None and ftype != engine.T_RANGE:
+            final = self.opts.backup_suffix  # cp -b: a cp job's final_name is its suffix
         if final is not None:
             self.batch.set_final(idx, final)
         sl = self.slot
@@ -200,8 +202,12 @@ class Dispatch(Below):
         for i in range(b.n):
             j = b.jobs[i]
             if j.type == engine.T_REG and j.state == engine.JOB_STARTED:
+                dst_fd = self._fds(sl.owners[i], False)[1]
                 with contextlib.suppress(OSError):
-                    os.unlink(engine.string(j.dst_name), dir_fd=self._fds(sl.owners[i], False)[1])
+                    if j.flags & engine.F_CP_DEST:  # maybe an existing file, written in place
+                        _empty(engine.string(j.dst_name), dst_fd)
+                    else:
+                        os.unlink(engine.string(j.dst_name), dir_fd=dst_fd)
                 j.state = engine.JOB_QUEUED  # nothing of it is left
 
     # ------------------------------------------------------------- flush
@@ -326,7 +332,7 @@ class Dispatch(Below):
                 self._job_error(d, j)
             if group is not None:
                 self.deferred.append(functools.partial(self._group_done, group, ok))
-            if not ok:
+            if not ok or j.changed & engine.CH_SKIPPED:  # (cp -n, -u: left alone)
                 continue
             jt = j.type
             if self.opts.on_digest is not None and jt in (engine.T_REG, engine.T_HARDLINK):
@@ -414,6 +420,18 @@ class Dispatch(Below):
         self.deferred.append(
             lambda: self._queue(d, src, dst, st, ftype, flags, group, link_to, tries, task, final)
         )
+
+
+def _empty(name: bytes, dir_fd: int) -> None:
+    """A cp copy a killed worker left unfinished: maybe an existing file
+    written in place, so emptied (its inode, links, owner kept), not
+    unlinked; the job runs again and writes it in place."""
+    fd = os.open(name, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        if os.path.isfile(f"/proc/self/fd/{fd}"):
+            os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)
 
 
 def _jobs_of(b: Batch) -> SentJobs:

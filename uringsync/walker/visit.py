@@ -5,6 +5,8 @@ file's ranges); and a command-line SRC that is not a directory."""
 from __future__ import annotations
 
 import errno as E
+import os
+import re
 from typing import TYPE_CHECKING
 
 from uringsync import engine, steps
@@ -116,6 +118,10 @@ class Visit(Below):
             elif on_special is not None and t in _SPECIAL:
                 name = sc.name(i)
                 on_special(join(d.src_path, name), join(d.dst_path, name))
+            elif t in _COPYABLE and self.job_flags & engine.F_LINK_EXCL:
+                d.pending += 1  # cp -l, cp -s
+                name = sc.name(i)
+                self._link_to_src(d, name, name, ffi.addressof(ent, "st"), self.job_flags)
             elif t in _COPYABLE:
                 group = None
                 if t == engine.T_REG:
@@ -150,6 +156,29 @@ class Visit(Below):
         assert self.opts.ignore is not None
         return frozenset(self.opts.ignore(d.src_path, [sc.name(i) for i in range(sc.n)]))
 
+    def _link_to_src(
+        self, d: Dir, src_name: bytes, dst_name: bytes, st: Stat, flags: int
+    ) -> None:
+        """cp -l (a hard link to the source entry) and cp -s (a symbolic link
+        whose value is the source's path as given: cp refuses a relative one
+        unless the link is made in the current directory).  ``d.pending``
+        already counts it."""
+        if not flags & engine.F_SYMLINK_SRC:
+            self._queue(d, src_name, dst_name, st, engine.T_HARDLINK, flags, None)
+            return
+        target = join(d.src_path, src_name)
+        if not target.startswith(b"/"):
+            here = os.stat(".")
+            there = os.fstat(self._fds(d, need_src=False)[1])
+            if (here.st_dev, here.st_ino) != (there.st_dev, there.st_ino):
+                path = join(d.dst_path, dst_name)
+                what = f"{_shown_f(path)}: {_RELATIVE}"
+                self.error(path, steps.SYMLINK_RELATIVE, E.EINVAL, what)
+                d.pending -= 1
+                self._finish_dir(d)
+                return
+        self._queue(d, target, dst_name, st, engine.T_LNK, flags, None)
+
     def _unknown_type(self, path: bytes) -> None:
         what = steps.TYPE.what(path, path) + ": unknown type"
         self.error(path, steps.TYPE, E.EOPNOTSUPP, what)
@@ -162,14 +191,26 @@ class Visit(Below):
         if st.type not in _COPYABLE:
             self._unknown_type(join(top.src_path, src_name))
             return
+        flags = self.job_flags | (engine.F_FOLLOW_SRC if follow else 0)
+        if flags & engine.F_LINK_EXCL:
+            top.pending += 1  # cp -l, cp -s
+            self._link_to_src(top, src_name, dst_name, st, flags)
+            return
         group = None
         if st.nlink > 1 and self.opts.flags.links and not follow:
             group = self._group_for(top, dst_name, st)
             if group is None:
                 return
-        flags = self.job_flags | (engine.F_FOLLOW_SRC if follow else 0)
         top.pending += 1
         self._queue(top, src_name, dst_name, st, st.type, flags, group)
+
+
+_RELATIVE = "can make relative symbolic links only in current directory"
+
+
+def _shown_f(path: bytes) -> str:
+    """A name as cp's quotef shows it: quoted only when it needs to be."""
+    return path.decode() if re.fullmatch(rb"[A-Za-z0-9/._+,:@%=^-]+", path) else show(path)
 
 
 def _cyclic(d: Dir, ino: int, major: int, minor: int) -> bool:
