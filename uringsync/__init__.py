@@ -26,10 +26,11 @@ if TYPE_CHECKING:  # what a type checker and an IDE see: the names themselves
         EXIT_PARTIAL,
         EXIT_VANISHED,
         CopyError,
+        PartialCopyError,
         Result,
         copy,
     )
-    from uringsync.options import ArgumentError, PartialCopyError
+    from uringsync.options import ArgumentError
     from uringsync.shutilapi import copy2, copyfile, copytree
     from uringsync.syncapi import EXIT_MAX_DELETE, sync
     from uringsync.verifyapi import EXIT_DIFFER, check_manifest, verify
@@ -53,7 +54,7 @@ _WHERE = {
     "FileError": "uringsync.walker",
     "Stopped": "uringsync.walker",
     "ArgumentError": "uringsync.options",
-    "PartialCopyError": "uringsync.options",
+    "PartialCopyError": "uringsync.api",
     "copytree": "uringsync.shutilapi",
     "copy2": "uringsync.shutilapi",
     "copyfile": "uringsync.shutilapi",

@@ -268,12 +268,18 @@ def copy(
         def on_verbose(line: str) -> None:
             print(line)
 
+    if jobs is None:
+        found = _small_work(plans)
+        jobs = 0 if found is not None else len(usable_cpus())
+        if found is not None and found < queue_depth:
+            # a ring sized to the work: registering 64 buffers costs ms
+            queue_depth = max(SMALL_RING, found)
     opts = Options(
         flags=flags,
         recursive=recursive,
         one_file_system=one_file_system,
         queue_depth=queue_depth,
-        jobs=_default_jobs(plans) if jobs is None else max(0, jobs),
+        jobs=max(0, jobs),
         direct=direct_default(fsync or verify) if direct is None else DIRECT_BOTH * direct,
         progress=progress,
         on_error=on_error,
@@ -324,7 +330,7 @@ def copy(
             writer.close()
     res = result_of(walker, opts, pool, started, notice)
     if check:
-        apiargs.raise_on_errors(res)
+        raise_on_errors(res)
     return res
 
 
@@ -585,12 +591,14 @@ def _finish_parents(made: list[tuple[bytes, bytes]], cf: options.CopyFlags) -> N
 # (docs/benchmarks.md, "Start-up").
 SMALL_ENTRIES = 1000
 SMALL_BYTES = 64 << 20
+SMALL_RING = 8  # the least queue depth a small copy's ring is given
 
 
-def _default_jobs(plans: list[Plan]) -> int:
-    """Workers for a copy that did not say (``jobs=None``): none when a
-    bounded look at the sources finds less work than SMALL_ENTRIES entries
-    and SMALL_BYTES bytes, else one per usable CPU."""
+def _small_work(plans: list[Plan]) -> int | None:
+    """For a copy that did not say how many workers (``jobs=None``): the
+    entries a bounded look at the sources finds when they are fewer than
+    SMALL_ENTRIES and hold less than SMALL_BYTES (the copy then runs in
+    this process), else None (one worker per usable CPU)."""
     entries = 0
     size = 0
     stack = []
@@ -613,8 +621,8 @@ def _default_jobs(plans: list[Plan]) -> int:
         except OSError:
             continue  # the copy reports it
     if entries < SMALL_ENTRIES and size < SMALL_BYTES:
-        return 0
-    return len(usable_cpus())
+        return entries
+    return None
 
 
 def _default_modes(plans: list[Plan]) -> None:
@@ -642,3 +650,29 @@ def _default_modes(plans: list[Plan]) -> None:
     for p in plans:
         with contextlib.suppress(OSError):
             fix(None, join(p.dst_parent, p.dst_name))
+
+
+class PartialCopyError(CopyError):
+    """Raised by ``copy(..., check=True)`` and ``sync(..., check=True)``
+    after the run when some entries failed.  ``errors`` holds each failure
+    (:class:`~uringsync.FileError`: path, step, errno, message) and
+    ``result`` the run's :class:`~uringsync.Result`; ``str()`` is the first
+    failure's message and their count.  Everything else was copied."""
+
+    def __init__(self, message: str, result: Result | None = None) -> None:
+        super().__init__(message)
+        self.result = result
+        self.errors: list[FileError] = list(result.errors) if result is not None else []
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.result))
+
+
+def raise_on_errors(res: Result, done: str = "copied") -> None:
+    """``check=True``: PartialCopyError when the run reported a failure."""
+    errors = res.errors
+    if not errors:
+        return
+    n = len(errors)
+    what = "1 entry was" if n == 1 else f"{n} entries were"
+    raise PartialCopyError(f"{what} not {done}; the first: {errors[0].message}", res)

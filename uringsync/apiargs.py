@@ -13,12 +13,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import Any, Literal, get_args
 
-from uringsync.options import PRESERVE_NAMES, ArgumentError, PartialCopyError
-
-if TYPE_CHECKING:
-    from uringsync.api import Result
+from uringsync.options import PRESERVE_NAMES, ArgumentError
 
 # the enumerated options, as the API types them
 When = Literal["auto", "always", "never"]  # sparse, reflink
@@ -26,7 +23,7 @@ EngineName = Literal["auto", "io_uring", "threads"]
 Dereference = Literal["auto", "never", "command-line", "always"]
 Backup = Literal["none", "off", "numbered", "t", "existing", "nil", "simple", "never"]
 
-__all__ = ["Backup", "Dereference", "EngineName", "When", "check", "raise_on_errors"]
+__all__ = ["Backup", "Dereference", "EngineName", "When", "check"]
 
 Rule = Callable[[str, Any], None]
 
@@ -219,16 +216,6 @@ def check(args: Mapping[str, Any]) -> None:
         raise ArgumentError("link and symbolic_link cannot both be True")
     if get("no_clobber") and get("backup") not in (None, "none", "off"):
         raise ArgumentError("no_clobber and backup cannot go together")
-
-
-def raise_on_errors(res: Result, done: str = "copied") -> None:
-    """``check=True``: PartialCopyError when the run reported a failure."""
-    errors = res.errors
-    if not errors:
-        return
-    n = len(errors)
-    what = "1 entry was" if n == 1 else f"{n} entries were"
-    raise PartialCopyError(f"{what} not {done}; the first: {errors[0].message}", res)
 
 
 def ignore_in_bytes(

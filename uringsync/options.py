@@ -10,13 +10,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 from uringsync import engine
-
-if TYPE_CHECKING:
-    from uringsync.api import Result
-    from uringsync.walker.errors import FileError
 
 PRESERVE_NAMES = ("mode", "ownership", "timestamps", "links", "context", "xattr", "all")
 ARCHIVE = frozenset(PRESERVE_NAMES[:-1])  # -a: --preserve=all
@@ -38,22 +33,6 @@ class CopyError(OSError):
 class ArgumentError(CopyError, ValueError):
     """An API argument with a value it cannot take (raised before anything
     is read or written): a :class:`ValueError` and a :class:`CopyError`."""
-
-
-class PartialCopyError(CopyError):
-    """Raised by ``copy(..., check=True)`` and ``sync(..., check=True)``
-    after the run when some entries failed.  ``errors`` holds each failure
-    (:class:`~uringsync.FileError`: path, step, errno, message) and
-    ``result`` the run's :class:`~uringsync.Result`; ``str()`` is the first
-    failure's message and their count.  Everything else was copied."""
-
-    def __init__(self, message: str, result: Result | None = None) -> None:
-        super().__init__(message)
-        self.result = result
-        self.errors: list[FileError] = list(result.errors) if result is not None else []
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (str(self), self.result))
 
 
 def parse_preserve(spec: str, option: str = "--preserve") -> set[str]:

@@ -26,6 +26,7 @@ from uringsync.api import (
     direct_default,
     manifest_writer,
     pick_engine,
+    raise_on_errors,
     result_of,
     run_walker,
 )
@@ -148,7 +149,7 @@ def sync(
         on_notice=on_notice,
     )
     if check:
-        apiargs.raise_on_errors(res, "synced")
+        raise_on_errors(res, "synced")
     return res
 
 

@@ -156,9 +156,7 @@ class Visit(Below):
         assert self.opts.ignore is not None
         return frozenset(self.opts.ignore(d.src_path, [sc.name(i) for i in range(sc.n)]))
 
-    def _link_to_src(
-        self, d: Dir, src_name: bytes, dst_name: bytes, st: Stat, flags: int
-    ) -> None:
+    def _link_to_src(self, d: Dir, src_name: bytes, dst_name: bytes, st: Stat, flags: int) -> None:
         """cp -l (a hard link to the source entry) and cp -s (a symbolic link
         whose value is the source's path as given: cp refuses a relative one
         unless the link is made in the current directory).  ``d.pending``
