@@ -139,6 +139,15 @@ SAME_TREE = [
     (["-r", "--strip-trailing-slashes", "src/", "d"], False),
     (["-r", "src/.", "d"], False),
     (["--", "f", "d"], False),
+    # an existing DEST (tests/test_cp_flags_dest.py has the details)
+    (["-n", "f", "g"], True),
+    (["-u", "f", "g"], False),
+    (["-bv", "f", "g"], False),
+    (["--backup=t", "-S", ".bak", "f", "g"], False),
+    (["--remove-destination", "f", "g"], False),
+    (["-l", "f", "h"], False),
+    (["-r", "-l", "src", "d"], False),
+    (["--attributes-only", "-p", "f", "g"], True),
     (["f", "lg"], False),  # a symlink as DEST: written through, as cp does
     (["-a", "f", "lg"], True),
 ]
