@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import errno as E
 import os
-import shutil
 from collections.abc import Callable
 from typing import Any
 
@@ -45,6 +44,10 @@ def source(tmp: bytes) -> bytes:
     put(src + b"/b", b"new b\n", T_SRC, 0o640)
     put(src + b"/sub/c", b"new c\n" * 7, T_SRC)
     put(src + b"/sub/d", b"new d\n", T_SRC)
+    os.symlink(b"d", src + b"/sub/ln")
+    os.utime(src + b"/sub/ln", ns=(T_SRC, T_SRC), follow_symlinks=False)
+    os.mkfifo(src + b"/sub/fifo")
+    os.utime(src + b"/sub/fifo", ns=(T_SRC, T_SRC))
     os.utime(src + b"/sub", ns=(T_SRC, T_SRC))
     os.utime(src, ns=(T_SRC, T_SRC))
     return src
@@ -339,8 +342,10 @@ def test_hard_links_to_the_source(tmp: bytes) -> None:
     res, rc, err = both(src, ours, theirs, ["-rl"], link=True)
     assert (res.exit_code, res.errors, rc) == (0, [], 0), err
     same_outcome(ours, theirs)
-    s, o = inode_map(src), inode_map(ours)
-    assert {p: st.st_ino for p, st in s.items()} == {p: st.st_ino for p, st in o.items()}
+    # both are links to the same source inodes (a symlink's target: -l follows)
+    o, t = inode_map(ours), inode_map(theirs)
+    assert {p: st.st_ino for p, st in o.items()} == {p: st.st_ino for p, st in t.items()}
+    assert o[b"sub/c"].st_ino == os.stat(src + b"/sub/c").st_ino
 
 
 def test_hard_link_over_existing_needs_force(tmp: bytes) -> None:
@@ -404,7 +409,7 @@ def test_sync_unchanged_by_cp_flags(tmp: bytes) -> None:
     """sync keeps rsync's temporary-and-rename: a changed file is a new inode."""
     src = source(tmp)
     dst = tmp + b"/dst"
-    shutil.copytree(os.fsdecode(src), os.fsdecode(dst))
+    assert run_cp("-a", src, dst)[0] == 0
     put(dst + b"/a", b"old\n")
     ino = os.stat(dst + b"/a").st_ino
     r = uringsync.sync(src + b"/", dst, archive=True)

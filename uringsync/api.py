@@ -144,7 +144,8 @@ def copy(
 
     ``dereference``: which symbolic links in SRC are followed: "never"
     (cp -P), "command-line" (cp -H: the SRC operands themselves), "always"
-    (cp -L), "auto" (cp's default: "never" when recursive, else "always").
+    (cp -L), "auto" (cp's default: "never" when recursive without
+    ``link``, else "always").
     A SRC written with a trailing slash is followed in every case, as the
     kernel resolves ``link/``.  ``no_preserve``: attributes taken away from
     ``archive``/``preserve``'s (cp --no-preserve=LIST).  ``parents``: each
@@ -253,8 +254,8 @@ def copy(
     src_b = [os.fsencode(s) for s in src_list]
     dst_b = os.fsencode(dst)
     recursive = recursive or archive
-    if dereference == "auto":
-        dereference = "always" if not recursive else "never"
+    if dereference == "auto":  # cp: -l follows symlinks even with -r
+        dereference = "always" if not recursive or link else "never"
     plans = plan(
         src_b,
         dst_b,
