@@ -16,7 +16,16 @@ ASAN_ENV := LD_PRELOAD="$$($(CC) -print-file-name=libasan.so)" \
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:exitcode=99 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:exitcode=99
 
-.PHONY: help ext lint format types test asan check sdist wheel dist clean
+# Development builds turn C warnings into errors (-Werror); a user's build of
+# the sdist or the wheel does not (build_ffi.py).
+DEV_ENV := URINGSYNC_DEV=1
+# `make wheel`: where the wheel goes, and python -m build's own options
+# (e.g. BUILD_FLAGS=--no-isolation to build with what is installed here)
+DIST ?= dist
+WHEEL_BUILD ?= build/wheel
+BUILD_FLAGS ?=
+
+.PHONY: help ext share lint format types test asan check sdist wheel dist clean
 
 help:
 	@echo "make ext      build the extension in place (python build_ffi.py)"
@@ -26,18 +35,23 @@ help:
 	@echo "make test     the whole test suite (lint and types are tests too)"
 	@echo "make asan     the engine and pool tests on an ASan+UBSan build in $(ASAN_DIR)"
 	@echo "make check    test, then asan: what CI runs"
-	@echo "make dist     sdist and wheel in dist/"
+	@echo "make wheel    the wheel to install: dist/uringsync-*-cp310-abi3-manylinux_*.whl"
+	@echo "              (liburing linked in, libxxhash bundled; and the sdist beside it)"
+	@echo "make share    the man page and shell completions in build/share (for a look)"
 
 ext:
-	$(PYTHON) build_ffi.py
+	$(DEV_ENV) $(PYTHON) build_ffi.py
+
+share:
+	$(PYTHON) build_share.py build/share
 
 lint:
-	ruff check uringsync tests benchmarks build_ffi.py
-	ruff format --check uringsync tests benchmarks build_ffi.py
+	ruff check uringsync tests benchmarks build_ffi.py build_share.py setup.py
+	ruff format --check uringsync tests benchmarks build_ffi.py build_share.py setup.py
 	clang-format --dry-run -Werror $(CSRC)
 
 format:
-	ruff format uringsync tests benchmarks build_ffi.py
+	ruff format uringsync tests benchmarks build_ffi.py build_share.py setup.py
 	clang-format -i $(CSRC)
 
 types:
@@ -54,16 +68,23 @@ asan:
 	rm -rf $(ASAN_DIR) && mkdir -p $(ASAN_DIR)
 	cp -r uringsync csrc tests build_ffi.py pyproject.toml $(ASAN_DIR)/
 	rm -f $(ASAN_DIR)/uringsync/*.so $(ASAN_DIR)/csrc/*.o
-	cd $(ASAN_DIR) && URINGSYNC_SANITIZE=1 $(PYTHON) build_ffi.py
+	cd $(ASAN_DIR) && $(DEV_ENV) URINGSYNC_SANITIZE=1 $(PYTHON) build_ffi.py
 	cd $(ASAN_DIR) && $(ASAN_ENV) PYTHONPATH=$$PWD $(PYTEST) -q $(ASAN_TESTS)
 
 check: test asan
 
-dist: sdist wheel
-sdist:
-	$(PYTHON) -m build --sdist --outdir dist
+# The wheel users install (README, Install): python -m build makes the sdist,
+# then the wheel from it alone, with liburing.a linked into the extension
+# (cp310-abi3: Python 3.10 and later); auditwheel repair puts libxxhash in it
+# and gives it a manylinux tag.  No system liburing is needed to run it.
 wheel:
-	$(PYTHON) -m build --wheel --outdir dist
+	rm -rf $(WHEEL_BUILD)
+	URINGSYNC_LIBURING=static $(PYTHON) -m build $(BUILD_FLAGS) --outdir $(WHEEL_BUILD) .
+	$(PYTHON) -m auditwheel repair --wheel-dir $(DIST) $(WHEEL_BUILD)/uringsync-*.whl
+	cp $(WHEEL_BUILD)/uringsync-*.tar.gz $(DIST)/
+dist: wheel
+sdist:
+	$(PYTHON) -m build $(BUILD_FLAGS) --sdist --outdir $(DIST) .
 
 clean:
 	rm -rf build dist *.egg-info uringsync/_uring.c uringsync/*.so uringsync/*.o csrc/*.o

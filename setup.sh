@@ -8,7 +8,8 @@
 #   and python3-pyfuse3, for the system python, for the fault disk of
 #   tests/test_disk_faults.py; strace, which shows --fsync's order of flushes;
 #   fio, the device's own limit in `uringsync bench --workloads bigfile-fio`),
-#   the package itself with its test extra, and the cffi C extension.
+#   the package itself, editable, with its test extra, and the cffi C extension
+#   (built with -Werror: URINGSYNC_DEV=1, as every development and CI build).
 # Then:  bash setup.sh demo   -> copy a built-in sample tree and check it
 #        bash setup.sh test   -> run the whole test suite, then the engine and
 #                                pool tests under ASan/UBSan (make check)
@@ -28,6 +29,8 @@ if ((${#need[@]})); then
 fi
 
 PY="${PYTHON:-python3}"
+# C warnings are errors in development and CI builds (build_ffi.py), not for users
+export URINGSYNC_DEV=1
 echo "setup: pip install -e .[test] (builds the C extension)"
 "$PY" -m pip install -qq --root-user-action=ignore --disable-pip-version-check -e ".[test]"
 if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi

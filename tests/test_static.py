@@ -11,7 +11,7 @@ import pytest
 
 from tests.support.base import REPO_DIR
 
-PY_TREES = ("uringsync", "tests", "benchmarks", "build_ffi.py")
+PY_TREES = ("uringsync", "tests", "benchmarks", "build_ffi.py", "build_share.py", "setup.py")
 
 
 def run(*cmd: str) -> subprocess.CompletedProcess[str]:
