@@ -142,6 +142,10 @@
 /* a copy job (US_F_CP_DEST) left the existing entry alone: US_F_NO_CLOBBER,
  * or US_F_UPDATE and the entry is not older */
 #define US_CH_SKIPPED 4
+/* ... it renamed the entry there to its backup name (cp -v: "(backup: B)") */
+#define US_CH_BACKUP 8
+/* ... it unlinked the entry there (cp -v: "removed NAME") */
+#define US_CH_REMOVED 16
 
 /* ---- the step that failed (us_job.op) ---- */
 #define US_OP_NONE 0

@@ -207,7 +207,7 @@ static long max_backup(int dirfd, const char *name)
 }
 
 /* Rename the taken name to its backup name, as cp -b names it. */
-static int make_backup(const struct us_job *j)
+static int make_backup(struct us_job *j)
 {
     const char *suffix = j->final_name ? j->final_name : "~";
     char bak[4096];
@@ -228,6 +228,7 @@ static int make_backup(const struct us_job *j)
         return -ENAMETOOLONG;
     if (renameat(j->dst_dirfd, j->dst_name, j->dst_dirfd, bak) < 0)
         return errno == ENOENT ? 0 : -errno;
+    j->changed |= US_CH_BACKUP;
     return 0;
 }
 
@@ -237,13 +238,18 @@ static bool newer(const struct us_stat *src, const struct stat *sb)
            (src->mtime_sec == sb->st_mtim.tv_sec && src->mtime_nsec > sb->st_mtim.tv_nsec);
 }
 
-static enum taken unlink_taken(const struct us_job *j, int *res, int *op)
+/* `said`: cp -v says "removed NAME" for it (US_CH_REMOVED) */
+static enum taken unlink_taken(struct us_job *j, int *res, int *op, bool said)
 {
-    if (unlinkat(j->dst_dirfd, j->dst_name, 0) < 0 && errno != ENOENT) {
+    if (unlinkat(j->dst_dirfd, j->dst_name, 0) < 0) {
+        if (errno == ENOENT)
+            return TAKEN_RETRY;
         *res = -errno;
         *op = US_OP_UNLINK;
         return TAKEN_FAIL;
     }
+    if (said)
+        j->changed |= US_CH_REMOVED;
     return TAKEN_RETRY;
 }
 
@@ -276,10 +282,10 @@ static enum taken cp_taken(struct slot *s, int *res, int *op)
         return TAKEN_RETRY;
     }
     if (f & US_F_REMOVE_DST)
-        return unlink_taken(j, res, op);
+        return unlink_taken(j, res, op, true);
     if (f & US_F_LINK_EXCL) {
-        if (f & US_F_FORCE)
-            return unlink_taken(j, res, op);
+        if (f & US_F_FORCE) /* cp replaces it silently */
+            return unlink_taken(j, res, op, false);
         *op = j->type == US_T_HARDLINK ? US_OP_LINK_TO : US_OP_SYMLINK_TO;
         return TAKEN_FAIL;
     }
@@ -294,7 +300,7 @@ static enum taken cp_taken(struct slot *s, int *res, int *op)
         return TAKEN_IN_PLACE;
     /* a symlink (never written through), a special file, a hard link
      * under cp -a, or a non-regular source: made anew */
-    return unlink_taken(j, res, op);
+    return unlink_taken(j, res, op, true);
 }
 
 /* `*res` is a making step's result.  TAKEN_RETRY: it was EEXIST, the first
@@ -442,7 +448,7 @@ static void on_open(struct us_ring *r, struct slot *s, enum tag t, int res)
         } else if (s->job->flags & US_F_FORCE) {
             /* cp -f: cannot be opened, so removed and made anew */
             int op;
-            if (unlink_taken(s->job, &res, &op) == TAKEN_RETRY) {
+            if (unlink_taken(s->job, &res, &op, true) == TAKEN_RETRY) {
                 submit_open_dst(r, s);
                 return;
             }

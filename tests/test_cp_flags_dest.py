@@ -405,6 +405,34 @@ def test_attributes_only(tmp: bytes) -> None:
         assert f.read() == b"old d\n"  # not truncated
 
 
+@pytest.mark.parametrize(
+    ("flags", "kw"),
+    [
+        (["-a"], {"archive": True}),
+        (["-r", "--remove-destination"], {"remove_destination": True}),
+        (["-a", "--backup=numbered"], {"archive": True, "backup": "numbered"}),
+        (["-a", "-b", "-S", ".bak"], {"archive": True, "backup": "existing", "suffix": ".bak"}),
+        (["-rl", "-f"], {"link": True, "force": True}),
+    ],
+)
+def test_verbose_lines_as_cp(
+    tmp: bytes, monkeypatch: pytest.MonkeyPatch, flags: list[str], kw: dict[str, Any]
+) -> None:
+    """-v: cp's lines, "removed 'x'" and "(backup: 'x~')" included."""
+    twins(tmp, _with_numbered)
+    monkeypatch.chdir(tmp)  # relative names in the lines
+    lines: list[str] = []
+    kw.setdefault("recursive", True)
+    res = uringsync.copy(
+        b"src", b"ours", target_is_dir=False, jobs=0, verbose=True, on_verbose=lines.append, **kw
+    )
+    rc, out, err = run_cp("-T", "-v", *flags, "src", "theirs", cwd=tmp)
+    assert (res.exit_code, rc) == (0, 0), err
+    assert sorted(ln.replace("ours", "X") for ln in lines) == sorted(
+        ln.decode().replace("theirs", "X") for ln in out.splitlines()
+    )
+
+
 def test_sync_unchanged_by_cp_flags(tmp: bytes) -> None:
     """sync keeps rsync's temporary-and-rename: a changed file is a new inode."""
     src = source(tmp)

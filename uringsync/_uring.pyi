@@ -284,6 +284,8 @@ class _Lib:
     US_CH_XATTR: int
     US_CH_ACL: int
     US_CH_SKIPPED: int
+    US_CH_BACKUP: int
+    US_CH_REMOVED: int
     # what differs between a source entry and its destination twin (us_sync_match)
     US_D_MISSING: int
     US_D_TYPE: int

@@ -102,6 +102,8 @@ F_KEEP_LINKS: int = lib.US_F_KEEP_LINKS
 CH_XATTR: int = lib.US_CH_XATTR
 CH_ACL: int = lib.US_CH_ACL
 CH_SKIPPED: int = lib.US_CH_SKIPPED  # a cp job left the existing entry alone (-n, -u)
+CH_BACKUP: int = lib.US_CH_BACKUP  # ... renamed it to its backup name first
+CH_REMOVED: int = lib.US_CH_REMOVED  # ... unlinked it first
 # what differs between a source entry and its destination twin (sync_match)
 D_MISSING: int = lib.US_D_MISSING
 D_TYPE: int = lib.US_D_TYPE

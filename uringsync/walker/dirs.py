@@ -237,9 +237,11 @@ class Dirs(Below):
             # As cp does: the directory is still made, empty, with its metadata.
             d.no_src = d.skip_contents = True
             src_fd = -1
+        made = False  # cp -v names only the directories it makes
         try:
             if not self._twin_is_dir(d):
                 os.mkdir(d.dst_name, NEW_DIR_MODE, dir_fd=pdst)
+                made = True
         except FileExistsError:
             pass
         except OSError as e:
@@ -262,7 +264,7 @@ class Dirs(Below):
         self.note_written(dst_fd, d.dst_path)
         d.acl_default = None  # asked when an entry is made in it
         self.lru[d] = None
-        if self.opts.on_verbose:
+        if self.opts.on_verbose and made:
             self.verbose(d.src_path, d.dst_path)
         return True
 

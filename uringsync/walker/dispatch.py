@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, cast
 from uringsync import engine, steps
 from uringsync.engine import Batch, CharPtr, Ring, Stat
 from uringsync.walker.bigfiles import BigFile
-from uringsync.walker.errors import Event, SentJobs, Stopped, Trace, join
+from uringsync.walker.errors import Event, SentJobs, Stopped, Trace, join, show
 
 if TYPE_CHECKING:
     from uringsync.pool import Pool, Worker
@@ -349,9 +349,19 @@ class Dispatch(Below):
             files += 1
             if self.opts.on_verbose:
                 src_name = j.dst_name if jt == engine.T_HARDLINK else j.src_name
+                if j.flags & engine.F_LINK_EXCL:  # cp -l: the source's; -s: the link's value
+                    src_name = j.src_name
+                src = engine.string(src_name)
+                dst = engine.string(j.dst_name)
+                if j.changed & engine.CH_REMOVED:
+                    self.opts.on_verbose(f"removed {show(join(d.dst_path, dst))}")
+                bak = None
+                if j.changed & engine.CH_BACKUP:
+                    bak = join(d.dst_path, _backup_made(self._fds(d, False)[1], dst, j))
                 self.verbose(
-                    join(d.src_path, engine.string(src_name)),
-                    join(d.dst_path, engine.string(j.dst_name)),
+                    src if j.flags & engine.F_SYMLINK_SRC else join(d.src_path, src),
+                    join(d.dst_path, dst),
+                    bak,
                 )
         t.bytes += nbytes
         b.clear()
@@ -420,6 +430,27 @@ class Dispatch(Below):
         self.deferred.append(
             lambda: self._queue(d, src, dst, st, ftype, flags, group, link_to, tries, task, final)
         )
+
+
+def _backup_made(dir_fd: int, name: bytes, j: engine.UsJob) -> bytes:
+    """cp -v: the backup name the engine gave ``name`` (make_backup in
+    csrc/job.c): NAME + suffix, or the largest NAME.~N~ there now."""
+    simple = name + (engine.string(j.final_name) if j.final_name else b"~")
+    if not j.flags & engine.F_BACKUP_NUMBERED:
+        return simple
+    best = 0
+    pre = name + b".~"
+    for e in os.listdir(dir_fd):
+        n = os.fsencode(e)
+        digits = n[len(pre) : -1]
+        if n.startswith(pre) and n.endswith(b"~") and digits[:1] in _NONZERO and digits.isdigit():
+            best = max(best, int(digits))
+    if best == 0 and j.flags & engine.F_BACKUP_SIMPLE:
+        return simple
+    return name + b".~%d~" % best
+
+
+_NONZERO = frozenset(b"%d" % i for i in range(1, 10))
 
 
 def _empty(name: bytes, dir_fd: int) -> None:

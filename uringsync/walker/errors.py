@@ -119,9 +119,10 @@ class Reporting:
         """A step on a directory failed: 'cannot <verb> directory 'path': reason'."""
         self.error(path, step, e.errno or E.EIO, step.what(path, path))
 
-    def verbose(self, src: bytes, dst: bytes) -> None:
+    def verbose(self, src: bytes, dst: bytes, backup: bytes | None = None) -> None:
         if self.opts.on_verbose:
-            self.opts.on_verbose(f"{show(src)} -> {show(dst)}")
+            more = f" (backup: {show(backup)})" if backup is not None else ""  # cp -b
+            self.opts.on_verbose(f"{show(src)} -> {show(dst)}{more}")
 
     def _report(
         self, d: Dir, src_name: bytes, dst_name: bytes, step: Step, err: int, ftype: int
