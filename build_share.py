@@ -71,15 +71,18 @@ def options_from_help(text: str) -> list[Option]:
         return token.endswith("=") and not token.endswith("[=")
 
     lines = text.splitlines()
-    for line in lines:
+    for i, line in enumerate(lines):
         m = _OPT_LINE.match(line)
         if m:
             tokens = _OPT.findall(m.group(1))
             short_value = re.search(r"(?:^|\s)-[A-Za-z0-9] [A-Z]", m.group(1))
+            what = m.group(2)
+            if what is None and i + 1 < len(lines) and lines[i + 1].startswith(" " * 12):
+                what = lines[i + 1]  # a long option's description starts on the next line
             opt = Option(
                 [t.rstrip("[=") for t in tokens],
                 any(required(t) for t in tokens) or bool(short_value),
-                (m.group(2) or "").strip(),
+                (what or "").strip(),
             )
             for n in opt.names:
                 found.setdefault(n, opt)
