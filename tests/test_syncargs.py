@@ -304,8 +304,6 @@ NOT_SUPPORTED = [
     "--no-whole-file",
     "--relative",
     "-R",
-    "-q",
-    "--progress",
     "-h",
     "--help",
     "--version",

@@ -112,6 +112,10 @@ class SyncArgs:
     manifest: bytes | None = None  # ours: FILE gets the digest of every regular file name
     json: bool = False
     jobs: int | None = None  # None: the engine's default
+    quiet: bool = False  # -q: no progress bar, no informational lines
+    progress: bool = True  # --no-progress: no bar even on a terminal
+    config: bytes | None = None  # ours: --config FILE
+    no_config: bool = False  # ours: --no-config
 
 
 FILTER_OPTIONS = ("--exclude", "--include", "--exclude-from", "--include-from", "--filter")
@@ -148,10 +152,20 @@ _FLAGS: dict[str, tuple[str, bool]] = {
     "fsync": ("fsync", True),
     "verify": ("verify", True),  # ours, not rsync's
     "json": ("json", True),  # ours, not rsync's
+    "quiet": ("quiet", True),
+    "progress": ("progress", True),
+    "no-config": ("no_config", True),  # ours, not rsync's
 }
 _COUNTS = {"verbose": "verbose", "itemize-changes": "itemize"}
 _SPECIAL = ("archive", "D")
-_VALUED = ("max-delete", "files-from", "jobs", "manifest", *(o[2:] for o in FILTER_OPTIONS))
+_VALUED = (
+    "max-delete",
+    "files-from",
+    "jobs",
+    "manifest",
+    "config",
+    *(o[2:] for o in FILTER_OPTIONS),
+)
 
 _SHORT: dict[str, str] = {
     "a": "archive",
@@ -175,6 +189,7 @@ _SHORT: dict[str, str] = {
     "f": "filter",
     "j": "jobs",  # ours, not rsync's
     "0": "from0",
+    "q": "quiet",
 }
 
 # the --no-OPTION forms rsync 3.x has among the options we take (checked one
@@ -198,6 +213,7 @@ _NEGATABLE = {
     "itemize-changes",
     "checksum",
     "inplace",
+    "progress",
 }
 
 # every long option of rsync 3.x (`rsync --help`, its aliases included) that
@@ -216,8 +232,8 @@ _RSYNC_LONG_TEXT = """
     modify-window munge-links no-i-r no-implied-dirs no-inc-recursive no-motd
     no-W no-whole-file numeric-ids old-args old-d old-dirs omit-dir-times
     omit-link-times only-write-batch open-noatime out-format outbuf partial
-    partial-dir password-file port preallocate progress protect-args protocol
-    prune-empty-dirs quiet read-batch relative remote-option
+    partial-dir password-file port preallocate protect-args protocol
+    prune-empty-dirs read-batch relative remote-option
     remove-source-files rsh rsync-path safe-links secluded-args skip-compress
     sockopts sparse stderr stop-after stop-at super suffix temp-dir timeout
     trust-sender usermap version whole-file write-batch write-devices
@@ -225,7 +241,7 @@ _RSYNC_LONG_TEXT = """
 """
 RSYNC_UNSUPPORTED_LONG = frozenset(_RSYNC_LONG_TEXT.split())
 # rsync's short options that we do not take
-RSYNC_UNSUPPORTED_SHORT = frozenset("468@BCEFJKLMNOPRSTUVWbdehkmqsyz")
+RSYNC_UNSUPPORTED_SHORT = frozenset("468@BCEFJKLMNOPRSTUVWbdehkmsyz")
 
 
 def _fail(msg: str, code: int = 1) -> SyncArgsError:
@@ -303,6 +319,8 @@ def _apply(st: _State, name: str, value: bytes | None, shown: str) -> None:
             st.set("files_from", value)
         elif name == "manifest":
             st.set("manifest", value)
+        elif name == "config":
+            st.set("config", value)
         elif name == "max-delete":
             st.set("max_delete", _int(shown, value, 0))
         elif name == "jobs":
@@ -328,7 +346,7 @@ def _long(st: _State, arg: bytes, rest: list[bytes]) -> None:
     body, eq, attached = arg[2:].partition(b"=")
     name = body.decode("utf-8", "surrogateescape")
     shown = "--" + body.decode("utf-8", "backslashreplace")
-    if name.startswith("no-") and name not in RSYNC_UNSUPPORTED_LONG:
+    if name.startswith("no-") and name not in RSYNC_UNSUPPORTED_LONG and name not in _FLAGS:
         what = name[3:]
         what = _SHORT.get(what, what) if len(what) == 1 else what
         if what in _NEGATABLE:
@@ -419,6 +437,7 @@ def parse(argv: Sequence[str | bytes]) -> SyncArgs:
     # -r/--no-r as given, apart from -a: --files-from drops the -r that
     # only -a implied (rsync's options.c: recurse == 1)
     explicit_recursive = bool(st.values.pop("explicit_recursive", False))
+    _config_defaults(st)
     args = SyncArgs(
         srcs=tuple(Operand(p, p.endswith(b"/")) for p in operands[:-1]),
         dst=operands[-1],
@@ -426,6 +445,33 @@ def parse(argv: Sequence[str | bytes]) -> SyncArgs:
         **st.values,
     )
     return _implied(args, explicit_recursive)
+
+
+# [sync] keys of the configuration file that are SyncArgs fields as they are
+_CONFIG_FIELDS = ("jobs", "verify", "delete", "checksum", "quiet", "progress")
+
+
+def _config_defaults(st: _State) -> None:
+    """The [sync] table of the configuration file (uringsync/config.py):
+    defaults for what the command line did not set.  Its exclude, include
+    and filter rules come after the command line's, so that the command
+    line's rules match first (rsync's first match wins)."""
+    from uringsync import config
+
+    path = st.values.get("config")
+    try:
+        values = config.defaults(
+            "sync",
+            os.fsdecode(path) if path is not None else None,
+            not st.values.get("no_config", False),
+        )
+    except config.ConfigError as e:
+        raise _fail(str(e)) from None
+    for key, value in values.items():
+        if key in ("exclude", "include", "filter"):
+            st.filters += [("--" + key, os.fsencode(v)) for v in value]
+        elif key in _CONFIG_FIELDS and key not in st.values:
+            st.set(key, value)
 
 
 def _implied(a: SyncArgs, explicit_recursive: bool = False) -> SyncArgs:

@@ -47,11 +47,16 @@ def run(argv: list[str]) -> int:
                 out.write(line[12:] + b"\n")
 
     def on_info(msg: str) -> None:
-        if not json_out:
+        if not json_out and not a.quiet:
             out.write(msg.encode("utf-8", "surrogateescape") + b"\n")
 
     bar = None
-    if sys.stderr.isatty() and not (a.verbose or a.itemize or json_out):
+    if (
+        a.progress
+        and not a.quiet
+        and sys.stderr.isatty()
+        and not (a.verbose or a.itemize or json_out)
+    ):
         from uringsync.progress import SyncProgressBar  # rich only when it is needed
 
         bar = SyncProgressBar()
