@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from types import TracebackType
 
-from rich import filesize
 from rich.console import Console
 from rich.progress import BarColumn, Progress, ProgressColumn, Task
 from rich.progress_bar import ProgressBar as _RichBar
@@ -34,6 +33,41 @@ __all__ = ["ProgressBar"]
 def _hms(seconds: float) -> str:
     s = int(seconds)
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+def _elapsed(seconds: float) -> str:
+    """The time taken, to the tenth of a second: ``0.4s``, ``1:02.3``."""
+    tenths = round(seconds * 10)
+    s, t = divmod(tenths, 10)
+    if s < 60:
+        return f"{s}.{t}s"
+    return (
+        f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}.{t}"
+        if s >= 3600
+        else (f"{s // 60}:{s % 60:02d}.{t}")
+    )
+
+
+IEC_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+
+
+def iec(n: float, precision: int = 1) -> str:
+    """``n`` bytes in IEC units (powers of 1024): ``512 B``, ``1.5 KiB``, ``3.2 GiB``."""
+    value = float(n)
+    for unit in IEC_UNITS:
+        if abs(value) < 1023.95 or unit == IEC_UNITS[-1]:
+            break
+        value /= 1024
+    return f"{value:.0f} B" if unit == "B" else f"{value:,.{precision}f} {unit}"
+
+
+def _iec_unit(n: float) -> tuple[int, str]:
+    unit = 1
+    for suffix in IEC_UNITS:
+        if n < unit * 1024 or suffix == IEC_UNITS[-1]:
+            return unit, suffix
+        unit *= 1024
+    raise AssertionError(n)  # pragma: no cover
 
 
 class ProgressBar:
@@ -51,6 +85,7 @@ class ProgressBar:
         self.bytes_found = 0
         self.sizes_known = False  # the walker reports the bytes of what it lists
         self.dirs_listed = 0
+        self.dirs_found = 0  # directories among the entries found
         self.done_items = 0  # files, links, symlinks and specials copied
         self.bytes_done = 0
         self.failed = 0
@@ -81,6 +116,33 @@ class ProgressBar:
         return self.done_items + self.failed + self.dirs_listed
 
     @property
+    def files_done(self) -> int:
+        """Non-directory entries done: copied or failed."""
+        return self.done_items + self.failed
+
+    @property
+    def files_total(self) -> int:
+        # the entries found less the directories among them, when the
+        # walker tells them apart; else every entry not yet listed as a dir
+        found = self.entries_found - max(self.dirs_found, self.dirs_listed - 1, 0)
+        return max(found, self.files_done)
+
+    @property
+    def dirs_total(self) -> int:
+        return max(self.dirs_found + 1, self.dirs_listed)
+
+    @property
+    def fraction(self) -> float | None:
+        """Done / found (bytes when sizes are known, else entries); None before any event."""
+        if self.finished:
+            return 1.0
+        if self.sizes_known and self.bytes_found:
+            return min(1.0, self.bytes_done / self.bytes_found)
+        if self.entries_total:
+            return min(1.0, self.entries_done / self.entries_total)
+        return None
+
+    @property
     def entries_total(self) -> int:
         # a command-line directory is listed but is no entry of a listed one
         return max(self.entries_found, self.entries_done)
@@ -96,6 +158,7 @@ class ProgressBar:
         elif ev.kind == "scanned":
             self.dirs_listed += 1
             self.entries_found += ev.entries
+            self.dirs_found += getattr(ev, "dirs", 0) or 0
             if ev.bytes:
                 self.bytes_found += ev.bytes
                 self.sizes_known = True
@@ -146,7 +209,14 @@ class _EntriesColumn(ProgressColumn):
 
     def render(self, task: Task) -> Text:
         b = self.bar
-        return Text(f"{b.entries_done:,}/{b.entries_total:,} files", style="progress.download")
+        frac = b.fraction
+        pct = "  ?%" if frac is None else f"{frac * 100:3.0f}%"
+        return Text(
+            f"{pct} {b.files_done:,}/{b.files_total:,} files {b.dirs_listed:,}"
+            + (f"/{b.dirs_total:,}" if b.dirs_found else "")
+            + " dirs",
+            style="progress.download",
+        )
 
 
 class _BarColumn(BarColumn):
@@ -178,7 +248,7 @@ class _BarColumn(BarColumn):
 
 
 class _BytesColumn(ProgressColumn):
-    """``12.3/45.6 MB``, or ``12.3 MB`` while sizes are not known."""
+    """``12.3/45.6 MiB``, or ``12.3 MiB`` while sizes are not known (IEC units)."""
 
     def __init__(self, bar: ProgressBar) -> None:
         self.bar = bar
@@ -188,11 +258,7 @@ class _BytesColumn(ProgressColumn):
         b = self.bar
         done = b.bytes_done
         total = max(b.bytes_found, done) if b.sizes_known else None
-        unit, suffix = filesize.pick_unit_and_suffix(
-            done if total is None else total,
-            ["B", "kB", "MB", "GB", "TB", "PB", "EB"],
-            1000,
-        )
+        unit, suffix = _iec_unit(done if total is None else total)
         precision = 0 if unit == 1 else 1
         text = f"{done / unit:,.{precision}f}"
         if total is not None:
@@ -215,17 +281,11 @@ class _RateColumn(ProgressColumn):
             if elapsed <= 0:
                 return Text("? B/s", style="progress.data.speed")
             speed = self.bar.bytes_done / elapsed
-        value = float(speed)
-        for unit in ("B", "kB", "MB", "GB", "TB", "PB"):
-            if value < 999.95 or unit == "PB":
-                break
-            value /= 1000
-        text = f"{value:.0f}" if unit == "B" else f"{value:,.1f}"
-        return Text(f"{text} {unit}/s", style="progress.data.speed")
+        return Text(f"{iec(float(speed))}/s", style="progress.data.speed")
 
 
 class _EtaColumn(ProgressColumn):
-    """``eta 0:01:23`` (``eta -:--:--`` until there is a rate), then ``took 0:00:05``."""
+    """``eta 0:01:23`` (``eta -:--:--`` until there is a rate), then ``took 5.2s``."""
 
     def __init__(self, bar: ProgressBar) -> None:
         self.bar = bar
@@ -234,7 +294,7 @@ class _EtaColumn(ProgressColumn):
     def render(self, task: Task) -> Text:
         b = self.bar
         if b.finished:
-            return Text(f"took {_hms(task.elapsed or 0.0)}", style="progress.elapsed")
+            return Text(f"took {_elapsed(task.elapsed or 0.0)}", style="progress.elapsed")
         estimates: list[float] = []
         items = b.items_task
         if items.speed:
