@@ -42,6 +42,8 @@ from uringsync.bench.base import PAGE, BenchError, GiB, KiB, MiB, Say, TiB, fmt_
 from uringsync.bench.command import cli
 from uringsync.bench.gen import BLOCK_SIZE, GENERATOR_VERSION, generate, write_stamped
 from uringsync.bench.report import (
+    EXIT_FAILED,
+    EXIT_MISSED,
     RATIO_TARGETS,
     RSS_TARGET,
     RSS_TARGET_ENTRIES,
@@ -126,6 +128,8 @@ __all__ = [
     "BLOCK_SIZE",
     "CACHES",
     "CP_VERIFY",
+    "EXIT_FAILED",
+    "EXIT_MISSED",
     "GENERATOR_VERSION",
     "HASH",
     "MIXED_BIG_FRACTIONS",

@@ -51,8 +51,12 @@ SYNC_TOOLS_ORDER = (SYNC_TOOL, "uringsync", "rsync")  # in the sync rows and tab
 RSS_TARGET = 200 * 10**6  # bytes, summed over uringsync's processes ...
 RSS_TARGET_ENTRIES = 1_000_000  # ... when copying a tree of this many entries
 PROGRESS_STDERR = 300  # characters of a failed run's stderr in its progress line
-TABLE_WIDTH = 180  # the tables' least width (wider on a wider terminal)
+TABLE_WIDTH = 100  # the tables' least width (wider on a wider terminal)
 PLOT_DPI = 110
+# uringsync bench's exit status: a copy failed or failed its verification
+# (or the bench could not run); every copy good but a row missed its target
+EXIT_FAILED = 1
+EXIT_MISSED = 3
 
 
 def summary_row(workload: str, cache: str, runs: list[Run]) -> dict[str, Any]:
@@ -245,7 +249,7 @@ def _verdicts(row: dict[str, Any]) -> str:
     for tool, target in _targets(row).items():
         ok = oks.get(tool)
         verdict = "not timed" if ok is None else "ok" if ok else "MISSED"
-        out.append(f"{SHORT.get(tool, tool)} <= {target:.2f} {verdict}")
+        out.append(f"{tool} <= {target:.2f} {verdict}")
     return "; ".join(out) or "-"
 
 
@@ -263,40 +267,7 @@ def print_table(data: dict[str, Any]) -> None:
 
     console = Console(width=max(TABLE_WIDTH, shutil.get_terminal_size().columns))
     if data.get("rows"):
-        rows = data["rows"]
-        tools = _tools_in(rows)
-        short = {t: SHORT.get(t, t) for t in tools}
-        t = Table(title="median seconds, and ratio to cp -a's: lower is faster")
-        cols = [
-            "workload",
-            "cache",
-            *(f"{short[tool]} s" for tool in tools),
-            *(f"{short[tool]}/cp" for tool in tools if tool != "cp"),
-            "us peak RSS",
-            "targets (ratio to cp)",
-            "rsync>us",
-            "result",
-        ]
-        for col in cols:
-            left = col in ("workload", "cache", "targets (ratio to cp)", "result")
-            t.add_column(col, justify="left" if left else "right")
-        for row in rows:
-            ratios, rss = row["ratio_to_cp"], row["uringsync_peak_rss"]
-            t.add_row(
-                row["workload"],
-                row["cache"],
-                *(_secs(row, tool) for tool in tools),
-                *(
-                    f"{ratios[tool]:.2f}" if ratios.get(tool) is not None else "-"
-                    for tool in tools
-                    if tool != "cp"
-                ),
-                fmt_bytes(rss) if rss is not None else "n/a",
-                _verdicts(row),
-                "ok" if row["rsync_slower_ok"] else "NO",
-                "[green]pass[/]" if row["passed"] else "[red]FAIL[/]",
-            )
-        console.print(t)
+        _print_copy_tables(console, data["rows"])
     if data.get("workers"):
         w = Table(title="uringsync on the tree by worker count (-j)")
         for col in ("cache", "-j", "median s", "entries/s"):
@@ -319,7 +290,7 @@ def print_table(data: dict[str, Any]) -> None:
         console.print(
             f"RSS check: {rss['entries']:,} entries in {rss['seconds']:.1f} s, peak RSS "
             f"{fmt_bytes(peak) if peak is not None else 'n/a'} ({rss['peak_rss_source']}); "
-            f"target <= {RSS_TARGET / 1e6:.0f} MB at {RSS_TARGET_ENTRIES:,} entries: "
+            f"target <= {fmt_bytes(RSS_TARGET)} at {RSS_TARGET_ENTRIES:,} entries: "
             f"{verdict[rss['passed']]}" + ("" if rss["ok"] else "; [red]the copy FAILED[/]")
         )
     for note in data.get("notes", []):
@@ -340,29 +311,92 @@ def _sync_secs(row: dict[str, Any], tool: str) -> str:
     return f"{m:.3f}" + (f" ({f} failed)" if f else "")
 
 
-def _print_sync_table(console: Any, rows: list[dict[str, Any]]) -> None:
+def _result(row: dict[str, Any]) -> str:
+    return "[green]pass[/]" if row["passed"] else "[red]FAIL[/]"
+
+
+def _print_copy_tables(console: Any, rows: list[dict[str, Any]]) -> None:
+    """The copy workloads, in two tables that fit 100 columns: the median
+    seconds, then each tool's time over cp -a's with the targets."""
     from rich.table import Table
 
-    names = {SYNC_TOOL: "sync", "uringsync": "cp", "rsync": "rsync"}
-    t = Table(
-        title="sync: median seconds, ratios to rsync -aHAX (and uringsync cp -a): lower is faster"
-    )
+    tools = _tools_in(rows)
+    t = Table(title="copy workloads: median seconds (lower is faster)")
+    for col in ("workload", "cache", *(f"{tool} s" for tool in tools), "uringsync peak RSS"):
+        t.add_column(
+            col, justify="left" if col in ("workload", "cache") else "right", overflow="fold"
+        )
+    for row in rows:
+        rss = row["uringsync_peak_rss"]
+        t.add_row(
+            row["workload"],
+            row["cache"],
+            *(_secs(row, tool) for tool in tools),
+            fmt_bytes(rss) if rss is not None else "n/a",
+        )
+    console.print(t)
+    others = [tool for tool in tools if tool != "cp"]
+    r = Table(title="copy workloads: tool's time / cp -a's time (lower is better; < 1 is faster)")
+    for col in ("workload", "cache", *(f"{tool}/cp time ratio" for tool in others)):
+        left = col in ("workload", "cache")
+        r.add_column(col, justify="left" if left else "right", overflow="fold")
+    r.add_column("targets (time ratio to cp)", justify="left", overflow="fold")
+    r.add_column("rsync slower", justify="left")
+    r.add_column("result", justify="left")
+    for row in rows:
+        ratios = row["ratio_to_cp"]
+        r.add_row(
+            row["workload"],
+            row["cache"],
+            *(_fmt(ratios.get(tool)) for tool in others),
+            _verdicts(row),
+            "yes" if row["rsync_slower_ok"] else "NO",
+            _result(row),
+        )
+    console.print(r)
+
+
+def _print_sync_table(console: Any, rows: list[dict[str, Any]]) -> None:
+    """The sync workloads, in two tables that fit 100 columns."""
+    from rich.table import Table
+
+    names = {SYNC_TOOL: "uringsync sync", "uringsync": "uringsync cp", "rsync": "rsync"}
+    t = Table(title="sync workloads: median seconds (lower is faster)")
     cols = [
         "workload",
         "cache",
         *(f"{names[x]} s" for x in SYNC_TOOLS_ORDER),
-        "sync/rsync",
-        "cp/rsync",
-        "sync/cp",
         "sync peak RSS",
         "dst replaced/touched",
+    ]
+    for col in cols:
+        t.add_column(
+            col, justify="left" if col in ("workload", "cache") else "right", overflow="fold"
+        )
+    for row in rows:
+        ch = row["dst_changes"].get(SYNC_TOOL)
+        peak = row["peak_rss"].get(SYNC_TOOL)
+        t.add_row(
+            row["workload"],
+            row["cache"],
+            *(_sync_secs(row, x) for x in SYNC_TOOLS_ORDER),
+            fmt_bytes(peak) if peak is not None else "n/a",
+            f"{ch['replaced']}/{ch['touched']}" if ch else "-",
+        )
+    console.print(t)
+    r = Table(title="sync workloads: time ratios (lower is better; < 1 is faster)")
+    cols = [
+        "workload",
+        "cache",
+        "sync/rsync time ratio",
+        "cp/rsync time ratio",
+        "sync/cp time ratio",
         "target",
         "result",
     ]
     for col in cols:
-        t.add_column(
-            col, justify="left" if col in ("workload", "cache", "target", "result") else "right"
-        )
+        left = col in ("workload", "cache", "target", "result")
+        r.add_column(col, justify="left" if left else "right", overflow="fold")
     for row in rows:
         tgt = row["target"]
         verdict = "-"
@@ -374,25 +408,20 @@ def _print_sync_table(console: Any, rows: list[dict[str, Any]]) -> None:
             )
         if row.get("rss_target"):
             ok = row["rss_ok"]
-            rss = f"RSS <= {row['rss_target'] / 1e6:.0f} MB " + (
+            rss = f"RSS <= {fmt_bytes(row['rss_target'])} " + (
                 "not judged below 1,000,000" if ok is None else "ok" if ok else "MISSED"
             )
             verdict = rss if verdict == "-" else f"{verdict}; {rss}"
-        ch = row["dst_changes"].get(SYNC_TOOL)
-        peak = row["peak_rss"].get(SYNC_TOOL)
-        t.add_row(
+        r.add_row(
             row["workload"],
             row["cache"],
-            *(_sync_secs(row, x) for x in SYNC_TOOLS_ORDER),
             _fmt(row["ratio_to_rsync"].get(SYNC_TOOL)),
             _fmt(row["ratio_to_rsync"].get("uringsync")),
             _fmt(row["ratio_to_cp"].get(SYNC_TOOL)),
-            fmt_bytes(peak) if peak is not None else "n/a",
-            f"{ch['replaced']}/{ch['touched']}" if ch else "-",
             verdict,
-            "[green]pass[/]" if row["passed"] else "[red]FAIL[/]",
+            _result(row),
         )
-    console.print(t)
+    console.print(r)
 
 
 def _plot_sync(ratio_ax: Any, secs_ax: Any, rows: list[dict[str, Any]]) -> None:

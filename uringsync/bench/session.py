@@ -21,6 +21,8 @@ from typing import Any
 from uringsync.bench.base import BenchError, GiB, KiB, MiB, Say, fmt_bytes, need, now, say_stderr
 from uringsync.bench.gen import release_pools
 from uringsync.bench.report import (
+    EXIT_FAILED,
+    EXIT_MISSED,
     RATIO_TARGETS,
     RSS_TARGET,
     RSS_TARGET_ENTRIES,
@@ -277,6 +279,21 @@ def _default_json(workdir: Path) -> Path:
     return here / "results" / "bench.json" if here.is_dir() else workdir / "bench.json"
 
 
+def exit_code(runs: list[Run], data: dict[str, Any]) -> int:
+    """EXIT_FAILED when a copy failed or failed its verification,
+    EXIT_MISSED when every copy was good but a row missed its target (or the
+    RSS check its limit), else 0."""
+    rss = data.get("rss_check")
+    if any(not r.ok for r in runs) or (rss is not None and not rss.get("ok")):
+        return EXIT_FAILED
+    rows = [*data.get("rows", []), *data.get("sync_rows", [])]
+    if any(not row.get("passed", True) for row in rows) or (
+        rss is not None and rss.get("passed") is False
+    ):
+        return EXIT_MISSED
+    return 0
+
+
 def run(opts: Options, say: Say = say_stderr) -> tuple[int, dict[str, Any]]:
     """The whole benchmark; returns (exit code, the results written to JSON)."""
     need("cp", "rsync", "tar")
@@ -477,10 +494,7 @@ def run(opts: Options, say: Say = say_stderr) -> tuple[int, dict[str, Any]]:
         say(f"plot: {plot_out}")
     except ImportError:
         say("matplotlib is not installed (pip install matplotlib): no plot")
-    failed = [r for r in runs if not r.ok]
-    rss = data.get("rss_check")
-    failed_rss = rss is not None and not rss.get("ok")
-    return (1 if failed or failed_rss else 0), data
+    return exit_code(runs, data), data
 
 
 def _sync_workloads(
