@@ -303,11 +303,11 @@ def test_progress_bar_on_a_terminal(tmp_path: Path, jobs: list[str]) -> None:
     shown = frames(term)
     assert shown, term
     last = shown[-1].decode()
-    # files done/found, bytes, rate, time: the final state of this tree
-    n = c.entries
-    assert f"{n:,}/{n:,} files" in last, last
-    assert re.search(r"[\d.,]+ [kMG]?B/s", last), last
-    assert re.search(r"took \d+:\d\d:\d\d", last), last
+    # percentage, files done/found, directories, bytes, rate, time: the final state
+    n = c.entries - c.dirs
+    assert f"100% {n:,}/{n:,} files {c.dirs:,} dirs" in last, last
+    assert re.search(r"[\d.,]+ (B|[KMG]iB)/s", last), last  # IEC units
+    assert re.search(r"took \d+\.\ds", last), last  # to a tenth of a second
     assert "━" in last  # the bar itself
     assert term.endswith(b"\x1b[?25h")  # the cursor is shown again
     assert (tmp_path / "dst" / "sub" / "deep" / "c").read_bytes() == (
@@ -361,8 +361,8 @@ def test_bar_redraws_on_its_own_clock_not_per_event() -> None:
     assert elapsed < 2.5, elapsed  # the callback only counts
     last = frames(text.encode())[-1].decode()
     # 2 files and 1 listed directory per round, and the failed file
-    assert f"{3 * n + 1:,}/{3 * n + 1:,} files" in last, last
-    assert "4.0/6.0 MB" in last, last  # bytes copied / bytes found
+    assert f"100% {2 * n + 1:,}/{2 * n + 1:,} files {n:,} dirs" in last, last
+    assert "3.8/5.7 MiB" in last, last  # bytes copied / bytes found, IEC
     assert "took " in last
     assert "uringsync: cannot open 'd/x': Permission denied\n" in text
 
@@ -376,7 +376,7 @@ def test_bar_is_stopped_when_the_copy_raises() -> None:
     text = buf.getvalue()
     assert text.endswith("\x1b[?25h")  # stopped: the cursor is back
     assert "took" not in text  # an interrupted copy does not claim to be finished
-    assert "1/10 files" in frames(text.encode())[-1].decode()
+    assert "0/10 files 1 dirs" in frames(text.encode())[-1].decode()
 
 
 def test_no_bar_before_the_first_event() -> None:
