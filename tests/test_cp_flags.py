@@ -379,3 +379,34 @@ def test_interactive_asks_on_a_terminal(tmp_path: Path) -> None:
     other = b"dst/b" if first == b"dst/a" else b"dst/a"
     assert (tmp_path / os.fsdecode(first)).read_bytes().startswith(b"new")
     assert (tmp_path / os.fsdecode(other)).read_bytes().startswith(b"old")
+
+
+def test_config_defaults_for_cp(tmp_path: Path) -> None:
+    """[cp] in $XDG_CONFIG_HOME/uringsync/config.toml sets defaults; the
+    command line wins; --no-config reads none; a bad key names file, line, key."""
+    cfg = tmp_path / "cfg/uringsync/config.toml"
+    cfg.parent.mkdir(parents=True)
+    cfg.write_text('[cp]\npreserve = ["mode", "timestamps"]\n')
+    (tmp_path / "f").write_bytes(b"x")
+    os.utime(tmp_path / "f", ns=(1_000_000_000_000_000_000, 1_000_000_000_000_000_000))
+    env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path / "cfg"))
+
+    def cp(*args: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [sys.executable, "-m", "uringsync", "cp", *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            check=False,
+        )
+
+    assert cp("f", "a").returncode == 0
+    assert (tmp_path / "a").stat().st_mtime_ns == 1_000_000_000_000_000_000
+    assert cp("--no-preserve=timestamps", "f", "b").returncode == 0
+    assert (tmp_path / "b").stat().st_mtime_ns != 1_000_000_000_000_000_000
+    assert cp("--no-config", "f", "c").returncode == 0
+    assert (tmp_path / "c").stat().st_mtime_ns != 1_000_000_000_000_000_000
+    cfg.write_text("[cp]\n\njobz = 2\n")
+    p = cp("f", "d")
+    assert p.returncode == 1 and not (tmp_path / "d").exists()
+    assert f"{cfg}:3".encode() in p.stderr and b"jobz" in p.stderr, p.stderr

@@ -153,10 +153,8 @@ def _base(argv: list[str]) -> CpArgs:
             path = argv[k + 1]
     if not use and path is None:
         return CpArgs()
-    try:
-        from uringsync import config  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:  # TODO(lead): config.py lands with the OUT helper's work
-        return CpArgs()
+    from uringsync import config
+
     return _from_config(config.defaults("cp", path, use))
 
 
