@@ -165,7 +165,14 @@ a file that differs is printed as PATH: FAILED.
 
 Exit codes: 0 identical; 1 a difference, or a usage or fatal error (its
 message on stderr); 23 some files could not be read (each reported on
-stderr); 130 stopped by Ctrl-C or SIGTERM."""
+stderr); 130 stopped by Ctrl-C or SIGTERM.
+
+Examples:
+
+\b
+  uringsync verify /srv/data /mnt/new/data        does the copy hold the source?
+  uringsync verify --manifest d.xxh128 src dst    ... and keep the digests
+  uringsync verify --manifest d.xxh128 dst        later: check dst against them"""
 
 
 ConfigOption = Annotated[
@@ -202,7 +209,7 @@ def verify(
     ctx: typer.Context,
     paths: Annotated[
         list[str],
-        typer.Argument(metavar="[SRC] DST", show_default=False, help="The trees to compare."),
+        typer.Argument(metavar="[SRC] DST", show_default=False),
     ],
     manifest: Annotated[
         str | None,
@@ -265,7 +272,12 @@ def verify(
     raise typer.Exit(res.exit_code)
 
 
-@app.command("demo", help="Build a sample tree, copy it with cp -a semantics, and check the copy.")
+@app.command(
+    "demo",
+    help="Build a sample tree, copy it with cp -a semantics, and check the copy against "
+    "cp -a and with rsync -naHAXc --itemize-changes.\n\n"
+    "Example:\n\n\b\n  uringsync demo --keep     keep the sample to look at",
+)
 def demo(
     keep: Annotated[bool, typer.Option(help="Keep the sample directory.")] = False,
 ) -> None:
@@ -286,7 +298,11 @@ def demo(
     "their copies, and removes it at the end unless --keep; smaller: e.g. --workloads tree "
     "--entries 5000 --rounds 1 --no-cold --no-loop --workdir DIR. "
     "Exit 0 all rows met their targets; 1 a copy failed or failed its check (--verify); "
-    "3 every copy was good but a row missed its target.",
+    "3 every copy was good but a row missed its target.\n\n"
+    "Examples:\n\n\b\n"
+    "  uringsync bench                                     the default run (root)\n"
+    "  uringsync bench --workloads tree --entries 5000 --rounds 1 --no-cold --no-loop "
+    "--workdir /tmp/b",
 )
 def bench(
     ctx: typer.Context,
