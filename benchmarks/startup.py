@@ -31,8 +31,8 @@ def _script() -> str:
     return found or ""
 
 
-def commands(work: Path) -> dict[str, list[str]]:
-    us = [_script()] if _script() else [sys.executable, "-m", "uringsync"]
+def commands(work: Path, module: bool) -> dict[str, list[str]]:
+    us = [_script()] if _script() and not module else [sys.executable, "-m", "uringsync"]
     return {
         "python3 -c pass": [sys.executable, "-c", "pass"],
         "cp FILE NEW": ["cp", str(work / "small"), str(work / "out-cp")],
@@ -61,9 +61,16 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=40)
     ap.add_argument("--json", default=None, help="also write the figures here")
+    ap.add_argument(
+        "--checkout",
+        default=None,
+        help="time python3 -m uringsync run from this checkout (its extension built), "
+        "e.g. an older one for a before/after",
+    )
     args = ap.parse_args()
     env = dict(os.environ)
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # users have their .pyc files
+    cwd = args.checkout  # python -m uringsync finds that checkout's package first
     shm = "/dev/shm" if os.path.isdir("/dev/shm") else None  # no disk in the figures
     with tempfile.TemporaryDirectory(prefix="uringsync-startup-", dir=shm) as tmp:
         work = Path(tmp)
@@ -72,18 +79,18 @@ def main() -> int:
             d = work / "tree" / f"d{k % 10}"
             d.mkdir(parents=True, exist_ok=True)
             (d / f"f{k}").write_bytes(b"y" * (k * 37 % 8192))
-        cmds = commands(work)
+        cmds = commands(work, module=args.checkout is not None)
         times: dict[str, list[float]] = {name: [] for name in cmds}
         names = list(cmds)
         for _ in range(3):  # warm-up: .pyc files, the page cache
             for name in names:
-                subprocess.run(cmds[name], env=env, capture_output=True, check=True)
+                subprocess.run(cmds[name], env=env, capture_output=True, check=False, cwd=cwd)
                 _clean(work)
         for r in range(args.runs):
             order = names[r % len(names) :] + names[: r % len(names)]
             for name in order:
                 t0 = time.perf_counter()
-                subprocess.run(cmds[name], env=env, capture_output=True, check=True)
+                subprocess.run(cmds[name], env=env, capture_output=True, check=False, cwd=cwd)
                 times[name].append(time.perf_counter() - t0)
                 _clean(work)
     base = statistics.median(times["python3 -c pass"])
