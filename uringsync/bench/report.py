@@ -336,23 +336,34 @@ def _print_copy_tables(console: Any, rows: list[dict[str, Any]]) -> None:
         )
     console.print(t)
     others = [tool for tool in tools if tool != "cp"]
-    r = Table(title="copy workloads: tool's time / cp -a's time (lower is better; < 1 is faster)")
-    for col in ("workload", "cache", *(f"{tool}/cp time ratio" for tool in others)):
-        left = col in ("workload", "cache")
-        r.add_column(col, justify="left" if left else "right", overflow="fold")
-    r.add_column("targets (time ratio to cp)", justify="left", overflow="fold")
-    r.add_column("rsync slower", justify="left")
-    r.add_column("result", justify="left")
+    r = Table(title="copy workloads: each tool's median time / cp -a's (lower is better)")
+    for col in ("workload", "cache"):
+        r.add_column(col, justify="left")
+    r.add_column("tool", justify="left", no_wrap=True, min_width=max(map(len, others), default=4))
+    r.add_column("tool/cp time ratio", justify="right")
+    r.add_column("target (ratio)", justify="right")
+    r.add_column("verdict", justify="left")
+    r.add_column("row result", justify="left")
     for row in rows:
-        ratios = row["ratio_to_cp"]
-        r.add_row(
-            row["workload"],
-            row["cache"],
-            *(_fmt(ratios.get(tool)) for tool in others),
-            _verdicts(row),
-            "yes" if row["rsync_slower_ok"] else "NO",
-            _result(row),
-        )
+        ratios, targets = row["ratio_to_cp"], _targets(row)
+        oks = row.get("ratios_ok", {"uringsync": row.get("ratio_ok")})
+        for k, tool in enumerate(others):
+            verdict = "-"
+            if tool in targets:
+                ok = oks.get(tool)
+                verdict = "not timed" if ok is None else "met" if ok else "MISSED"
+            elif tool == "rsync":
+                verdict = "slower than us: " + ("yes" if row["rsync_slower_ok"] else "NO")
+            r.add_row(
+                row["workload"] if k == 0 else "",
+                row["cache"] if k == 0 else "",
+                tool,
+                _fmt(ratios.get(tool)),
+                f"<= {targets[tool]:.2f}" if tool in targets else "-",
+                verdict,
+                _result(row) if k == 0 else "",
+                end_section=k == len(others) - 1,
+            )
     console.print(r)
 
 
