@@ -114,10 +114,17 @@ parents).  Options, with rsync's meaning: -a (-rlptgoD), -r -l -p -t -g -o -D
 -I/--ignore-times -u/--update --ignore-existing --existing --inplace --delete
 --delete-after --delete-excluded --max-delete=N --exclude --include
 --exclude-from --include-from --filter ('-' and '+' rules) --files-from=FILE
--0/--from0 --fsync --stats; ours: --verify (each copied file read back from
-the disk and compared), --manifest FILE (the xxh128sum line of every regular
-file, checked by xxh128sum -c in DST), --json, -j N.
+-0/--from0 --fsync --stats -q/--quiet --progress/--no-progress (the bar on a
+terminal's stderr); ours: --verify (each copied file read back from the disk
+and compared), --manifest FILE (the xxh128sum line of every regular file,
+checked by xxh128sum -c in DST), --json, -j N, --config FILE, --no-config.
 Any other rsync option is refused by name.
+
+Defaults may be set in the [sync] table of $XDG_CONFIG_HOME/uringsync/config.toml
+(~/.config when unset), else /etc/uringsync.toml (the first found is read):
+jobs, exclude, include, filter (lists of patterns or rules, matched after the
+command line's), verify, delete, checksum, quiet, progress; the command line
+wins.
 
 Exit codes: 0 done; 1 usage or fatal error; 23 some entries failed (each
 reported on stderr); 24 only vanished source files; 25 --max-delete stopped

@@ -92,7 +92,7 @@ def run(keep: bool = False, say: Callable[[str], None] = print) -> int:
         src = base / "sample"
         say(f"building a sample tree in {src} ...")
         entries, nbytes = build_sample(src)
-        say(f"  {entries} entries, {nbytes / 1e6:.1f} MB")
+        say(f"  {entries} entries, {nbytes / 2**20:.1f} MiB")
 
         errors: list[str] = []
         t0 = time.monotonic()
@@ -107,7 +107,7 @@ def run(keep: bool = False, say: Callable[[str], None] = print) -> int:
         say(
             f"uringsync cp -a: {res.files} files, {res.dirs} dirs, {res.symlinks} symlinks, "
             f"{res.links} hard links, {res.specials} special files, "
-            f"{res.bytes / 1e6:.1f} MB in {t_us:.2f} s with {res.engine}, exit {res.exit_code}"
+            f"{res.bytes / 2**20:.1f} MiB in {t_us:.2f} s with {res.engine}, exit {res.exit_code}"
         )
         for line in errors:
             say(f"  error: {line}")
