@@ -20,7 +20,7 @@ LAYERS = {
     "entry": -1,  # picks synccli or the typer app (cli)
     "synccli": 0.5,  # sync's command line, without typer
     "cpcli": 0.5,  # cp's command line, without typer
-    "config": 0.9,  # site defaults (TOML) for the commands
+    "config": 3.5,  # site defaults (TOML) for the commands: pure, read by the parsers
     "shutilapi": 1.5,  # copytree and friends, over api.copy
     "jsonout": 0.8,  # the --json object of cp and sync
     "__main__": -2,

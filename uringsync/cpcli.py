@@ -284,18 +284,6 @@ def run(a: CpArgs) -> int:
 
     on_verbose = _to_stderr if json_out else None
     kw: dict[str, Any] = {}
-    for name in (
-        "no_clobber",
-        "update",
-        "force",
-        "remove_destination",
-        "link",
-        "symbolic_link",
-        "attributes_only",
-        "parents",
-    ):
-        if getattr(a, name):
-            kw[name] = True
     if a.backup is not None:
         kw["backup"] = a.backup
         kw["suffix"] = a.suffix
@@ -337,6 +325,14 @@ def run(a: CpArgs) -> int:
                 fsync=a.fsync,
                 verify=a.verify,
                 manifest_file=a.manifest,
+                no_clobber=a.no_clobber,
+                update=a.update,
+                force=a.force,
+                remove_destination=a.remove_destination,
+                link=a.link,
+                symbolic_link=a.symbolic_link,
+                attributes_only=a.attributes_only,
+                parents=a.parents,
                 **kw,
             )
     except api.CopyError as e:
