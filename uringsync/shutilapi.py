@@ -315,6 +315,19 @@ def _into(src: StrPath, dst: _StrPathT) -> _StrPathT | str:
     return dst
 
 
+def _one_file(
+    src: StrPath, dst: _StrPathT, std: Any, keeps: str, follow_symlinks: bool
+) -> _StrPathT | str:
+    """copy2's and copy's body: shutil's own ``std`` where the engine would
+    not do better, else the engine keeping ``keeps``; the file's path."""
+    target = _into(src, dst)
+    if not _plain_file(src, target, follow_symlinks):
+        std(src, target, follow_symlinks=follow_symlinks)
+    else:
+        _engine_file(src, target, keeps, follow_symlinks)
+    return target
+
+
 def copy2(src: StrPath, dst: _StrPathT, *, follow_symlinks: bool = True) -> _StrPathT | str:
     """Copy the file SRC to DST with its mode, times and extended attributes
     and return the file's path, as :func:`shutil.copy2` does (DST a
@@ -326,24 +339,14 @@ def copy2(src: StrPath, dst: _StrPathT, *, follow_symlinks: bool = True) -> _Str
     when SRC is not a regular file or DST not a plain file,
     :func:`shutil.copy2` itself runs (one file: the kernel's sendfile is as
     fast, and the engine's set-up costs milliseconds)."""
-    target = _into(src, dst)
-    if not _plain_file(src, target, follow_symlinks):
-        _STD_COPY2(src, target, follow_symlinks=follow_symlinks)
-        return target
-    _engine_file(src, target, COPY2_KEEPS, follow_symlinks)
-    return target
+    return _one_file(src, dst, _STD_COPY2, COPY2_KEEPS, follow_symlinks)
 
 
 def copy(src: StrPath, dst: _StrPathT, *, follow_symlinks: bool = True) -> _StrPathT | str:
     """Copy the file SRC to DST with its mode (not its times) and return
     the file's path, as :func:`shutil.copy` does; on uringsync's engine
     where :func:`copy2` would be, else :func:`shutil.copy` itself runs."""
-    target = _into(src, dst)
-    if not _plain_file(src, target, follow_symlinks):
-        _STD_COPY(src, target, follow_symlinks=follow_symlinks)
-        return target
-    _engine_file(src, target, COPY_KEEPS, follow_symlinks)
-    return target
+    return _one_file(src, dst, _STD_COPY, COPY_KEEPS, follow_symlinks)
 
 
 def copyfile(
