@@ -300,8 +300,6 @@ NOT_SUPPORTED = [
     "--rsh=ssh",
     "-e",
     "--no-compress",
-    "--no-W",
-    "--no-whole-file",
     "--relative",
     "-R",
     "-h",
@@ -312,6 +310,31 @@ NOT_SUPPORTED = [
     "-S",
     "--link-dest=x",
 ]
+DELTA_FORMS = [
+    (["--delta"], True, 65536),
+    (["--no-whole-file"], True, 65536),
+    (["--no-W"], True, 65536),
+    (["--delta", "-W"], False, 65536),
+    (["--no-whole-file", "--whole-file"], False, 65536),
+    (["--delta", "-B", "128K"], True, 131072),
+    (["--delta", "--block-size=8192"], True, 8192),
+]
+
+
+@pytest.mark.parametrize(("opts", "delta", "block"), DELTA_FORMS)
+def test_delta_options(opts: list[str], delta: bool, block: int) -> None:
+    """rsync's --no-whole-file (and ours, --delta) turn delta transfer on,
+    -W/--whole-file off; -B takes rsync's K/M suffixes."""
+    a = parse([*opts, "src/", "dst"])
+    assert (a.delta, a.block_size) == (delta, block)
+
+
+@pytest.mark.parametrize("bad", ["-B3000", "--block-size=2M", "--block-size=x", "--watch-delay=-1"])
+def test_delta_watch_values_refused(bad: str) -> None:
+    with pytest.raises(SyncArgsError):
+        parse([bad, "src/", "dst"])
+
+
 UNKNOWN = [
     "--frobnicate",
     "-Q",

@@ -97,6 +97,10 @@ class SyncArgs:
     ignore_existing: bool = False
     existing: bool = False
     inplace: bool = False
+    delta: bool = False  # --delta / --no-whole-file: only changed blocks of a changed file written
+    block_size: int = 65536  # -B/--block-size: delta's unit of comparison
+    watch: bool = False  # ours: after the first pass, follow SRC's changes until stopped
+    watch_delay: float = 0.1  # ours: --watch-delay SECONDS, events gathered per directory
     delete: bool = False
     delete_after: bool = False
     delete_excluded: bool = False
@@ -145,6 +149,9 @@ _FLAGS: dict[str, tuple[str, bool]] = {
     "existing": ("existing", True),
     "ignore-non-existing": ("existing", True),  # rsync's alias
     "inplace": ("inplace", True),
+    "delta": ("delta", True),  # ours: rsync's --no-whole-file
+    "whole-file": ("delta", False),  # rsync's default between local paths
+    "watch": ("watch", True),  # ours, not rsync's
     "delete": ("delete", True),
     "delete-after": ("delete_after", True),
     "delete-excluded": ("delete_excluded", True),
@@ -164,6 +171,8 @@ _VALUED = (
     "jobs",
     "manifest",
     "config",
+    "block-size",
+    "watch-delay",
     *(o[2:] for o in FILTER_OPTIONS),
 )
 
@@ -190,6 +199,8 @@ _SHORT: dict[str, str] = {
     "j": "jobs",  # ours, not rsync's
     "0": "from0",
     "q": "quiet",
+    "W": "whole-file",
+    "B": "block-size",
 }
 
 # the --no-OPTION forms rsync 3.x has among the options we take (checked one
@@ -214,13 +225,16 @@ _NEGATABLE = {
     "checksum",
     "inplace",
     "progress",
+    "whole-file",
+    "delta",
+    "watch",
 }
 
 # every long option of rsync 3.x (`rsync --help`, its aliases included) that
 # we do not take: these say "not supported" rather than "unknown option"
 _RSYNC_LONG_TEXT = """
     8-bit-output address append append-verify atimes backup backup-dir
-    block-size blocking-io bwlimit cc checksum-choice checksum-seed chmod chown
+    blocking-io bwlimit cc checksum-choice checksum-seed chmod chown
     compare-dest compress compress-choice compress-level compress-threads
     confine-root contimeout copy-as copy-dest copy-devices copy-dirlinks
     copy-links copy-unsafe-links crtimes cvs-exclude daemon debug del
@@ -230,18 +244,18 @@ _RSYNC_LONG_TEXT = """
     inc-recursive info insecure-links ipv4 ipv6 keep-dirlinks link-dest
     list-only log-file log-file-format max-alloc max-size min-size mkpath
     modify-window munge-links no-i-r no-implied-dirs no-inc-recursive no-motd
-    no-W no-whole-file numeric-ids old-args old-d old-dirs omit-dir-times
+    numeric-ids old-args old-d old-dirs omit-dir-times
     omit-link-times only-write-batch open-noatime out-format outbuf partial
     partial-dir password-file port preallocate protect-args protocol
     prune-empty-dirs read-batch relative remote-option
     remove-source-files rsh rsync-path safe-links secluded-args skip-compress
     sockopts sparse stderr stop-after stop-at super suffix temp-dir timeout
-    trust-sender usermap version whole-file write-batch write-devices
+    trust-sender usermap version write-batch write-devices
     zc zl zt
 """
 RSYNC_UNSUPPORTED_LONG = frozenset(_RSYNC_LONG_TEXT.split())
 # rsync's short options that we do not take
-RSYNC_UNSUPPORTED_SHORT = frozenset("468@BCEFJKLMNOPRSTUVWbdehkmsyz")
+RSYNC_UNSUPPORTED_SHORT = frozenset("468@CEFJKLMNOPRSTUVbdehkmsyz")
 
 
 def _fail(msg: str, code: int = 1) -> SyncArgsError:
@@ -265,6 +279,32 @@ def _int(shown: str, value: bytes, least: int) -> int:
     if n < least:
         raise _fail(f"{shown}={n}: must be at least {least}")
     return n
+
+
+def _block_size(shown: str, value: bytes) -> int:
+    """-B SIZE: a multiple of 4096 from 4 KiB to 1 MiB (the engine compares
+    and writes whole blocks; a suffix K or M as in rsync's -B 64K)."""
+    text = value.decode("ascii", "replace").strip()
+    mult = {"k": 1024, "m": 1024 * 1024}.get(text[-1:].lower(), 1)
+    digits = text[:-1] if mult > 1 else text
+    try:
+        n = int(digits, 10) * mult
+    except ValueError:
+        raise _fail(f"{shown}={text}: invalid block size") from None
+    if n < 4096 or n > 1 << 20 or n % 4096:
+        raise _fail(f"{shown}={text}: block size must be a multiple of 4096 from 4K to 1M")
+    return n
+
+
+def _seconds(shown: str, value: bytes) -> float:
+    text = value.decode("ascii", "replace")
+    try:
+        t = float(text)
+    except ValueError:
+        raise _fail(f"{shown}={text}: invalid number of seconds") from None
+    if not 0 <= t <= 3600:
+        raise _fail(f"{shown}={text}: must be from 0 to 3600 seconds")
+    return t
 
 
 def _show(path: bytes) -> str:
@@ -323,6 +363,10 @@ def _apply(st: _State, name: str, value: bytes | None, shown: str) -> None:
             st.set("config", value)
         elif name == "max-delete":
             st.set("max_delete", _int(shown, value, 0))
+        elif name == "block-size":
+            st.set("block_size", _block_size(shown, value))
+        elif name == "watch-delay":
+            st.set("watch_delay", _seconds(shown, value))
         elif name == "jobs":
             st.set("jobs", _int(shown, value, 0))  # 0: no worker processes, as cp -j 0
         else:  # pragma: no cover - the tables above cover every name
@@ -335,6 +379,8 @@ def _negate(st: _State, name: str) -> None:
         st.set("specials", False)
     elif name in _COUNTS:
         st.set(_COUNTS[name], 0)
+    elif name == "whole-file":  # --no-whole-file, --no-W: rsync's delta transfer
+        st.set("delta", True)
     else:
         st.set(_FLAGS[name][0], False)
         if name == "recursive":
