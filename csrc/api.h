@@ -135,6 +135,16 @@
 /* cp -a (links kept): a taken regular file with more than one link is
  * unlinked and made anew, not written in place */
 #define US_F_KEEP_LINKS 1073741824
+/* US_T_REG of sync --delta, a regular file there already: both sides read
+ * in blocks of us_job.delta_block (XXH3-128 compared), only the blocks that
+ * differ written, then truncated to the source's size.  With final_name
+ * (atomic): the temporary dst_name starts as a clone of final_name
+ * (FICLONE); where that fails, the file is copied whole as without the
+ * flag.  Without final_name (--inplace): dst_name itself is opened and
+ * written in place (a failure leaves its mtime at 0, so that no quick check
+ * takes it for complete).  us_job.bytes: the bytes written, matched: those
+ * found equal. */
+#define US_F_DELTA 2147483648
 
 /* ---- what a US_T_META job found different (us_job.changed) ---- */
 #define US_CH_XATTR 1
@@ -203,6 +213,7 @@
 #define US_PATH_URING 1
 #define US_PATH_COPY_RANGE 2
 #define US_PATH_CLONE 3
+#define US_PATH_DELTA 4
 
 /* ---- io_uring opcodes the engine asks the probe about (kernel ABI values;
  *      backend_uring.c checks them against liburing's enum at compile time) ---- */
@@ -288,6 +299,10 @@ struct us_job {
      * the directory fds) and the range's index in it */
     int32_t rec_fd;
     uint32_t rec_idx;
+    /* US_F_DELTA: bytes per compared block (0: 65536; at most half a buffer) */
+    uint32_t delta_block;
+    /* US_F_DELTA's result: bytes found equal and not written */
+    int64_t matched;
 };
 
 /* A batch of jobs laid out in one block of memory: the jobs, copies of their

@@ -222,6 +222,13 @@ void start_data(struct us_ring *r, struct slot *s)
     s->zero_holes = (j->flags & US_F_SPARSE_ALWAYS) != 0;
     /* the size the copy must reach even if it ends in a hole */
     s->size_end = s->sparse ? st->size : 0;
+    /* --inplace --delta: the old file is the destination, never emptied
+     * (nor cloned onto: FICLONE would not shrink it; the walker gives no
+     * US_F_VERIFY or US_F_DIGEST with it) */
+    if (s->delta_in_place) {
+        (void)delta_start(r, s);
+        return;
+    }
     if (hashing(s)) {
         /* the data must pass the hash: the buffers, not the kernel's copy */
         verify_begin(r, s);
@@ -245,6 +252,10 @@ void start_data(struct us_ring *r, struct slot *s)
             return;
         }
     }
+    /* a clone of the source is cheaper still; else the old version's clone,
+     * and only what differs written (delta.c) */
+    if ((j->flags & US_F_DELTA) && delta_start(r, s))
+        return;
     if (st->size >= r->cfg.copy_range_min && !s->zero_holes) {
         int ret = copy_range(s);
         if (ret == 0) {

@@ -14,6 +14,7 @@
  *   big.c            big files split into ranges
  *   resume.c         sync: a big file's record of its ranges, to resume
  *   hash.c           a file's XXH3-128 digest (US_T_HASH)
+ *   delta.c          sync --delta: only the blocks that differ written
  *   stat.c           struct us_stat from statx/fstat
  *   batch.c, stop.c  helpers for the worker pool
  */
@@ -258,6 +259,7 @@ enum tag {
     T_UNLINK,
     T_VERIFY_OPEN,
     T_VERIFY_READ,
+    T_BASE_READ,
 };
 
 struct chunk {
@@ -266,6 +268,10 @@ struct chunk {
     uint32_t len; /* bytes asked for */
     uint32_t got; /* bytes read */
     uint32_t put; /* bytes written so far */
+    /* US_F_DELTA: the old version's bytes asked for and read (at half a
+     * buffer in), reads in flight, how far the comparison got */
+    uint32_t dlen, dgot, scan;
+    int reads;
 };
 
 struct slot {
@@ -280,6 +286,11 @@ struct slot {
     bool sparse, zero_holes; /* seek over the source's holes; skip zero runs */
     bool range;              /* US_T_RANGE: the fds are the caller's */
     bool direct;             /* US_T_HASH, read-back: opened O_DIRECT (US_F_DEVICE) */
+    bool delta;              /* US_F_DELTA: the blocks compared (delta.c) */
+    bool delta_in_place;     /* US_F_DELTA without final_name: dfd is the old file */
+    uint32_t block;          /* US_F_DELTA: bytes per compared block */
+    uint64_t base_size;      /* US_F_DELTA: the old version's size */
+    uint64_t matched;        /* US_F_DELTA: bytes found equal */
     uint64_t hashed;         /* US_F_VERIFY: bytes of the source fed to the hash */
     int vfd;                 /* US_F_VERIFY: the destination opened to read back, or -1 */
     bool eof;                /* a hash job, a read-back: the end is read */
@@ -404,6 +415,11 @@ void verify_source_done(struct us_ring *r, struct slot *s, uint64_t size);
 void start_readback(struct us_ring *r, struct slot *s);
 void on_readback_open(struct us_ring *r, struct slot *s, int res);
 void on_readback_read(struct us_ring *r, struct slot *s, int c, int res);
+/* delta.c (US_F_DELTA): false when the file must be copied whole instead
+ * (no clone of the old version), else the job goes on there */
+bool delta_start(struct us_ring *r, struct slot *s);
+void delta_on_read(struct us_ring *r, struct slot *s, int c, int res, bool base);
+void delta_on_write(struct us_ring *r, struct slot *s, int c, int res);
 /* data.c: a range is written (and read back): recorded (US_F_RESUME), done */
 void range_complete(struct us_ring *r, struct slot *s);
 

@@ -93,6 +93,7 @@ void finish(struct us_ring *r, struct slot *s)
         r->ok_since_emfile = 0;
     }
     j->bytes = s->failed ? 0 : (int64_t)s->bytes;
+    j->matched = s->failed ? 0 : (int64_t)s->matched;
     j->state = US_JOB_DONE;
     release_slot(r, s);
 }
@@ -371,8 +372,23 @@ static void submit_open_dst(struct us_ring *r, struct slot *s)
 {
     struct us_job *j = s->job;
 
+    /* a delta's temporary is read back too: it starts as the old version */
+    int rw = (j->flags & US_F_DELTA) ? O_RDWR : O_WRONLY;
+
     r->be->openat(r, udata(slot_index(r, s), 0, T_OPEN_DST), j->dst_dirfd, j->dst_name,
-                  O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600, 0);
+                  rw | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600, 0);
+    s->pending++;
+}
+
+/* US_F_DELTA without final_name (--inplace): the old file itself, read and
+ * written (O_NONBLOCK: never wait on a FIFO put there meanwhile) */
+static void submit_open_delta(struct us_ring *r, struct slot *s)
+{
+    struct us_job *j = s->job;
+
+    s->delta_in_place = true;
+    r->be->openat(r, udata(slot_index(r, s), 0, T_OPEN_DST), j->dst_dirfd, j->dst_name,
+                  O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0, 0);
     s->pending++;
 }
 
@@ -459,7 +475,11 @@ static void on_open(struct us_ring *r, struct slot *s, enum tag t, int res)
     } else {
         if (res >= 0) {
             s->dfd = res;
-            s->dst_created = true;
+            s->dst_created = !s->delta_in_place;
+        } else if (res == -ENOENT && s->delta_in_place) {
+            /* gone meanwhile: made anew, whole */
+            s->delta_in_place = false;
+            submit_open_dst(r, s);
         } else if (res == -ECANCELED) {
             /* the source open failed and took the linked open with it */
         } else if (is_emfile(res)) {
@@ -681,6 +701,7 @@ static void start_job(struct us_ring *r, struct us_job *j)
     if (j->type != US_T_META)
         j->changed = 0;
     j->bytes = 0;
+    j->matched = 0;
     j->path = US_PATH_NONE;
     j->state = US_JOB_STARTED;
     r->inflight++;
@@ -693,7 +714,10 @@ static void start_job(struct us_ring *r, struct us_job *j)
                       O_RDONLY | O_CLOEXEC | ((j->flags & US_F_FOLLOW_SRC) ? 0 : O_NOFOLLOW), 0,
                       US_BE_LINK);
         s->pending = 1;
-        submit_open_dst(r, s);
+        if ((j->flags & US_F_DELTA) && !j->final_name)
+            submit_open_delta(r, s);
+        else
+            submit_open_dst(r, s);
         break;
     case US_T_LNK: start_symlink(r, s); break;
     case US_T_FIFO:
@@ -719,8 +743,19 @@ static void on_cqe(struct us_ring *r, uint64_t d, int res, void *arg)
     switch (t) {
     case T_OPEN_SRC:
     case T_OPEN_DST: on_open(r, s, t, res); break;
-    case T_READ: on_read(r, s, c, res); break;
-    case T_WRITE: on_write(r, s, c, res); break;
+    case T_READ:
+        if (s->delta)
+            delta_on_read(r, s, c, res, false);
+        else
+            on_read(r, s, c, res);
+        break;
+    case T_BASE_READ: delta_on_read(r, s, c, res, true); break;
+    case T_WRITE:
+        if (s->delta)
+            delta_on_write(r, s, c, res);
+        else
+            on_write(r, s, c, res);
+        break;
     case T_SYMLINK: on_symlink(r, s, res); break;
     case T_CLOSE_DST:
         s->pending--;

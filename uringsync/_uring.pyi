@@ -131,6 +131,8 @@ class UsJob(CData, Protocol):
     final_name: CharPtr
     rec_fd: int
     rec_idx: int
+    delta_block: int
+    matched: int
 
 class JobArray(CData, Protocol):
     def __getitem__(self, i: int, /) -> UsJob: ...
@@ -279,6 +281,7 @@ class _Lib:
     US_F_ATTR_ONLY: int
     US_F_LINK_EXCL: int
     US_F_KEEP_LINKS: int
+    US_F_DELTA: int
     US_CONTENT_MAX: int
     # what a US_T_META job found different (us_job.changed)
     US_CH_XATTR: int
@@ -343,6 +346,7 @@ class _Lib:
     US_PATH_URING: int
     US_PATH_COPY_RANGE: int
     US_PATH_CLONE: int
+    US_PATH_DELTA: int
     # io_uring opcodes probed at ring creation
     US_IORING_OP_READ_FIXED: int
     US_IORING_OP_WRITE_FIXED: int

@@ -96,6 +96,11 @@ class Result:
     meta: int = 0  # only metadata fixed
     unchanged: int = 0
     deleted: int = 0
+    # sync: of the transferred files' bytes, those written (rsync's "literal
+    # data") and those found equal and left as they were ("matched data":
+    # --delta's unchanged blocks, and files cloned from the source)
+    literal_bytes: int = 0
+    matched_bytes: int = 0
     changes: list[builtins.bytes] = field(default_factory=list)
 
 

@@ -149,6 +149,7 @@ RULES: dict[str, Rule] = {
     "jobs": _int(0, optional=True),
     "copy_range_min": _int(0, optional=True),
     "max_delete": _int(0, optional=True),
+    "block_size": _int(4096, 1 << 20),
     "direct": _opt_bool,
     "target_is_dir": _opt_bool,
     "exclude": _patterns,
@@ -182,6 +183,7 @@ RULES: dict[str, Rule] = {
             "ignore_existing",
             "existing",
             "inplace",
+            "delta",
             "delete_after",
             "delete_excluded",
         )

@@ -98,6 +98,11 @@ F_SYMLINK_SRC: int = lib.US_F_SYMLINK_SRC  # T_LNK: src_name is the link's value
 F_ATTR_ONLY: int = lib.US_F_ATTR_ONLY
 F_LINK_EXCL: int = lib.US_F_LINK_EXCL
 F_KEEP_LINKS: int = lib.US_F_KEEP_LINKS
+F_DELTA: int = lib.US_F_DELTA  # sync --delta: only the differing blocks written
+# us_job.path: how a file's data went (a clone shares the source's extents;
+# a delta wrote only the blocks that differ)
+PATH_CLONE: int = lib.US_PATH_CLONE
+PATH_DELTA: int = lib.US_PATH_DELTA
 # what a T_META job (or meta_sync_fd) found different
 CH_XATTR: int = lib.US_CH_XATTR
 CH_ACL: int = lib.US_CH_ACL

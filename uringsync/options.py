@@ -176,6 +176,10 @@ class SyncOptions:
     ignore_existing: bool = False
     existing: bool = False
     inplace: bool = False
+    # --delta: an updated file's blocks compared with its old version's, and
+    # only those that differ written (atomic: into a clone of the old one)
+    delta: bool = False
+    block_size: int = 65536
     delete: bool = False
     delete_after: bool = False
     delete_excluded: bool = False

@@ -64,6 +64,8 @@ def sync(
     ignore_existing: bool = False,
     existing: bool = False,
     inplace: bool = False,
+    delta: bool = False,
+    block_size: int = 65536,
     delete_after: bool = False,
     delete_excluded: bool = False,
     max_delete: int | None = None,
@@ -92,6 +94,13 @@ def sync(
     ``max_delete``: at most this many).  ``checksum``, ``size_only``,
     ``ignore_times``, ``update``, ``ignore_existing``, ``existing``,
     ``inplace``, ``one_file_system``: rsync's options of those names.
+    ``delta``: an updated file is compared with its old version block by
+    block (``block_size`` bytes, XXH3-128) and only the blocks that differ
+    are written (rsync's ``--no-whole-file``): into a clone of the old
+    version renamed into place where the file system clones (btrfs, xfs),
+    into the file itself with ``inplace``; elsewhere an atomic update is a
+    whole copy.  ``Result.literal_bytes``/``matched_bytes`` say how much
+    was written and how much was found equal.
     ``fsync``, ``verify``, ``jobs``, ``engine``, ``on_error``,
     ``on_notice``: as :func:`uringsync.copy`'s.  ``on_itemize`` gets each
     itemized line as it is made, ``on_info`` rsync's informational lines.
@@ -122,6 +131,8 @@ def sync(
         ignore_existing=ignore_existing,
         existing=existing,
         inplace=inplace,
+        delta=delta,
+        block_size=block_size,
         delete=delete or delete_after or delete_excluded,
         delete_after=delete_after,
         delete_excluded=delete_excluded,
@@ -190,6 +201,8 @@ def run_args(
         ignore_existing=a.ignore_existing,
         existing=a.existing,
         inplace=a.inplace,
+        delta=a.delta,
+        block_size=a.block_size,
         delete=a.delete,
         delete_after=a.delete_after,
         delete_excluded=a.delete_excluded,
@@ -397,6 +410,8 @@ def run_sync(
         meta=t.meta,
         unchanged=t.unchanged,
         deleted=t.deleted,
+        literal_bytes=t.literal,
+        matched_bytes=t.matched,
         changes=changes,
     )
     if walker.delete_skipped and on_error is not None:

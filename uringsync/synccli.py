@@ -102,6 +102,8 @@ def sync_json(res: api.Result) -> dict[str, Any]:
         unchanged=res.unchanged,
         deleted=res.deleted,
         transferred_bytes=res.bytes,
+        literal_bytes=res.literal_bytes,
+        matched_bytes=res.matched_bytes,
     )
     return out
 
@@ -119,6 +121,8 @@ def sync_stats(res: api.Result) -> str:
             f"Number of regular files transferred: {res.files:,}",
             f"Number of files with only metadata changed: {res.meta:,}",
             f"Total transferred file size: {res.bytes:,} bytes",
+            f"Literal data: {res.literal_bytes:,} bytes",
+            f"Matched data: {res.matched_bytes:,} bytes",
             f"Errors: {len(res.errors):,}",
             f"Time: {res.seconds:.3f} seconds ({res.workers} workers, {res.engine})",
         ]

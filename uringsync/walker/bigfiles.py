@@ -282,6 +282,7 @@ class BigFiles(Below):
                 self._report(d, big.name, big.final_name, meta_err[0], meta_err[1], engine.T_REG)
             self.totals.files += 1
             self.totals.bytes += int(big.st.size)
+            self.totals.literal += int(big.bytes)
             if self.opts.on_verbose:
                 self.verbose(join(d.src_path, big.name), join(d.dst_path, big.final_name))
         d.pending -= 1

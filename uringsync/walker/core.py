@@ -165,6 +165,7 @@ class Walker(Sync, Visit, BigFiles, Links, Dispatch, Dirs, Reporting):
         self.dir_mode_mask = opts.flags.dir_mode_mask
         # sync (sync.py)
         self.so = opts.sync
+        self.delta_block = opts.sync.block_size if opts.sync is not None else 0
         self.rules = opts.rules or None
         self.deleted = 0
         self.delete_skipped = 0

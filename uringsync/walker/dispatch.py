@@ -77,6 +77,7 @@ class Dispatch(Below):
     slot: Slot
     copy_range_min: int
     job_flags: int  # what jobs are queued with (the walker's flags and the reflink choice)
+    delta_block: int  # sync --delta: bytes per compared block
     link_digests: dict[bytes, bytes]  # cp --manifest: a linked copy's path -> its digest
     mode_mask: int
     trace: Callable[[Trace], None] | None
@@ -151,6 +152,8 @@ class Dispatch(Below):
             final = self.opts.backup_suffix  # cp -b: a cp job's final_name is its suffix
         if final is not None:
             self.batch.set_final(idx, final)
+        if flags & engine.F_DELTA:
+            self.batch.jobs[idx].delta_block = self.delta_block
         sl = self.slot
         sl.owners.append(d)
         sl.groups.append(group)
@@ -325,7 +328,12 @@ class Dispatch(Below):
                 if ok and int(j.type) == engine.T_REG and task.kind == "copy":
                     t.files += 1  # regular files transferred
                     files += 1
-                    nbytes += int(j.bytes)
+                    literal, matched = int(j.bytes), int(j.matched)
+                    if int(j.path) == engine.PATH_CLONE:  # shared with the source
+                        literal, matched = 0, literal
+                    t.literal += literal
+                    t.matched += matched
+                    nbytes += literal + matched
                 continue
             ok = not j.err or j.op in after_data  # the data is at the destination
             if j.err:

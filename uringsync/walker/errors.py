@@ -80,6 +80,10 @@ class Totals:
     links: int = 0  # hard links made (names after the first of an inode)
     specials: int = 0
     bytes: int = 0
+    # sync: of the transferred files' bytes, those written (rsync's literal
+    # data) and those found equal at the destination (matched: --delta, clones)
+    literal: int = 0
+    matched: int = 0
     errors: list[FileError] = field(default_factory=list)
     # sync: entries by outcome (itemize's kinds)
     created: int = 0

@@ -964,7 +964,7 @@ class Sync(Below):
             c = dataclasses.replace(c, acl=bool(v & engine.D_ACL), xattr=bool(v & engine.D_XATTR))
         if not xa or v is not None:
             self._item(c)
-            self._queue_sync_copy(d, name, st, engine.T_REG, existed=True)
+            self._queue_sync_copy(d, name, st, engine.T_REG, existed=True, update=True)
             return
         # rsync's line for a transferred file also says whether its ACLs or
         # xattrs differ from the old file's: compare them first (writing nothing)
@@ -981,7 +981,7 @@ class Sync(Below):
         acl = bool(changed & engine.CH_ACL)
         xattr = bool(changed & engine.CH_XATTR)
         self._item(dataclasses.replace(c, acl=acl, xattr=xattr), count=False)
-        self._queue_sync_copy(d, task.name, task.st, engine.T_REG, existed=True)
+        self._queue_sync_copy(d, task.name, task.st, engine.T_REG, existed=True, update=True)
         d.pending -= 1
         self._finish_dir(d)
 
@@ -1288,10 +1288,13 @@ class Sync(Below):
     ) -> None:
         self._queue(d, src, dst, st, ftype, flags, None, None, 0, task, final)
 
-    def _queue_sync_copy(self, d: Dir, name: bytes, st: Stat, t: int, existed: bool) -> None:
+    def _queue_sync_copy(
+        self, d: Dir, name: bytes, st: Stat, t: int, existed: bool, update: bool = False
+    ) -> None:
         """Copy a source entry under its name: a regular file through a
         temporary name (unless --inplace), the rest in place (the job
-        replaces what is there)."""
+        replaces what is there).  ``update``: a regular file replaces the
+        regular file there (--delta writes only the blocks that differ)."""
         so = self.so
         assert so is not None and d.sync is not None
         if so.dry_run:
@@ -1301,14 +1304,18 @@ class Sync(Below):
         if t == engine.T_REG and so.hard_links and int(st.nlink) > 1:
             key = (int(st.dev_major), int(st.dev_minor), int(st.ino))
             group = self.inodes.get(key)
-        if t == engine.T_REG and group is None and self._queue_big_sync(d, name, name, st):
+        flags = self.job_flags
+        # --verify and digests hash the source as it is copied whole
+        if update and so.delta and not so.verify and self.opts.on_digest is None:
+            flags |= engine.F_DELTA
+        elif t == engine.T_REG and group is None and self._queue_big_sync(d, name, name, st):
             return
         d.pending += 1
         task = COPY
         if t == engine.T_REG and not so.inplace:
-            self._queue(d, name, temp_name(name), st, t, self.job_flags, group, None, 0, task, name)
+            self._queue(d, name, temp_name(name), st, t, flags, group, None, 0, task, name)
         else:
-            self._queue(d, name, name, st, t, self.job_flags, group, None, 0, task)
+            self._queue(d, name, name, st, t, flags, group, None, 0, task)
 
     def _queue_big_sync(self, d: Dir, name: bytes, final: bytes, st: Stat) -> bool:
         """A big regular file in ranges on the workers, resumable (written
