@@ -281,6 +281,10 @@ void start_range(struct us_ring *r, struct slot *s)
 {
     struct us_job *j = s->job;
 
+    if (j->flags & US_F_DELTA) {
+        delta_range(r, s);
+        return;
+    }
     s->range = true;
     s->sfd = j->src_dirfd;
     s->dfd = j->dst_dirfd;

@@ -19,6 +19,12 @@
  *   in place (no final_name, --inplace): dst_name opened O_RDWR without
  *     O_TRUNC (job.c); a failure leaves it part old, part new: its mtime is
  *     set to 0 so that no quick check takes it for up to date.
+ *
+ * A big file is split over the workers: us_delta_open opens both ends in
+ * the walker (the clone made there), each US_T_RANGE job with US_F_DELTA
+ * compares and writes its own range (reading the old version until it
+ * ends), and the walker truncates, gives the metadata (us_big_finish) and
+ * renames.
  */
 #include "internal.h"
 
@@ -82,6 +88,13 @@ static void maybe_done(struct us_ring *r, struct slot *s)
 {
     if (s->pending)
         return;
+    if (s->range) {
+        if (s->failed)
+            finish(r, s);
+        else
+            range_complete(r, s);
+        return;
+    }
     if (!s->failed && s->base_size != s->eof_off && ftruncate(s->dfd, (off_t)s->eof_off) < 0)
         fail(s, US_OP_TRUNCATE, -errno);
     if (s->failed) {
@@ -153,11 +166,94 @@ static void scan(struct us_ring *r, struct slot *s, int c)
     maybe_done(r, s);
 }
 
+/* Both ends open, s->base_size, next_off and eof_off set: read, compare
+ * and write with as many chunks as the file can use, one buffer left per
+ * free slot (start_job relies on it). */
+static void run(struct us_ring *r, struct slot *s)
+{
+    struct us_job *j = s->job;
+    int want = MAX_CHUNKS;
+
+    s->delta = true;
+    s->block = j->delta_block ? j->delta_block : DEFAULT_BLOCK;
+    if (s->block > half(r))
+        s->block = half(r);
+    j->path = US_PATH_DELTA;
+    uint64_t per = half(r) / s->block * s->block, need = (s->eof_off - s->next_off) / per + 1;
+    if ((uint64_t)want > need)
+        want = (int)need;
+    while (s->nchunks < want && r->nfree > r->nfreeslots)
+        s->ch[s->nchunks++].buf = take_buf(r);
+    for (int c = 0; c < s->nchunks; c++)
+        next(r, s, c);
+    maybe_done(r, s);
+}
+
+void delta_range(struct us_ring *r, struct slot *s)
+{
+    struct us_job *j = s->job;
+
+    s->range = true;
+    s->sfd = j->src_dirfd;
+    s->dfd = j->dst_dirfd;
+    /* the old version is read until it ends: other ranges never write in
+     * this one, so what is there is the old data or a hole past its end */
+    s->base_size = UINT64_MAX;
+    s->next_off = j->off;
+    s->eof_off = j->off + j->len;
+    run(r, s);
+}
+
+int us_delta_open(int src_dirfd, const char *src_name, int dst_dirfd, const char *dst_name,
+                  const char *final_name, struct us_stat *st, int *fds, int *op)
+{
+    struct stat sb;
+    int sfd, dfd, ret;
+
+    fds[0] = fds[1] = -1;
+    sfd = big_open_src(src_dirfd, src_name, st, 0, op);
+    if (sfd < 0)
+        return sfd;
+    *op = US_OP_OPEN_DST;
+    if (final_name) {
+        dfd = openat(dst_dirfd, dst_name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (dfd < 0) {
+            ret = -errno;
+            close(sfd);
+            return ret;
+        }
+        int old = openat(dst_dirfd, final_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        bool cloned = old >= 0 && fstat(old, &sb) == 0 && S_ISREG(sb.st_mode) &&
+                      ioctl(dfd, FICLONE, old) == 0;
+        if (old >= 0)
+            close(old);
+        if (!cloned) {
+            close(dfd);
+            close(sfd);
+            unlinkat(dst_dirfd, dst_name, 0);
+            *op = US_OP_CLONE;
+            return -EOPNOTSUPP; /* the caller copies it whole */
+        }
+    } else {
+        dfd = openat(dst_dirfd, dst_name, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        ret = dfd < 0 ? -errno : fstat(dfd, &sb) < 0 ? -errno : S_ISREG(sb.st_mode) ? 0 : -EINVAL;
+        if (ret < 0) {
+            if (dfd >= 0)
+                close(dfd);
+            close(sfd);
+            return ret;
+        }
+    }
+    *op = US_OP_NONE;
+    fds[0] = sfd;
+    fds[1] = dfd;
+    return 0;
+}
+
 bool delta_start(struct us_ring *r, struct slot *s)
 {
     struct us_job *j = s->job;
     struct stat sb;
-    int want = MAX_CHUNKS;
 
     if (j->final_name) {
         int old = openat(j->dst_dirfd, j->final_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
@@ -181,24 +277,10 @@ bool delta_start(struct us_ring *r, struct slot *s)
         s->old_uid = sb.st_uid;
         s->old_gid = sb.st_gid;
     }
-    s->delta = true;
     s->base_size = (uint64_t)sb.st_size;
-    s->block = j->delta_block ? j->delta_block : DEFAULT_BLOCK;
-    if (s->block > half(r))
-        s->block = half(r);
-    j->path = US_PATH_DELTA;
     s->next_off = 0;
     s->eof_off = s->st.size;
-    /* as many chunks as the file can use, one buffer left per free slot
-     * (start_job relies on it) */
-    uint64_t per = half(r) / s->block * s->block, need = s->eof_off / per + 1;
-    if ((uint64_t)want > need)
-        want = (int)need;
-    while (s->nchunks < want && r->nfree > r->nfreeslots)
-        s->ch[s->nchunks++].buf = take_buf(r);
-    for (int c = 0; c < s->nchunks; c++)
-        next(r, s, c);
-    maybe_done(r, s);
+    run(r, s);
     return true;
 }
 

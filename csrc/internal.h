@@ -418,6 +418,8 @@ void on_readback_read(struct us_ring *r, struct slot *s, int c, int res);
 /* delta.c (US_F_DELTA): false when the file must be copied whole instead
  * (no clone of the old version), else the job goes on there */
 bool delta_start(struct us_ring *r, struct slot *s);
+/* a US_T_RANGE with US_F_DELTA: fds from the walker (us_delta_open) */
+void delta_range(struct us_ring *r, struct slot *s);
 void delta_on_read(struct us_ring *r, struct slot *s, int c, int res, bool base);
 void delta_on_write(struct us_ring *r, struct slot *s, int c, int res);
 /* data.c: a range is written (and read back): recorded (US_F_RESUME), done */

@@ -424,6 +424,18 @@ class _Lib:
         op: IntArray,
         /,
     ) -> int: ...
+    def us_delta_open(
+        self,
+        src_dirfd: int,
+        src_name: _Name,
+        dst_dirfd: int,
+        dst_name: _Name,
+        final_name: _Name | CData,
+        st: UsStat,
+        fds: IntArray,
+        op: IntArray,
+        /,
+    ) -> int: ...
     def us_big_open(
         self,
         src_dirfd: int,

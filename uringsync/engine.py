@@ -263,6 +263,21 @@ def big_open(
     return ret, (fds[0], fds[1]), step_of(op[0])
 
 
+def delta_open(
+    src_dirfd: int, name: bytes, dst_dirfd: int, dst_name: bytes, final: bytes | None, st: Stat
+) -> tuple[int, tuple[int, int], Step]:
+    """sync --delta of a big file (``us_delta_open``): the source opened and
+    the destination, ``dst_name`` made a clone of ``final`` (-EOPNOTSUPP
+    where it cannot be cloned: copy it whole) or, ``final`` None, opened to
+    be written in place.  (0 or -errno, the two fds, the failing step)."""
+    fds = ffi.new("int[2]")
+    op = ffi.new("int *")
+    ret = lib.us_delta_open(
+        src_dirfd, name, dst_dirfd, dst_name, ffi.NULL if final is None else final, st, fds, op
+    )
+    return ret, (fds[0], fds[1]), step_of(op[0])
+
+
 def big_finish(
     sfd: int, dfd: int, tail_off: int, st: Stat, flags: int, mode_mask: int
 ) -> tuple[int, Step]:

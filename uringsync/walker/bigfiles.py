@@ -56,12 +56,15 @@ class BigFile:
         "body_end",
         "bytes",
         "d",
+        "delta",
+        "delta_tmp",
         "done",
         "err",
         "expect",
         "fds",
         "flags",
         "left",
+        "matched",
         "name",
         "resume",
         "st",
@@ -88,6 +91,12 @@ class BigFile:
         self.done = 0  # resumable: bytes of the ranges recorded complete
         self.body_end = 0  # ranges cover [0, body_end); us_big_finish the rest
         self.err: tuple[Step, int] | None = None  # (step, errno) of the first failure
+        # sync --delta: ranges that write only what differs; ``delta_tmp``:
+        # the clone of the old version renamed over ``name`` when complete
+        # (None: ``name`` itself written in place)
+        self.delta = False
+        self.delta_tmp: bytes | None = None
+        self.matched = 0
 
     @property
     def final_name(self) -> bytes:
@@ -97,6 +106,8 @@ class BigFile:
     @property
     def dst_name(self) -> bytes:
         """The name it is written under."""
+        if self.delta_tmp is not None:
+            return self.delta_tmp
         return self.resume.tmp if self.resume is not None else self.name
 
 
@@ -176,6 +187,29 @@ class BigFiles(Below):
         self._queue_ranges(big, offs, per_batch=1)
         return True
 
+    def _queue_delta_big(self, d: Dir, name: bytes, st_ptr: Stat, tmp: bytes | None) -> bool:
+        """sync --delta of a big file, its ranges compared and written by
+        several workers: into ``tmp``, a clone of the old ``name`` (renamed
+        over it when complete), or into ``name`` itself (``tmp`` None).
+        False: one job instead (no clone: copied whole; out of fds)."""
+        if self.pool is None or self.pool.alive() < 2 or len(self.bigs) >= MAX_BIG_OPEN:
+            return False
+        st = engine.copy_stat(st_ptr)
+        src_fd, dst_fd = self._fds(d)
+        ret, fds, step = engine.delta_open(src_fd, name, dst_fd, tmp or name, tmp and name, st)
+        if ret in (-E.EOPNOTSUPP, -E.EEXIST, -E.EMFILE, -E.ENFILE, -E.ENOENT):
+            return False  # the one-job path copies it whole / makes it / waits
+        if ret < 0:
+            self._report(d, name, name, step, -ret, engine.T_REG)
+            return True
+        big = self._big_file(d, name, st, fds)
+        big.flags |= engine.F_DELTA
+        big.delta = True
+        big.delta_tmp = tmp
+        big.body_end = int(st.size)
+        self._queue_ranges(big, list(range(0, big.body_end, self.range_size)))
+        return True
+
     def _big_file(
         self, d: Dir, name: bytes, st: Stat, fds: tuple[int, int], res: Resume | None = None
     ) -> BigFile:
@@ -234,6 +268,7 @@ class BigFiles(Below):
         if j.err and big.err is None:
             big.err = (engine.step_of(int(j.op)), -int(j.err))
         big.bytes += int(j.bytes)
+        big.matched += int(j.matched)
         if not j.err:
             big.done += int(j.bytes)
         big.left -= 1
@@ -249,9 +284,16 @@ class BigFiles(Below):
         sfd, dfd = big.fds
         res = big.resume
         err = big.err
-        if err is None and big.bytes != big.expect:
+        if err is None and big.bytes + big.matched != big.expect:
             err = (steps.SRC_CHANGED, E.ESTALE)  # it shrank while being copied
         meta_err: tuple[Step, int] | None = None
+        if err is None and big.delta:
+            try:  # the new size (growth was written by the ranges)
+                os.ftruncate(dfd, int(big.st.size))
+            except OSError as e:
+                err = (steps.TRUNCATE, e.errno or E.EIO)
+        if err is not None and big.delta and big.delta_tmp is None:
+            _mark_incomplete(dfd)
         if err is None:
             ret, step = engine.big_finish(sfd, dfd, big.body_end, big.st, big.flags, self.mode_mask)
             if ret < 0:
@@ -271,6 +313,11 @@ class BigFiles(Below):
                 ret, step = engine.big_commit(dst_fd, res.tmp, res.final, res.rec)
                 if ret < 0:
                     err = (step, -ret)
+        if big.delta_tmp is not None and err is None:
+            try:
+                os.rename(big.delta_tmp, big.name, src_dir_fd=dst_fd, dst_dir_fd=dst_fd)
+            except OSError as e:
+                err = (steps.RENAME, e.errno or E.EIO)
         if err is not None:
             if res is None or err[0] is steps.SRC_CHANGED:
                 self._remove_big(dst_fd, big)
@@ -283,6 +330,7 @@ class BigFiles(Below):
             self.totals.files += 1
             self.totals.bytes += int(big.st.size)
             self.totals.literal += int(big.bytes)
+            self.totals.matched += big.matched
             if self.opts.on_verbose:
                 self.verbose(join(d.src_path, big.name), join(d.dst_path, big.final_name))
         d.pending -= 1
@@ -290,7 +338,10 @@ class BigFiles(Below):
 
     @staticmethod
     def _remove_big(dst_fd: int, big: BigFile) -> None:
-        """A partial copy's names gone (its temporary and record)."""
+        """A partial copy's names gone (its temporary and record); a file
+        written in place by --inplace --delta stays (marked incomplete)."""
+        if big.delta and big.delta_tmp is None:
+            return
         names = [big.dst_name] + ([big.resume.rec] if big.resume is not None else [])
         for name in names:
             with contextlib.suppress(OSError):
@@ -312,6 +363,26 @@ class BigFiles(Below):
             if big.resume is not None:
                 os.close(big.resume.rec_fd)
                 self._kept_note(big, "keeping the partial copy of {} ({}) for the next sync")
+            elif big.delta and big.delta_tmp is None:
+                _mark_incomplete_at(self._fds(big.d, False)[1], big.name)
             else:
                 self._remove_big(self._fds(big.d, False)[1], big)
         self.bigs.clear()
+
+
+def _mark_incomplete(fd: int) -> None:
+    """A file part old, part new (--inplace --delta that failed): its mtime
+    set to 0, so that no quick check takes it for up to date (delta.c does
+    the same for a file done as one job)."""
+    with contextlib.suppress(OSError):
+        os.utime(fd, ns=(os.fstat(fd).st_atime_ns, 0))
+
+
+def _mark_incomplete_at(dir_fd: int, name: bytes) -> None:
+    with contextlib.suppress(OSError):
+        flags = os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        fd = os.open(name, flags, dir_fd=dir_fd)
+        try:
+            _mark_incomplete(fd)
+        finally:
+            os.close(fd)

@@ -1308,6 +1308,14 @@ class Sync(Below):
         # --verify and digests hash the source as it is copied whole
         if update and so.delta and not so.verify and self.opts.on_digest is None:
             flags |= engine.F_DELTA
+            tmp = None if so.inplace else temp_name(name)
+            if (
+                group is None
+                and int(st.size) >= self.split_min
+                and self._queue_delta_big(d, name, st, tmp)
+            ):
+                d.sync.modified = True
+                return
         elif t == engine.T_REG and group is None and self._queue_big_sync(d, name, name, st):
             return
         d.pending += 1
