@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+from pathlib import Path
 
 import pytest
 
@@ -86,7 +87,7 @@ def test_failed_inplace_delta_is_not_taken_for_complete(tmp: bytes) -> None:
         os.mkdir(src)
         write_file(src + b"/f", rand_bytes(MiB, "f"))
         assert _sync(src, dst, SO, 0).exit_code == 0
-        old = open(dst + b"/f", "rb").read()
+        old = Path(os.fsdecode(dst + b"/f")).read_bytes()
         write_file(src + b"/f", rand_bytes(6 * MiB, "g"))
         os.utime(src + b"/f", ns=(0, 10**18))
         for inplace in (False, True):
@@ -98,7 +99,7 @@ def test_failed_inplace_delta_is_not_taken_for_complete(tmp: bytes) -> None:
             assert err.path.rsplit(b"/", 1)[1] in (b"f", b".f.uringsync-" + err.path[-6:])
             assert err.op == "write" and "No space left on device" in err.message
             if not inplace:
-                assert open(dst + b"/f", "rb").read() == old
+                assert Path(os.fsdecode(dst + b"/f")).read_bytes() == old
                 assert os.listdir(dst) == [b"f"]
         assert os.stat(dst + b"/f").st_mtime_ns == 0
     finally:
