@@ -506,10 +506,12 @@ int us_meta_sync_fd(int src_fd, int dst_fd, const struct us_stat *st, uint32_t f
  * `st`, which it refreshes) and the destination: with final_name, dst_name
  * made anew (O_EXCL, 0600) as a clone of final_name (FICLONE; where that
  * fails, -EOPNOTSUPP with *op US_OP_CLONE and nothing left behind: copy it
- * whole); without, dst_name itself opened to be written in place.  fds[0],
- * fds[1] for US_T_RANGE jobs with US_F_DELTA; 0 or -errno with *op. */
+ * whole); without, dst_name itself opened to be written in place.  `direct`
+ * as us_big_open's (1: the source, 2: the destination with O_DIRECT where
+ * the file system takes it).  fds[0], fds[1] for US_T_RANGE jobs with
+ * US_F_DELTA; returns which ends got O_DIRECT (1|2) or -errno with *op. */
 int us_delta_open(int src_dirfd, const char *src_name, int dst_dirfd, const char *dst_name,
-                  const char *final_name, struct us_stat *st, int *fds, int *op);
+                  const char *final_name, struct us_stat *st, int direct, int *fds, int *op);
 int us_big_open(int src_dirfd, const char *src_name, int dst_dirfd, const char *dst_name,
                 struct us_stat *st, int direct, int *fds, int *op);
 int us_big_finish(int sfd, int dfd, uint64_t tail_off, const struct us_stat *st, uint32_t flags,

@@ -196,6 +196,9 @@ void delta_range(struct us_ring *r, struct slot *s)
     s->range = true;
     s->sfd = j->src_dirfd;
     s->dfd = j->dst_dirfd;
+    /* O_DIRECT (us_delta_open): a short read is the end, never read on
+     * from an unaligned offset */
+    s->direct = big_direct_bits(s->sfd, s->dfd) != 0;
     /* the old version is read until it ends: other ranges never write in
      * this one, so what is there is the old data or a hole past its end */
     s->base_size = UINT64_MAX;
@@ -204,19 +207,30 @@ void delta_range(struct us_ring *r, struct slot *s)
     run(r, s);
 }
 
+/* openat, with O_DIRECT where `direct` asks and the file system takes it */
+static int open_maybe_direct(int dirfd, const char *name, int flags, bool direct)
+{
+    int fd = openat(dirfd, name, flags | (direct ? O_DIRECT : 0), 0600);
+
+    if (fd < 0 && direct && errno == EINVAL)
+        fd = openat(dirfd, name, flags, 0600);
+    return fd;
+}
+
 int us_delta_open(int src_dirfd, const char *src_name, int dst_dirfd, const char *dst_name,
-                  const char *final_name, struct us_stat *st, int *fds, int *op)
+                  const char *final_name, struct us_stat *st, int direct, int *fds, int *op)
 {
     struct stat sb;
     int sfd, dfd, ret;
 
     fds[0] = fds[1] = -1;
-    sfd = big_open_src(src_dirfd, src_name, st, 0, op);
+    sfd = big_open_src(src_dirfd, src_name, st, direct, op);
     if (sfd < 0)
         return sfd;
     *op = US_OP_OPEN_DST;
     if (final_name) {
-        dfd = openat(dst_dirfd, dst_name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        dfd = open_maybe_direct(dst_dirfd, dst_name,
+                                O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, direct & 2);
         if (dfd < 0) {
             ret = -errno;
             close(sfd);
@@ -235,7 +249,8 @@ int us_delta_open(int src_dirfd, const char *src_name, int dst_dirfd, const char
             return -EOPNOTSUPP; /* the caller copies it whole */
         }
     } else {
-        dfd = openat(dst_dirfd, dst_name, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        dfd = open_maybe_direct(dst_dirfd, dst_name, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC,
+                                direct & 2);
         ret = dfd < 0 ? -errno : fstat(dfd, &sb) < 0 ? -errno : S_ISREG(sb.st_mode) ? 0 : -EINVAL;
         if (ret < 0) {
             if (dfd >= 0)
@@ -247,7 +262,7 @@ int us_delta_open(int src_dirfd, const char *src_name, int dst_dirfd, const char
     *op = US_OP_NONE;
     fds[0] = sfd;
     fds[1] = dfd;
-    return 0;
+    return big_direct_bits(sfd, dfd);
 }
 
 bool delta_start(struct us_ring *r, struct slot *s)
@@ -294,13 +309,13 @@ void delta_on_read(struct us_ring *r, struct slot *s, int c, int res, bool base)
         fail(s, US_OP_READ, res);
     } else if (base) {
         ch->dgot += (uint32_t)res;
-        if (res == 0)
-            ch->dlen = ch->dgot; /* the old version is shorter now */
+        if (res == 0 || (s->direct && ch->dgot < ch->dlen))
+            ch->dlen = ch->dgot; /* the old version ends here */
         else if (ch->dgot < ch->dlen && !s->failed)
             submit_base(r, s, c);
     } else {
         ch->got += (uint32_t)res;
-        if (res == 0) {
+        if (res == 0 || (s->direct && ch->got < ch->len)) {
             /* the source ends here now: no more chunks past it */
             ch->len = ch->got;
             if (ch->off + ch->got < s->eof_off)

@@ -432,6 +432,7 @@ class _Lib:
         dst_name: _Name,
         final_name: _Name | CData,
         st: UsStat,
+        direct: int,
         fds: IntArray,
         op: IntArray,
         /,

@@ -264,16 +264,31 @@ def big_open(
 
 
 def delta_open(
-    src_dirfd: int, name: bytes, dst_dirfd: int, dst_name: bytes, final: bytes | None, st: Stat
+    src_dirfd: int,
+    name: bytes,
+    dst_dirfd: int,
+    dst_name: bytes,
+    final: bytes | None,
+    st: Stat,
+    direct: int,
 ) -> tuple[int, tuple[int, int], Step]:
     """sync --delta of a big file (``us_delta_open``): the source opened and
     the destination, ``dst_name`` made a clone of ``final`` (-EOPNOTSUPP
     where it cannot be cloned: copy it whole) or, ``final`` None, opened to
-    be written in place.  (0 or -errno, the two fds, the failing step)."""
+    be written in place; ``direct`` as :func:`big_open`'s.  (1|2 for the
+    ends that got O_DIRECT, or -errno; the two fds; the failing step)."""
     fds = ffi.new("int[2]")
     op = ffi.new("int *")
     ret = lib.us_delta_open(
-        src_dirfd, name, dst_dirfd, dst_name, ffi.NULL if final is None else final, st, fds, op
+        src_dirfd,
+        name,
+        dst_dirfd,
+        dst_name,
+        ffi.NULL if final is None else final,
+        st,
+        direct,
+        fds,
+        op,
     )
     return ret, (fds[0], fds[1]), step_of(op[0])
 

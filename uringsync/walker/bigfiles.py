@@ -196,7 +196,9 @@ class BigFiles(Below):
             return False
         st = engine.copy_stat(st_ptr)
         src_fd, dst_fd = self._fds(d)
-        ret, fds, step = engine.delta_open(src_fd, name, dst_fd, tmp or name, tmp and name, st)
+        ret, fds, step = engine.delta_open(
+            src_fd, name, dst_fd, tmp or name, tmp and name, st, self.opts.direct
+        )
         if ret in (-E.EOPNOTSUPP, -E.EEXIST, -E.EMFILE, -E.ENFILE, -E.ENOENT):
             return False  # the one-job path copies it whole / makes it / waits
         if ret < 0:
@@ -206,7 +208,9 @@ class BigFiles(Below):
         big.flags |= engine.F_DELTA
         big.delta = True
         big.delta_tmp = tmp
-        big.body_end = int(st.size)
+        size = int(st.size)
+        # O_DIRECT: the ranges end on a block; us_big_finish writes the tail
+        big.body_end = size & ~(DIRECT_BLOCK - 1) if ret & DIRECT_DST else size
         self._queue_ranges(big, list(range(0, big.body_end, self.range_size)))
         return True
 
@@ -329,7 +333,10 @@ class BigFiles(Below):
                 self._report(d, big.name, big.final_name, meta_err[0], meta_err[1], engine.T_REG)
             self.totals.files += 1
             self.totals.bytes += int(big.st.size)
-            self.totals.literal += int(big.bytes)
+            # (a delta's unaligned tail, written whole by us_big_finish, too)
+            self.totals.literal += int(big.bytes) + (
+                int(big.st.size) - big.body_end if big.delta else 0
+            )
             self.totals.matched += big.matched
             if self.opts.on_verbose:
                 self.verbose(join(d.src_path, big.name), join(d.dst_path, big.final_name))
