@@ -115,10 +115,16 @@ parents).  Options, with rsync's meaning: -a (-rlptgoD), -r -l -p -t -g -o -D
 --delete-after --delete-excluded --max-delete=N --exclude --include
 --exclude-from --include-from --filter ('-' and '+' rules) --files-from=FILE
 -0/--from0 --fsync --stats -q/--quiet --progress/--no-progress (the bar on a
-terminal's stderr); ours: --verify (each copied file read back from the disk
-and compared), --manifest FILE (the xxh128sum line of every regular file,
-checked by xxh128sum -c in DST), --json, -j N, --config FILE, --no-config.
-Any other rsync option is refused by name.
+terminal's stderr), --no-whole-file/--no-W (as --delta), -W/--whole-file,
+-B/--block-size=SIZE; ours: --delta (a changed file's blocks compared with
+the old version's and only those that differ written: into a clone of the
+old file on btrfs/xfs, renamed into place; with --inplace into the file
+itself; --stats says Literal and Matched data), --watch (after the first
+pass, keep DST in step with SRC until Ctrl-C or SIGTERM), --watch-delay=SECS
+(events gathered per directory, default 0.1), --verify (each copied file
+read back from the disk and compared), --manifest FILE (the xxh128sum line
+of every regular file, checked by xxh128sum -c in DST), --json, -j N,
+--config FILE, --no-config.  Any other rsync option is refused by name.
 
 Defaults may be set in the [sync] table of $XDG_CONFIG_HOME/uringsync/config.toml
 (~/.config when unset), else /etc/uringsync.toml (the first found is read):
@@ -135,7 +141,9 @@ Examples:
 \b
   uringsync sync -aHAX src/ /mnt/new/            a catch-up pass
   uringsync sync -aHAX --delete -i src/ /mnt/new/  the final pass, itemized
-  uringsync sync -naHAXci src/ /mnt/new/         what differs, by content"""
+  uringsync sync -naHAXci src/ /mnt/new/         what differs, by content
+  uringsync sync -a --inplace --delta vm/ /backup/vm/  only changed blocks
+  uringsync sync -aHAX --delete --watch src/ /mnt/new/  mirror until cutover"""
 
 
 @app.command(
