@@ -142,6 +142,11 @@ static void scan(struct us_ring *r, struct slot *s, int c)
     const char *src = buf_addr(r, ch->buf), *old = src + half(r);
     uint32_t start = UINT32_MAX;
 
+    if (s->failed) { /* another chunk failed: write no more */
+        release(r, s, c);
+        maybe_done(r, s);
+        return;
+    }
     while (ch->scan < ch->got) {
         uint32_t b = ch->scan, n = ch->got - b < s->block ? ch->got - b : s->block;
         bool same = b + n <= ch->dgot;
