@@ -10,7 +10,8 @@ ASAN_TESTS ?= tests/test_engine.py tests/test_buffer_pool.py tests/test_worker_p
 	tests/test_engine_sync.py tests/test_sync_match.py tests/test_sync_scan.py \
 	tests/test_sync_descend.py tests/test_resume.py::test_killed_at_70_percent_writes_only_the_rest \
 	tests/test_verify.py::test_every_difference_as_rsync tests/test_verify.py::test_cp_verify_is_cp_a \
-	tests/test_verify.py::test_verify_of_split_big_files tests/test_verify.py::test_manifest_round_trip
+	tests/test_verify.py::test_verify_of_split_big_files tests/test_verify.py::test_manifest_round_trip \
+	tests/test_sync_delta_engine.py
 ASAN_DIR := build/asan
 ASAN_ENV := LD_PRELOAD="$$($(CC) -print-file-name=libasan.so)" \
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:exitcode=99 \
