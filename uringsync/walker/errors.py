@@ -138,10 +138,15 @@ class Reporting:
         self.error(src if step.source else dst, step, err, step.what(src, dst, err, kind))
 
     def _job_error(self, d: Dir, j: engine.UsJob) -> None:
+        dst = j.dst_name
+        if self.opts.sync is not None and j.final_name:
+            # sync writes under a temporary name of its own: the user's is
+            # the one it replaces (rsync names that too)
+            dst = j.final_name
         self._report(
             d,
             engine.string(j.src_name),
-            engine.string(j.dst_name),
+            engine.string(dst),
             engine.step_of(int(j.op)),
             -int(j.err),
             int(j.type),
